@@ -1,0 +1,82 @@
+//! Agents: what runs when a room is asked something. The host hands an agent the run input and an
+//! event sink; the agent streams AG-UI events into it and returns the run's result.
+
+pub mod parallelization;
+mod registry;
+
+pub use registry::{Factory, FactoryError, Registry};
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::agui::{Event, RunAgentInput, UsageEntry};
+use crate::llm::{LlmClient, LlmError};
+
+/// What a factory gets besides the room's config: the services an agent may use.
+#[derive(Clone)]
+pub struct AgentDeps {
+    /// The shared LLM client: its concurrency limit holds across every run of every room.
+    pub llm: Arc<dyn LlmClient>,
+    /// Overrides every room's model when set (`ROOMHOST_MODEL`).
+    pub model_override: Option<String>,
+}
+
+/// The agent side of a run's event channel. Sending never fails loudly: when the client has gone,
+/// the host drops the run's future, which stops the agent's work.
+#[derive(Clone)]
+pub struct EventSink {
+    tx: mpsc::Sender<Event>,
+}
+
+impl EventSink {
+    pub fn new(tx: mpsc::Sender<Event>) -> Self {
+        Self { tx }
+    }
+
+    pub async fn send(&self, event: Event) {
+        // A closed channel means the client left; the host cancels the run, so nothing to do here.
+        let _ = self.tx.send(event).await;
+    }
+}
+
+/// What a successful run reports in `RUN_FINISHED`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOutput {
+    pub result: Option<Value>,
+    pub usage: Vec<UsageEntry>,
+}
+
+pub type RunFuture = BoxFuture<'static, Result<RunOutput, AgentError>>;
+
+pub trait Agent: Send + Sync {
+    /// Checks the input and returns the run's future. Errors here are answered as HTTP 400 before
+    /// any stream opens. The future must not send `RUN_STARTED`/`RUN_FINISHED`/`RUN_ERROR`: the host
+    /// does, and it sends `RUN_STARTED` before first polling the future.
+    fn start(&self, input: RunAgentInput, events: EventSink) -> Result<RunFuture, AgentError>;
+}
+
+/// Why a run could not start or did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The request cannot be run as given; answered with HTTP 400 before the stream.
+    #[error("{0}")]
+    BadInput(String),
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    /// The run failed after it started; `code` goes into `RUN_ERROR.code`.
+    #[error("{message}")]
+    Failed { code: &'static str, message: String },
+}
+
+impl AgentError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            AgentError::BadInput(_) => "bad_input",
+            AgentError::Llm(e) => e.code(),
+            AgentError::Failed { code, .. } => code,
+        }
+    }
+}

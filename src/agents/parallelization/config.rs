@@ -1,0 +1,199 @@
+//! The room's `agent.extra_config`, typed and checked: a typo here would silently change
+//! behaviour, so unknown keys are an error.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::agents::FactoryError;
+use crate::llm::ThinkLevel;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    Sectioning,
+    Voting,
+    #[serde(alias = "map-reduce", alias = "mapreduce")]
+    MapReduce,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Sectioning => "sectioning",
+            Strategy::Voting => "voting",
+            Strategy::MapReduce => "map_reduce",
+        }
+    }
+
+    /// Parses a user-given name (`forwardedProps.strategy`, slash commands).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "sectioning" | "section" | "sections" => Some(Strategy::Sectioning),
+            "voting" | "vote" => Some(Strategy::Voting),
+            "map_reduce" | "mapreduce" => Some(Strategy::MapReduce),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TieBreak {
+    /// One extra call weighs the tied answers and their reasoning.
+    Judge,
+    /// The tied answer given by the earliest voter wins.
+    First,
+}
+
+/// `think` in the room config: a level, or `off` for models without a thinking mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThinkSetting {
+    Off,
+    Low,
+    Medium,
+    High,
+}
+
+impl ThinkSetting {
+    pub fn level(self) -> Option<ThinkLevel> {
+        match self {
+            ThinkSetting::Off => None,
+            ThinkSetting::Low => Some(ThinkLevel::Low),
+            ThinkSetting::Medium => Some(ThinkLevel::Medium),
+            ThinkSetting::High => Some(ThinkLevel::High),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ParallelizationConfig {
+    pub model_name: String,
+    pub default_strategy: Strategy,
+    pub num_voters: u32,
+    /// Sampling temperature of voters; above 0 so that independent votes can differ.
+    pub voter_temperature: f32,
+    /// Sampling temperature of section writers, document summarisers and the reducer.
+    pub temperature: f32,
+    /// Base seed: voter `i` samples with `seed + i`.
+    pub seed: i64,
+    /// Optional viewpoints, one per voter (cycled when fewer than the voters).
+    pub voter_perspectives: Vec<String>,
+    pub tie_break: TieBreak,
+    /// Valid votes needed for a result; default a majority of `num_voters`.
+    pub quorum: Option<u32>,
+    /// The model's context window in tokens; map-reduce budgets every call against it.
+    pub num_ctx: u32,
+    pub max_collapse_depth: u32,
+    /// Upper bound on generated tokens per call (thinking included); none by default.
+    pub max_tokens: Option<u32>,
+    pub think: ThinkSetting,
+    /// Stream the model's thinking as `REASONING_*` events of each task's subagent.
+    pub show_thinking: bool,
+    /// Sections a planned (un-listed) sectioning run may have.
+    pub min_sections: u32,
+    pub max_sections: u32,
+}
+
+impl Default for ParallelizationConfig {
+    fn default() -> Self {
+        Self {
+            model_name: "gpt-oss:20b".into(),
+            default_strategy: Strategy::Sectioning,
+            num_voters: 3,
+            voter_temperature: 0.8,
+            temperature: 0.7,
+            seed: 42,
+            voter_perspectives: Vec::new(),
+            tie_break: TieBreak::Judge,
+            quorum: None,
+            num_ctx: 8192,
+            max_collapse_depth: 3,
+            max_tokens: None,
+            think: ThinkSetting::Low,
+            show_thinking: false,
+            min_sections: 3,
+            max_sections: 6,
+        }
+    }
+}
+
+impl ParallelizationConfig {
+    pub fn from_value(extra: &Value) -> Result<Self, FactoryError> {
+        let config: Self = serde_path_to_error::deserialize(extra).map_err(|e| {
+            let path = e.path().to_string();
+            FactoryError {
+                field: if path == "." { "(root)".into() } else { path },
+                message: e.into_inner().to_string(),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), FactoryError> {
+        let err = |field: &str, message: String| {
+            Err(FactoryError {
+                field: field.into(),
+                message,
+            })
+        };
+        if self.model_name.trim().is_empty() {
+            return err("model_name", "must not be empty".into());
+        }
+        if !(1..=15).contains(&self.num_voters) {
+            return err(
+                "num_voters",
+                format!("{} is out of range 1..=15", self.num_voters),
+            );
+        }
+        if let Some(q) = self.quorum {
+            if q == 0 || q > self.num_voters {
+                return err(
+                    "quorum",
+                    format!("{q} must be between 1 and num_voters ({})", self.num_voters),
+                );
+            }
+        }
+        for (field, t) in [
+            ("voter_temperature", self.voter_temperature),
+            ("temperature", self.temperature),
+        ] {
+            if !(0.0..=2.0).contains(&t) {
+                return err(field, format!("{t} is out of range 0.0..=2.0"));
+            }
+        }
+        if !(512..=1_048_576).contains(&self.num_ctx) {
+            return err(
+                "num_ctx",
+                format!("{} is out of range 512..=1048576", self.num_ctx),
+            );
+        }
+        if self.max_collapse_depth > 10 {
+            return err(
+                "max_collapse_depth",
+                format!("{} is out of range 0..=10", self.max_collapse_depth),
+            );
+        }
+        if self.max_tokens == Some(0) {
+            return err("max_tokens", "must be at least 1".into());
+        }
+        if self.min_sections < 1 || self.min_sections > self.max_sections || self.max_sections > 20
+        {
+            return err(
+                "max_sections",
+                format!(
+                    "need 1 <= min_sections ({}) <= max_sections ({}) <= 20",
+                    self.min_sections, self.max_sections
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// Majority of the voters unless the room sets `quorum`.
+    pub fn quorum(&self) -> u32 {
+        self.quorum.unwrap_or(self.num_voters / 2 + 1)
+    }
+}

@@ -1,0 +1,35 @@
+//! LLM backends: one streaming chat trait, Ollama-native and OpenAI-compatible implementations,
+//! and the per-endpoint concurrency limit, timeouts and retries every call goes through.
+//!
+//! Nothing here knows about rooms or AG-UI.
+
+mod error;
+mod pool;
+mod settings;
+mod types;
+
+pub use error::LlmError;
+pub use pool::build_client;
+pub use settings::{normalize_base_url, LlmApi, LlmSettings};
+pub use types::{
+    ChatChunk, ChatMessage, ChatRequest, ChatRole, ChatStream, Completion, GenerationOptions,
+    Think, ThinkLevel, Usage,
+};
+
+use async_trait::async_trait;
+
+/// A chat backend. Implementations bound their own concurrency: callers may fire any number of
+/// calls at once and rely on the client to queue them (or fail fast when the queue is full).
+#[async_trait]
+pub trait LlmClient: Send + Sync {
+    /// Starts one streaming chat call. The returned stream yields content and thinking deltas and
+    /// ends with exactly one [`ChatChunk::Done`]; dropping it closes the backend connection and
+    /// frees the concurrency slot at once.
+    async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, LlmError>;
+
+    /// Whether the backend answers at all (used by `/readyz`); the error says why not.
+    async fn health(&self) -> Result<(), LlmError>;
+
+    /// The provider name reported in usage (`ollama`, `openai`).
+    fn provider(&self) -> &str;
+}

@@ -1,0 +1,82 @@
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::agents::AgentError;
+
+/// An error answered before any stream starts: an HTTP status and `{"error": {code, message}}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("room '{0}' not found; GET /rooms lists the rooms")]
+    RoomNotFound(String),
+    #[error("thread '{0}' not found in this room")]
+    ThreadNotFound(String),
+    #[error("no route for {0}")]
+    NoRoute(String),
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("request body is not an AG-UI RunAgentInput: {0}")]
+    InvalidInput(String),
+    #[error(
+        "no user message with text; send messages with role \"user\" or {{\"prompt\": \"...\"}}"
+    )]
+    NoUserMessage,
+    #[error("run '{0}' has already been run; start a new run")]
+    RunIdReused(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("request body is larger than the limit of {0} bytes")]
+    TooLarge(usize),
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("the server is shutting down; retry on another instance or in a moment")]
+    ShuttingDown,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::RoomNotFound(_) | ApiError::ThreadNotFound(_) | ApiError::NoRoute(_) => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::InvalidJson(_)
+            | ApiError::InvalidInput(_)
+            | ApiError::NoUserMessage
+            | ApiError::RunIdReused(_)
+            | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::RoomNotFound(_) => "room_not_found",
+            ApiError::ThreadNotFound(_) => "thread_not_found",
+            ApiError::NoRoute(_) => "not_found",
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::InvalidInput(_) => "invalid_input",
+            ApiError::NoUserMessage => "no_user_message",
+            ApiError::RunIdReused(_) => "run_id_reused",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::TooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+impl From<AgentError> for ApiError {
+    fn from(e: AgentError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code(), "message": self.to_string()}});
+        (self.status(), Json(body)).into_response()
+    }
+}

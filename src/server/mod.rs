@@ -1,0 +1,119 @@
+//! HTTP: routes, handlers and serving with graceful shutdown.
+
+mod error;
+mod health;
+mod rooms;
+mod run;
+mod soliplex;
+
+pub use error::ApiError;
+pub use run::parse_input;
+
+use std::future::Future;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, Uri};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::state::AppState;
+
+pub fn router(app: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/rooms", get(rooms::list))
+        .route("/rooms/{id}", get(rooms::get))
+        .route("/rooms/{id}/run", post(run::run_room))
+        .route("/api/v1/rooms", get(rooms::list_by_id))
+        .route("/api/v1/rooms/{id}", get(rooms::get))
+        .route("/api/v1/rooms/{id}/agui", post(soliplex::new_thread))
+        .route(
+            "/api/v1/rooms/{id}/agui/{thread_id}",
+            post(soliplex::new_run),
+        )
+        .route(
+            "/api/v1/rooms/{id}/agui/{thread_id}/{run_id}",
+            post(soliplex::run),
+        )
+        .fallback(
+            |method: Method, uri: Uri| async move { ApiError::NoRoute(format!("{method} {uri}")) },
+        )
+        .layer(DefaultBodyLimit::max(app.settings.body_limit_bytes))
+        .layer(cors(&app.settings.cors_origins))
+        .layer(TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers(Any);
+    if origins.iter().any(|o| o == "*") {
+        return layer.allow_origin(Any);
+    }
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    layer.allow_origin(AllowOrigin::list(list))
+}
+
+/// Serves until `signal` resolves, then drains: new runs are refused, running streams get the
+/// grace period to finish and are then ended with `RUN_ERROR`.
+pub async fn serve(
+    listener: TcpListener,
+    app: AppState,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let drain_app = app.clone();
+    let drain = async move {
+        signal.await;
+        let app = drain_app;
+        let grace = app.settings.shutdown_grace();
+        tracing::info!(
+            runs = app.runs.len(),
+            ?grace,
+            "shutting down: draining running streams"
+        );
+        app.shutdown.cancel();
+        app.runs.close();
+        let (runs, force) = (app.runs.clone(), app.force_stop.clone());
+        tokio::spawn(async move {
+            if tokio::time::timeout(grace, runs.wait()).await.is_err() {
+                tracing::warn!(
+                    runs = runs.len(),
+                    "grace period over: stopping running streams"
+                );
+                force.cancel();
+            }
+        });
+    };
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(drain)
+        .await
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

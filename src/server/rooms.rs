@@ -1,0 +1,44 @@
+use axum::extract::{Path, State};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::ApiError;
+use crate::state::{AppState, Room};
+
+fn describe(room: &Room) -> Value {
+    let c = &room.config;
+    let mut v = json!({
+        "id": c.id,
+        "name": c.name,
+        "description": c.description,
+        "suggestions": c.suggestions,
+        "agent": {"kind": c.agent.kind, "factory_name": room.factory_name},
+    });
+    if let Some(welcome) = &c.welcome_message {
+        v["welcome_message"] = json!(welcome);
+    }
+    v
+}
+
+pub async fn list(State(app): State<AppState>) -> Json<Value> {
+    Json(Value::Array(app.rooms().iter().map(describe).collect()))
+}
+
+/// soliplex answers its room list as an object keyed by room id.
+pub async fn list_by_id(State(app): State<AppState>) -> Json<Value> {
+    let map = app
+        .rooms()
+        .iter()
+        .map(|r| (r.config.id.clone(), describe(r)))
+        .collect();
+    Json(Value::Object(map))
+}
+
+pub async fn get(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    app.room(&id)
+        .map(|r| Json(describe(r)))
+        .ok_or(ApiError::RoomNotFound(id))
+}

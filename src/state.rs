@@ -1,0 +1,205 @@
+//! `AppState`: everything a request handler needs, built once at start-up.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::agents::{Agent, AgentDeps, Registry};
+use crate::config::{ConfigError, Settings};
+use crate::llm::{self, LlmClient};
+use crate::rooms::{load_rooms_dir, LoadedRoom, RoomConfig, RoomError};
+
+pub type AppState = Arc<App>;
+
+/// A loaded room with its agent built.
+pub struct Room {
+    pub config: RoomConfig,
+    pub file: PathBuf,
+    pub factory_name: String,
+    pub agent: Arc<dyn Agent>,
+}
+
+pub struct App {
+    pub settings: Settings,
+    rooms: Vec<Room>,
+    pub llm: Arc<dyn LlmClient>,
+    /// Every run's task; empty when no run is in flight.
+    pub runs: TaskTracker,
+    /// Fired when shutdown begins: new runs are refused.
+    pub shutdown: CancellationToken,
+    /// Fired when the shutdown grace period is over: running streams end with `RUN_ERROR`.
+    pub force_stop: CancellationToken,
+    pub(crate) threads: Mutex<ThreadBook>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Rooms(#[from] RoomError),
+    #[error("cannot listen on {addr}: {detail}")]
+    Bind { addr: String, detail: String },
+}
+
+impl App {
+    /// Loads the rooms from `settings.rooms_dir`, builds the LLM client and every room's agent.
+    pub fn build(settings: Settings, registry: &Registry) -> Result<AppState, StartupError> {
+        let llm = llm::build_client(&settings.llm)?;
+        let rooms = load_rooms_dir(&settings.rooms_dir)?;
+        Self::build_with(settings, registry, llm, rooms)
+    }
+
+    pub fn build_with(
+        settings: Settings,
+        registry: &Registry,
+        llm: Arc<dyn LlmClient>,
+        rooms: Vec<LoadedRoom>,
+    ) -> Result<AppState, StartupError> {
+        let deps = AgentDeps {
+            llm: llm.clone(),
+            model_override: settings.model.clone(),
+        };
+        let rooms = rooms
+            .into_iter()
+            .map(|room| build_room(room, registry, &deps))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Arc::new(App {
+            settings,
+            rooms,
+            llm,
+            runs: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            force_stop: CancellationToken::new(),
+            threads: Mutex::new(ThreadBook::default()),
+        }))
+    }
+
+    pub fn rooms(&self) -> &[Room] {
+        &self.rooms
+    }
+
+    pub fn room(&self, id: &str) -> Option<&Room> {
+        self.rooms.iter().find(|r| r.config.id == id)
+    }
+}
+
+fn build_room(room: LoadedRoom, registry: &Registry, deps: &AgentDeps) -> Result<Room, RoomError> {
+    let LoadedRoom { file, config } = room;
+    let field = |field: &str, message: String| RoomError::Field {
+        file: file.clone(),
+        field: field.to_owned(),
+        message,
+    };
+    if config.agent.kind != "factory" {
+        return Err(field(
+            "agent.kind",
+            format!(
+                "unknown kind '{}'; this server supports 'factory'",
+                config.agent.kind
+            ),
+        ));
+    }
+    let name = config
+        .agent
+        .factory_name
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| {
+            field(
+                "agent.factory_name",
+                "missing; a factory agent needs one".into(),
+            )
+        })?;
+    let factory = registry.get(&name).ok_or_else(|| {
+        let known: Vec<&str> = registry.names().collect();
+        field(
+            "agent.factory_name",
+            format!(
+                "unknown factory '{name}'; known factories: {}",
+                known.join(", ")
+            ),
+        )
+    })?;
+    let extra = match (&config.agent.extra_config, config.agent.with_agent_config) {
+        (Some(extra), true) => serde_json::to_value(extra)
+            .map_err(|e| field("agent.extra_config", format!("cannot be read as JSON: {e}")))?,
+        _ => Value::Object(Default::default()),
+    };
+    if !extra.is_object() {
+        return Err(field(
+            "agent.extra_config",
+            "must be a mapping of keys".into(),
+        ));
+    }
+    let agent = factory(&extra, deps)
+        .map_err(|e| field(&format!("agent.extra_config.{}", e.field), e.message))?;
+    Ok(Room {
+        config,
+        file,
+        factory_name: name,
+        agent,
+    })
+}
+
+/// soliplex-style threads and their runs, so a run id can be used once only. Bounded: the oldest
+/// threads are forgotten first.
+#[derive(Default)]
+pub(crate) struct ThreadBook {
+    threads: HashMap<String, ThreadEntry>,
+    order: VecDeque<String>,
+}
+
+struct ThreadEntry {
+    room: String,
+    /// run id -> whether it has been run
+    runs: HashMap<String, bool>,
+}
+
+const MAX_THREADS: usize = 10_000;
+
+impl ThreadBook {
+    pub(crate) fn new_thread(&mut self, room: &str, thread_id: String, run_id: String) {
+        if self.order.len() >= MAX_THREADS {
+            if let Some(old) = self.order.pop_front() {
+                self.threads.remove(&old);
+            }
+        }
+        let runs = HashMap::from([(run_id, false)]);
+        self.threads.insert(
+            thread_id.clone(),
+            ThreadEntry {
+                room: room.to_owned(),
+                runs,
+            },
+        );
+        self.order.push_back(thread_id);
+    }
+
+    /// Adds a run to a thread of `room`; false if no such thread.
+    pub(crate) fn new_run(&mut self, room: &str, thread_id: &str, run_id: String) -> bool {
+        match self.threads.get_mut(thread_id) {
+            Some(t) if t.room == room => {
+                t.runs.insert(run_id, false);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Marks a run as started; false if it had started before.
+    pub(crate) fn start_run(&mut self, room: &str, thread_id: &str, run_id: &str) -> bool {
+        if !self.threads.contains_key(thread_id) {
+            self.new_thread(room, thread_id.to_owned(), run_id.to_owned());
+        }
+        let Some(thread) = self.threads.get_mut(thread_id) else {
+            return false;
+        };
+        let started = thread.runs.entry(run_id.to_owned()).or_insert(false);
+        !std::mem::replace(started, true)
+    }
+}
