@@ -376,18 +376,16 @@ pub fn verify_agui(events: &[Value]) -> Result<(), String> {
                     return Err(at("empty delta".into()));
                 }
             }
-            "TEXT_MESSAGE_END" => {
-                if !open_text.remove(&id()) {
-                    return Err(at(format!("end of message {} that is not open", id())));
-                }
+            "TEXT_MESSAGE_END" if !open_text.remove(&id()) => {
+                return Err(at(format!("end of message {} that is not open", id())));
             }
             "REASONING_START" | "REASONING_MESSAGE_START" => {
                 open_reasoning.insert(format!("{ty}:{}", id()));
             }
-            "REASONING_MESSAGE_CONTENT" => {
-                if !open_reasoning.contains(&format!("REASONING_MESSAGE_START:{}", id())) {
-                    return Err(at("reasoning content outside its message".into()));
-                }
+            "REASONING_MESSAGE_CONTENT"
+                if !open_reasoning.contains(&format!("REASONING_MESSAGE_START:{}", id())) =>
+            {
+                return Err(at("reasoning content outside its message".into()));
             }
             "REASONING_MESSAGE_END" | "REASONING_END" => {
                 let start = if ty == "REASONING_END" {
@@ -429,10 +427,8 @@ pub fn verify_agui(events: &[Value]) -> Result<(), String> {
                     return Err(at(format!("subagent {sub} is not active")));
                 }
             }
-            "ACTIVITY_SNAPSHOT" => {
-                if !message_ids.insert(id()) {
-                    return Err(at(format!("message id {} used twice", id())));
-                }
+            "ACTIVITY_SNAPSHOT" if !message_ids.insert(id()) => {
+                return Err(at(format!("message id {} used twice", id())));
             }
             _ => {}
         }
