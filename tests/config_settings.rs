@@ -78,7 +78,8 @@ fn several_base_urls_and_base_url_beats_ollama_host() {
 
 #[test]
 fn bad_values_name_their_source() {
-    let cases: [(&[(&str, &str)], &[&str]); 5] = [
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Env, &[&str]); 5] = [
         (
             &[("ROOMHOST_MAX_CONCURRENCY", "lots")],
             &["ROOMHOST_MAX_CONCURRENCY", "'lots'"],
