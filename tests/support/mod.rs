@@ -1,3 +1,4 @@
 #![allow(dead_code)]
 
 pub mod harness;
+pub mod test_agent;

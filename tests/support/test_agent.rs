@@ -1,0 +1,121 @@
+//! A scripted agent for host tests, configured from its room's `extra_config`:
+//! `words` (text chunks), `delay_ms` (before each chunk), `fail` (end with an error).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use roomhost::agents::{
+    Agent, AgentDeps, AgentError, EventSink, FactoryError, Registry, RunFuture, RunOutput,
+};
+use roomhost::agui::{Event, RunAgentInput, TextRole};
+use serde_json::{json, Value};
+
+/// Runs whose future was dropped before it finished (the host cancelled them).
+pub static CANCELLED: AtomicUsize = AtomicUsize::new(0);
+/// Runs whose future started.
+pub static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+pub const NAME: &str = "tests.scripted_agent";
+
+pub fn registry() -> Registry {
+    let mut registry = Registry::builtin();
+    registry.register(NAME, create);
+    registry
+}
+
+/// A room file for the scripted agent.
+pub fn room(id: &str, words: u64, delay_ms: u64, fail: bool) -> String {
+    format!(
+        "id: {id}\nname: {id}\nagent:\n  kind: factory\n  factory_name: {NAME}\n  with_agent_config: true\n  extra_config:\n    words: {words}\n    delay_ms: {delay_ms}\n    fail: {fail}\n"
+    )
+}
+
+struct Scripted {
+    words: u64,
+    delay: Duration,
+    fail: bool,
+}
+
+fn create(extra: &Value, _deps: &AgentDeps) -> Result<Arc<dyn Agent>, FactoryError> {
+    let num = |k: &str| extra.get(k).and_then(Value::as_u64).unwrap_or(0);
+    Ok(Arc::new(Scripted {
+        words: num("words"),
+        delay: Duration::from_millis(num("delay_ms")),
+        fail: extra.get("fail").and_then(Value::as_bool).unwrap_or(false),
+    }))
+}
+
+struct CountDrop {
+    finished: bool,
+}
+
+impl Drop for CountDrop {
+    fn drop(&mut self) {
+        if !self.finished {
+            CANCELLED.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Agent for Scripted {
+    fn start(&self, input: RunAgentInput, events: EventSink) -> Result<RunFuture, AgentError> {
+        let prompt = input.last_user_text().unwrap_or_default();
+        if prompt.starts_with("/reject") {
+            return Err(AgentError::BadInput(
+                "the scripted agent rejects /reject".into(),
+            ));
+        }
+        let (words, delay, fail) = (self.words, self.delay, self.fail);
+        Ok(Box::pin(async move {
+            STARTED.fetch_add(1, Ordering::SeqCst);
+            let mut guard = CountDrop { finished: false };
+            events
+                .send(Event::StepStarted {
+                    step_name: "work".into(),
+                })
+                .await;
+            let message_id = format!("msg-{}", input.run_id);
+            events
+                .send(Event::TextMessageStart {
+                    message_id: message_id.clone(),
+                    role: TextRole::Assistant,
+                    subagent_run_id: None,
+                })
+                .await;
+            for i in 0..words {
+                tokio::time::sleep(delay).await;
+                let delta = format!("word{i} ");
+                events
+                    .send(Event::TextMessageContent {
+                        message_id: message_id.clone(),
+                        delta,
+                        subagent_run_id: None,
+                    })
+                    .await;
+            }
+            events
+                .send(Event::TextMessageEnd {
+                    message_id,
+                    subagent_run_id: None,
+                })
+                .await;
+            events
+                .send(Event::StepFinished {
+                    step_name: "work".into(),
+                })
+                .await;
+            guard.finished = true;
+            if fail {
+                return Err(AgentError::Failed {
+                    code: "scripted_failure",
+                    message: "the scripted agent failed as told".into(),
+                });
+            }
+            Ok(RunOutput {
+                result: Some(json!({"echo": prompt})),
+                usage: Vec::new(),
+            })
+        }))
+    }
+}
