@@ -106,6 +106,19 @@ async fn an_agent_failure_ends_the_stream_with_run_error() {
 }
 
 #[tokio::test]
+async fn an_agent_panic_becomes_run_error_not_a_cut_stream() {
+    let server = server_with(&test_agent::room("echo", 1, 0, false), |_| {}).await;
+    let run = server.run("echo", json!({"prompt": "/panic"})).await;
+    verify_agui(&run.events).unwrap();
+    assert_eq!(run.last()["type"], "RUN_ERROR");
+    assert_eq!(run.last()["code"], "internal");
+    assert!(run.last()["message"]
+        .as_str()
+        .unwrap()
+        .contains("scripted panic"));
+}
+
+#[tokio::test]
 async fn input_the_agent_refuses_is_a_400_before_the_stream() {
     let server = server_with(&test_agent::room("echo", 1, 0, false), |_| {}).await;
     let run = server.run("echo", json!({"prompt": "/reject this"})).await;

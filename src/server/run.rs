@@ -1,6 +1,7 @@
 //! `POST /rooms/{id}/run`: decode the run input, start the room's agent, stream its events as SSE.
 
 use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -8,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{self, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -194,7 +195,18 @@ async fn drive(
             code: "shutdown",
             message: "the server is shutting down and stopped this run before it finished; retry it".into(),
         })),
-        result = run => Some(result),
+        result = AssertUnwindSafe(run).catch_unwind() => Some(result.unwrap_or_else(|panic| {
+            let detail = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(%detail, "agent panicked");
+            Err(AgentError::Failed {
+                code: "internal",
+                message: format!("the agent failed unexpectedly ({detail}); this is a server bug, please report it"),
+            })
+        })),
     };
     let last = match outcome {
         None => {

@@ -61,6 +61,9 @@ impl Drop for CountDrop {
 impl Agent for Scripted {
     fn start(&self, input: RunAgentInput, events: EventSink) -> Result<RunFuture, AgentError> {
         let prompt = input.last_user_text().unwrap_or_default();
+        if prompt.starts_with("/panic") {
+            return Ok(Box::pin(async { panic!("scripted panic") }));
+        }
         if prompt.starts_with("/reject") {
             return Err(AgentError::BadInput(
                 "the scripted agent rejects /reject".into(),
