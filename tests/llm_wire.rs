@@ -214,6 +214,28 @@ async fn usage_is_reported_per_call_and_sums() {
 }
 
 #[tokio::test]
+async fn openai_without_usage_counts_the_deltas() {
+    let mock = MockLlm::start().await;
+    let event = |delta: serde_json::Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"choices": [{"index": 0, "delta": delta}]})
+        )
+        .into_bytes()
+    };
+    mock.push(MockReply::new().raw(vec![
+        event(json!({"role": "assistant"})),
+        event(json!({"reasoning_content": "so"})),
+        event(json!({"content": "a"})),
+        event(json!({"content": "b"})),
+        b"data: [DONE]\n\n".to_vec(),
+    ]));
+    let out = call(&*client(&settings(&[&mock], LlmApi::Openai)), ask("q")).await;
+    let usage = out.result.expect("complete").usage;
+    assert_eq!((usage.prompt_tokens, usage.completion_tokens), (0, 3));
+}
+
+#[tokio::test]
 async fn model_not_found_says_to_pull_and_a_wrong_path_says_so() {
     for api in BOTH_APIS {
         let mock = MockLlm::start().await;

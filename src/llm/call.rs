@@ -128,7 +128,7 @@ impl Http {
             decoder,
             pending: VecDeque::new(),
             first_byte_until,
-            got_bytes: false,
+            got_chunk: false,
             finished: false,
             failed: None,
             timeouts: self.timeouts,
@@ -283,8 +283,8 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// A streaming response body turned into chunks, with the first-byte limit until bytes arrive and
-/// the idle limit between reads after that.
+/// A streaming response body turned into chunks, with the first-byte limit until the first chunk
+/// and the idle limit between reads after that.
 pub(crate) struct BodyReader {
     base: String,
     body: BoxStream<'static, reqwest::Result<Bytes>>,
@@ -292,7 +292,9 @@ pub(crate) struct BodyReader {
     decoder: Box<dyn Decoder>,
     pending: VecDeque<ChatChunk>,
     first_byte_until: Instant,
-    got_bytes: bool,
+    /// Until the first chunk, the first-byte limit applies: an OpenAI server may send its
+    /// role-only event at once and the first token only after a long prompt evaluation.
+    got_chunk: bool,
     /// The final chunk was decoded, the body ended, or it failed: read no more.
     finished: bool,
     failed: Option<LlmError>,
@@ -329,7 +331,7 @@ impl BodyReader {
     }
 
     async fn read(&mut self) -> Result<(), LlmError> {
-        let wait = if self.got_bytes {
+        let wait = if self.got_chunk {
             Wait {
                 until: Instant::now() + self.timeouts.idle,
                 which: IDLE,
@@ -357,8 +359,8 @@ impl BodyReader {
         };
         match next {
             Some(Ok(bytes)) => {
-                self.got_bytes = true;
                 self.lines.push(&bytes, &mut decode)?;
+                self.got_chunk |= !pending.is_empty();
             }
             Some(Err(e)) => {
                 return Err(LlmError::Disconnected {

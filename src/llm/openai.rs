@@ -167,7 +167,11 @@ struct SseDecoder {
     data: Vec<u8>,
     saw_content: bool,
     finish_reason: Option<String>,
-    usage: Usage,
+    usage: Option<Usage>,
+    /// Content and reasoning deltas received: servers stream one token per delta, so this stands
+    /// in for the completion count when no usage is sent (llama-cpp-python ignores
+    /// `include_usage`).
+    deltas: u64,
 }
 
 impl SseDecoder {
@@ -181,9 +185,13 @@ impl SseDecoder {
             if self.finish_reason.as_deref() == Some("length") && !self.saw_content {
                 return Err(LlmError::EmptyLength);
             }
+            let usage = self.usage.unwrap_or(Usage {
+                completion_tokens: self.deltas,
+                ..Usage::default()
+            });
             out.push_back(ChatChunk::Done(Completion {
                 done_reason: self.finish_reason.take(),
-                usage: self.usage,
+                usage,
             }));
             return Ok(());
         }
@@ -192,11 +200,14 @@ impl SseDecoder {
             return Err(LlmError::MidStream(error_message(error)));
         }
         if let Some(usage) = event.usage {
-            self.usage.prompt_tokens = usage.prompt_tokens;
-            self.usage.completion_tokens = usage.completion_tokens;
-            self.usage.reasoning_tokens = usage
-                .completion_tokens_details
-                .map_or(0, |d| d.reasoning_tokens);
+            self.usage = Some(Usage {
+                prompt_tokens: usage.prompt_tokens,
+                completion_tokens: usage.completion_tokens,
+                reasoning_tokens: usage
+                    .completion_tokens_details
+                    .map_or(0, |d| d.reasoning_tokens),
+                ..Usage::default()
+            });
         }
         if let Some(choice) = event.choices.into_iter().next() {
             let delta = choice.delta;
@@ -205,9 +216,11 @@ impl SseDecoder {
                 .or(delta.reasoning)
                 .filter(|t| !t.is_empty())
             {
+                self.deltas += 1;
                 out.push_back(ChatChunk::Thinking(thinking));
             }
             if let Some(content) = delta.content.filter(|c| !c.is_empty()) {
+                self.deltas += 1;
                 self.saw_content = true;
                 out.push_back(ChatChunk::Content(content));
             }

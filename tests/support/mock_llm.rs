@@ -632,13 +632,6 @@ fn stream_steps(wire: Wire, req: &MockRequest, reply: &MockReply) -> VecDeque<St
                 .map(|w| Step::Write(Bytes::from(w.clone()))),
         );
     } else {
-        if wire == Wire::OpenAi {
-            steps.push_back(Step::Write(line(openai_chunk(
-                req,
-                json!({"role": "assistant", "content": ""}),
-                None,
-            ))));
-        }
         if reply.garbage_line {
             steps.push_back(Step::Write(match wire {
                 Wire::Ollama => Bytes::from_static(b"this is not json\n"),
@@ -673,6 +666,19 @@ fn stream_steps(wire: Wire, req: &MockRequest, reply: &MockReply) -> VecDeque<St
             Some(v) => Step::Write(line(v)),
             None => Step::Write(Bytes::from_static(b"data: [DONE]\n\n")),
         })),
+    }
+    if wire == Wire::OpenAi && reply.raw.is_none() {
+        // The role-only event goes out with the first write, so delays fall between the same
+        // chunks in both formats.
+        let role = line(openai_chunk(
+            req,
+            json!({"role": "assistant", "content": ""}),
+            None,
+        ));
+        match steps.front_mut() {
+            Some(Step::Write(first)) => *first = [role, first.clone()].concat().into(),
+            _ => steps.push_front(Step::Write(role)),
+        }
     }
     steps
 }
