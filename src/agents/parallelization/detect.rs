@@ -64,6 +64,16 @@ pub fn choose(text: &str, forwarded: &Value, default: Strategy) -> Result<Choice
             None => (default, Source::Default),
         },
     };
+    if text.trim().is_empty() && strategy != Strategy::MapReduce {
+        return Err(format!(
+            "nothing to work on: write the {} after the command",
+            if strategy == Strategy::Voting {
+                "question"
+            } else {
+                "topic"
+            }
+        ));
+    }
     let job = match strategy {
         Strategy::MapReduce => summarize_job(text, props.documents)?,
         Strategy::Sectioning => sections_job(text),
