@@ -2,18 +2,38 @@
 //! and the per-endpoint concurrency limit, timeouts and retries every call goes through.
 //!
 //! Nothing here knows about rooms or AG-UI.
+//!
+//! Layout: `ollama` and `openai` hold what differs between the wire formats (URLs, request body,
+//! stream decoder, behind `wire::Wire`); `lines` splits bytes into lines; `call` makes one HTTP
+//! attempt with its timeouts; `limiter` holds the per-endpoint slots and the bounded FIFO queue;
+//! `retry` says what to retry and how long to wait; `pool` puts them together as the client.
+//!
+//! Settings (`LlmSettings`, env in brackets): `api` (ROOMHOST_LLM_API: `ollama` for `/api/chat`,
+//! `openai` for `/v1/chat/completions`), `base_urls` (OLLAMA_BASE_URL or OLLAMA_HOST,
+//! comma-separated; calls go to the least busy), `api_key` (ROOMHOST_LLM_API_KEY, sent as a bearer
+//! token), `max_concurrency` per endpoint (ROOMHOST_MAX_CONCURRENCY; match `OLLAMA_NUM_PARALLEL`),
+//! `max_queue` (ROOMHOST_MAX_QUEUE), the connect / first-byte / idle / total timeouts
+//! (ROOMHOST_*_TIMEOUT_SECS), `max_retries` (ROOMHOST_MAX_RETRIES) and `openai_json_mode`
+//! (ROOMHOST_OPENAI_JSON_MODE: `json_schema`, or `json_object` for llama-cpp-python's server).
 
+mod call;
 mod error;
+mod limiter;
+mod lines;
+mod ollama;
+mod openai;
 mod pool;
+mod retry;
 mod settings;
 mod types;
+mod wire;
 
 pub use error::LlmError;
 pub use pool::build_client;
-pub use settings::{normalize_base_url, LlmApi, LlmSettings};
+pub use settings::{normalize_base_url, LlmApi, LlmSettings, OpenAiJsonMode};
 pub use types::{
     ChatChunk, ChatMessage, ChatRequest, ChatRole, ChatStream, Completion, GenerationOptions,
-    Think, ThinkLevel, Usage,
+    LlmLoad, Think, ThinkLevel, Usage,
 };
 
 use async_trait::async_trait;
@@ -32,4 +52,9 @@ pub trait LlmClient: Send + Sync {
 
     /// The provider name reported in usage (`ollama`, `openai`).
     fn provider(&self) -> &str;
+
+    /// Calls in flight and waiting, summed over endpoints. Clients without a limiter report zeros.
+    fn load(&self) -> LlmLoad {
+        LlmLoad::default()
+    }
 }
