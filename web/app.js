@@ -27,6 +27,7 @@ function uuid() {
 
 const number = new Intl.NumberFormat("en-US");
 const STRATEGY_NAMES = { sectioning: "Sectioning", voting: "Voting", map_reduce: "Map-reduce" };
+const SOURCE_NAMES = { explicit: "chosen", pattern: "detected", default: "room default" };
 const PHASE_NAMES = {
   starting: "Starting",
   running: "Running",
@@ -63,31 +64,20 @@ const state = {
 
 // ---- Token usage -------------------------------------------------------------------------------
 
-/** Total tokens of a usage entry or a list of them (camelCase or snake_case fields). */
-function tokensOf(usage) {
-  if (!usage) return 0;
-  if (Array.isArray(usage)) return usage.reduce((sum, u) => sum + tokensOf(u), 0);
-  const input = usage.inputTokens ?? usage.input_tokens ?? 0;
-  const output = usage.outputTokens ?? usage.output_tokens ?? 0;
-  return usage.totalTokens ?? usage.total_tokens ?? input + output;
+/** Tokens of a task's usage in the activity (`input_tokens`, `output_tokens`). */
+function taskTokens(usage) {
+  return usage ? (usage.input_tokens ?? 0) + (usage.output_tokens ?? 0) : 0;
+}
+
+/** Tokens of `RUN_FINISHED.usage`: AG-UI usage entries, one per model. */
+function runTokens(usage) {
+  return (usage ?? []).reduce((sum, u) => sum + (u.totalTokens ?? (u.inputTokens ?? 0) + (u.outputTokens ?? 0)), 0);
 }
 
 // ---- One task card -----------------------------------------------------------------------------
 
-function statusClass(status) {
-  const s = String(status ?? "").toLowerCase();
-  if (["complete", "completed", "done", "finished", "success", "succeeded", "ok"].includes(s)) return "complete";
-  if (["failed", "error", "errored"].includes(s)) return "failed";
-  if (["pending", "queued", "waiting"].includes(s)) return "pending";
-  if (s === "stopped") return "stopped";
-  return "running";
-}
-
 class TaskCard {
   constructor(label) {
-    this.label = label;
-    this.subagentRunId = undefined;
-    this.resultIndex = undefined;
     this.streamed = false;
     this.root = h("div", "task");
     const head = h("div", "task-head");
@@ -105,9 +95,10 @@ class TaskCard {
     this.setStatus("pending");
   }
 
+  /** pending, running, complete, failed or stopped */
   setStatus(status) {
-    this.root.dataset.status = statusClass(status);
-    this.statusEl.textContent = String(status);
+    this.root.dataset.status = status;
+    this.statusEl.textContent = status;
   }
 
   append(delta) {
@@ -124,46 +115,22 @@ class TaskCard {
 
   /** Applies one entry of the activity's `results`: status, usage, error, output. */
   applyResult(result) {
-    if (result.status) this.setStatus(result.status);
-    if (result.error) this.errorEl.textContent = String(result.error);
-    const tokens = tokensOf(result.usage);
+    this.labelEl.textContent = result.label;
+    this.labelEl.title = result.label;
+    this.setStatus(result.status);
+    if (result.error) this.errorEl.textContent = result.error;
+    const tokens = taskTokens(result.usage);
     if (tokens) this.tokensEl.textContent = `${number.format(tokens)} tokens`;
-    if (!this.streamed && result.output !== undefined && result.output !== null) {
-      this.textEl.textContent = typeof result.output === "string" ? result.output : JSON.stringify(result.output);
-    }
+    // The output streamed already, unless this page joined late or the task sent no deltas.
+    if (!this.streamed && result.output) this.textEl.textContent = result.output;
   }
-}
-
-// ---- Votes -------------------------------------------------------------------------------------
-
-/** [{label, count}] from the votes a run reports, most votes first. */
-function voteRows(votes) {
-  const counts = new Map();
-  const add = (label, count) => counts.set(String(label), (counts.get(String(label)) ?? 0) + Number(count || 0));
-  if (Array.isArray(votes)) {
-    for (const v of votes) {
-      if (v !== null && typeof v === "object") add(v.answer ?? v.label ?? v.option ?? v.choice, v.count ?? v.votes ?? 1);
-      else add(v, 1);
-    }
-  } else if (votes && typeof votes === "object") {
-    for (const [label, count] of Object.entries(votes)) add(label, count);
-  }
-  return [...counts].map(([label, count]) => ({ label, count })).sort((a, b) => b.count - a.count);
-}
-
-function agreementOf(source, rows) {
-  const a = source.agreement;
-  if (typeof a === "number") return a <= 1 ? a : a / 100;
-  const total = rows.reduce((s, r) => s + r.count, 0);
-  return total ? rows[0].count / total : undefined;
 }
 
 // ---- One run -----------------------------------------------------------------------------------
 
 class RunView {
   constructor(prompt) {
-    this.cards = [];
-    this.cardByRun = new Map();
+    this.cards = new Map(); // by subagentRunId
     this.cardByMessage = new Map();
     this.activityId = undefined;
     this.activity = undefined;
@@ -201,6 +168,7 @@ class RunView {
     progressRow.append(track, this.progressLabel);
 
     this.tasksEl = h("div", "tasks");
+    this.notesEl = h("ul", "notes");
 
     this.votesBlock = h("div", "votes-block");
     this.votesBlock.hidden = true;
@@ -219,7 +187,7 @@ class RunView {
     this.errorEl.setAttribute("role", "alert");
     this.errorEl.hidden = true;
 
-    this.panel.append(head, progressRow, this.tasksEl, this.votesBlock, this.answerBlock, this.errorEl);
+    this.panel.append(head, progressRow, this.tasksEl, this.notesEl, this.votesBlock, this.answerBlock, this.errorEl);
     this.root.append(this.panel);
     this.setPhase("starting");
     this.tick = setInterval(() => this.showElapsed(), 200);
@@ -235,28 +203,14 @@ class RunView {
     this.phaseEl.textContent = PHASE_NAMES[phase] ?? phase;
   }
 
-  /** The card for a subagent: one the activity already announced under that label, or a new one. */
-  cardForSubagent(subagentRunId, name) {
-    let card = this.cards.find((c) => c.subagentRunId === undefined && c.label === name);
-    if (!card) card = this.addCard(name);
-    card.subagentRunId = subagentRunId;
-    this.cardByRun.set(subagentRunId, card);
-    return card;
-  }
-
-  /** The card for the activity's `results[index]`: matched by label to a subagent's card. */
-  cardForResult(result, index) {
-    let card = this.cards.find((c) => c.resultIndex === index);
-    if (!card) card = this.cards.find((c) => c.resultIndex === undefined && c.label === result.label);
-    if (!card) card = this.addCard(result.label ?? `Task ${index + 1}`);
-    card.resultIndex = index;
-    return card;
-  }
-
-  addCard(label) {
-    const card = new TaskCard(String(label));
-    this.cards.push(card);
-    this.tasksEl.append(card.root);
+  /** A task's card: the activity lists tasks (with their subagentRunId) before they start. */
+  card(subagentRunId, label) {
+    let card = this.cards.get(subagentRunId);
+    if (!card) {
+      card = new TaskCard(label);
+      this.cards.set(subagentRunId, card);
+      this.tasksEl.append(card.root);
+    }
     return card;
   }
 
@@ -285,17 +239,17 @@ class RunView {
         if (this.stepEl.textContent === `Step: ${event.stepName}`) this.stepEl.textContent = "";
         return;
       case "SUBAGENT_STARTED":
-        this.cardForSubagent(event.subagentRunId, event.name).setStatus("running");
+        this.card(event.subagentRunId, event.name).setStatus("running");
         return;
       case "SUBAGENT_FINISHED":
-        this.cardByRun.get(event.subagentRunId)?.setStatus("complete");
+        this.cards.get(event.subagentRunId)?.setStatus("complete");
         return;
       case "SUBAGENT_ERROR":
-        this.cardByRun.get(event.subagentRunId)?.fail(event.message);
+        this.cards.get(event.subagentRunId)?.fail(event.message);
         return;
       case "TEXT_MESSAGE_START":
         if (event.subagentRunId !== undefined) {
-          const card = this.cardByRun.get(event.subagentRunId);
+          const card = this.cards.get(event.subagentRunId);
           if (card) this.cardByMessage.set(event.messageId, card);
         } else {
           this.answerId = event.messageId;
@@ -331,7 +285,7 @@ class RunView {
     if (!a || typeof a !== "object") return;
     if (a.status) this.setPhase(a.status);
     if (a.strategy) {
-      const source = a.strategy_source ? ` · ${String(a.strategy_source).replace(/_/g, " ")}` : "";
+      const source = SOURCE_NAMES[a.strategy_source] ? ` · ${SOURCE_NAMES[a.strategy_source]}` : "";
       this.strategyEl.textContent = `${STRATEGY_NAMES[a.strategy] ?? a.strategy}${source}`;
       this.strategyEl.hidden = false;
       this.panel.dataset.strategy = a.strategy;
@@ -345,35 +299,35 @@ class RunView {
       this.track.setAttribute("aria-valuenow", String(done));
       this.progressLabel.textContent = `${done} / ${total} tasks${failed ? ` · ${failed} failed` : ""}`;
     }
-    const results = (Array.isArray(a.results) ? a.results : []).filter((r) => r && typeof r === "object");
-    results.forEach((r, i) => this.cardForResult(r, i).applyResult(r));
-    const tokens = results.reduce((sum, r) => sum + tokensOf(r.usage), 0);
+    const results = a.results ?? [];
+    for (const r of results) this.card(r.subagent_run_id, r.label).applyResult(r);
+    const tokens = results.reduce((sum, r) => sum + taskTokens(r.usage), 0);
     if (tokens) this.tokensEl.textContent = `${number.format(tokens)} tokens`;
-    if (a.votes) this.renderVotes(a);
+    this.notesEl.replaceChildren(...(a.notes ?? []).map((note) => h("li", "", note)));
   }
 
-  renderVotes(source) {
-    const rows = voteRows(source.votes);
-    if (!rows.length) return;
-    const most = rows[0].count || 1;
+  /** `RUN_FINISHED.result.votes` of a voting run: the tally, the winner and the agreement. */
+  renderVotes(votes) {
+    const tally = votes.tally ?? [];
+    const most = Math.max(1, ...tally.map((t) => t.votes));
     this.votesEl.replaceChildren(
-      ...rows.map((r, i) => {
-        const row = h("div", `vote-row${i === 0 ? " winner" : ""}`);
-        const label = h("span", "vote-label", r.label);
-        label.title = r.label;
+      ...tally.map((t) => {
+        const row = h("div", `vote-row${t.answer === votes.answer ? " winner" : ""}`);
+        const label = h("span", "vote-label", t.answer);
+        label.title = t.answer;
         const track = h("div", "vote-track");
         const bar = h("div", "vote-bar");
-        bar.style.width = `${(r.count / most) * 100}%`;
+        bar.style.width = `${(t.votes / most) * 100}%`;
         track.append(bar);
-        row.append(label, track, h("span", "vote-count", number.format(r.count)));
+        row.append(label, track, h("span", "vote-count", number.format(t.votes)));
         return row;
       }),
     );
-    const agreement = agreementOf(source, rows);
-    this.agreementEl.replaceChildren();
-    if (agreement !== undefined) {
-      this.agreementEl.append("Agreement ", h("strong", "", `${Math.round(agreement * 100)}%`));
-    }
+    const tie = votes.tie_break?.method ? ` · tie broken by ${votes.tie_break.method === "judge" ? "a judge" : "the first voter"}` : "";
+    this.agreementEl.replaceChildren(
+      `${votes.valid} of ${votes.voters} valid votes${tie} · agreement `,
+      h("strong", "", `${Math.round(votes.agreement * 100)}%`),
+    );
     this.votesBlock.hidden = false;
   }
 
@@ -396,8 +350,8 @@ class RunView {
       this.answerBlock.hidden = false;
     }
     this.renderAnswer();
-    if (result.votes) this.renderVotes(result);
-    const tokens = tokensOf(event.usage);
+    if (result.votes) this.renderVotes(result.votes);
+    const tokens = runTokens(event.usage);
     if (tokens) this.tokensEl.textContent = `${number.format(tokens)} tokens`;
     this.end("complete");
   }
@@ -414,7 +368,7 @@ class RunView {
   }
 
   stopped() {
-    for (const card of this.cards) {
+    for (const card of this.cards.values()) {
       if (["running", "pending"].includes(card.root.dataset.status)) card.setStatus("stopped");
     }
     this.showError("Stopped", "You stopped this run; the server cancelled its model calls.");
