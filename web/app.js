@@ -371,7 +371,7 @@ class RunView {
     for (const card of this.cards.values()) {
       if (["running", "pending"].includes(card.root.dataset.status)) card.setStatus("stopped");
     }
-    this.showError("Stopped", "You stopped this run; the server cancelled its model calls.");
+    this.showError("Stopped", "You stopped this run. Closing its stream cancels the model calls on the server.");
     this.end("stopped");
   }
 
