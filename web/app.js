@@ -74,6 +74,25 @@ function runTokens(usage) {
   return (usage ?? []).reduce((sum, u) => sum + (u.totalTokens ?? (u.inputTokens ?? 0) + (u.outputTokens ?? 0)), 0);
 }
 
+// ---- Thinking ---------------------------------------------------------------------------------
+
+/** A model's streamed thinking (REASONING_* events): collapsed, shown once some arrives. */
+class Thinking {
+  constructor() {
+    this.root = h("details", "thinking");
+    this.root.hidden = true;
+    this.summary = h("summary", "", "Thinking");
+    this.textEl = h("p", "thinking-text");
+    this.root.append(this.summary, this.textEl);
+  }
+
+  append(delta) {
+    this.root.hidden = false;
+    this.textEl.append(delta);
+    this.summary.textContent = `Thinking · ${number.format(this.textEl.textContent.length)} chars`;
+  }
+}
+
 // ---- One task card -----------------------------------------------------------------------------
 
 class TaskCard {
@@ -91,7 +110,8 @@ class TaskCard {
     this.charsEl = h("span", "task-chars");
     foot.append(this.tokensEl, this.charsEl);
     this.errorEl = h("div", "task-error");
-    this.root.append(head, this.textEl, this.errorEl, foot);
+    this.thinking = new Thinking();
+    this.root.append(head, this.thinking.root, this.textEl, this.errorEl, foot);
     this.setStatus("pending");
   }
 
@@ -132,6 +152,7 @@ class RunView {
   constructor(prompt) {
     this.cards = new Map(); // by subagentRunId
     this.cardByMessage = new Map();
+    this.thinkingByMessage = new Map();
     this.activityId = undefined;
     this.activity = undefined;
     this.answerId = undefined;
@@ -181,7 +202,8 @@ class RunView {
     this.answerBlock = h("div", "answer-block");
     this.answerBlock.hidden = true;
     this.answerEl = h("div", "answer markdown");
-    this.answerBlock.append(h("h3", "block-title", "Answer"), this.answerEl);
+    this.thinking = new Thinking();
+    this.answerBlock.append(h("h3", "block-title", "Answer"), this.thinking.root, this.answerEl);
 
     this.errorEl = h("div", "error-box");
     this.errorEl.setAttribute("role", "alert");
@@ -266,6 +288,16 @@ class RunView {
         }
         return;
       }
+      case "REASONING_MESSAGE_START": {
+        // A subagent's thinking goes in its card; the run's own (a tie-break judge, say) above the answer.
+        const thinking = event.subagentRunId !== undefined ? this.cards.get(event.subagentRunId)?.thinking : this.thinking;
+        if (thinking) this.thinkingByMessage.set(event.messageId, thinking);
+        if (thinking === this.thinking) this.answerBlock.hidden = false;
+        return;
+      }
+      case "REASONING_MESSAGE_CONTENT":
+        this.thinkingByMessage.get(event.messageId)?.append(event.delta);
+        return;
       case "TEXT_MESSAGE_END":
         if (event.messageId === this.answerId) this.renderAnswer();
         return;

@@ -1,6 +1,6 @@
 // The chat page in headless Chromium against roomhost and the mock LLM: each strategy from its
 // suggestion chip, the strategy picker, Markdown that stays text, a RUN_ERROR shown as a message,
-// and Stop closing the stream so that the server cancels its model calls.
+// Stop closing the stream so that the server cancels its model calls, and streamed thinking.
 
 import assert from "node:assert/strict";
 import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
@@ -10,7 +10,7 @@ import { after, before, test } from "node:test";
 
 import { chromium } from "playwright-core";
 
-import { REPO, startMockLlm, startRoomhost } from "../../conformance/lib/servers.js";
+import { REPO, roomsDirWith, startMockLlm, startRoomhost } from "../../conformance/lib/servers.js";
 
 const OUT = path.join(REPO, "test-output/browser");
 const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
@@ -227,6 +227,29 @@ test("Stop closes the stream and the server cancels its model calls", async () =
   assert.ok(await page.locator("#send").isEnabled());
   assert.ok(await page.locator("#stop").isHidden());
   await mock.mode(AUTO);
+});
+
+test("a room that shows thinking: each card's thinking, and the reduction's above the answer", async () => {
+  const rooms = await roomsDirWith({ show_thinking: true });
+  const thinkingHost = await startRoomhost(mock.url, { ROOMHOST_ROOMS_DIR: rooms });
+  try {
+    await page.goto(thinkingHost.url);
+    await page.locator(".chip", { hasText: "Summarize" }).click();
+    await expectComplete("10-thinking");
+    const run = await assertCompletedRun("Map-reduce", 3);
+    const cardThinking = run.locator(".task .thinking");
+    assert.equal(await cardThinking.count(), 3);
+    for (const t of await cardThinking.all()) {
+      assert.ok(await t.isVisible());
+      assert.match(await t.locator(".thinking-text").textContent(), /^Considering /);
+    }
+    assert.ok(await run.locator(".answer-block > .thinking").isVisible(), "the reduction's thinking is not shown");
+    assert.ok(!(await run.locator(".answer").textContent()).includes("Considering"), "thinking leaked into the answer");
+  } finally {
+    await page.goto(host.url);
+    await thinkingHost.stop();
+    await rm(rooms, { recursive: true, force: true });
+  }
 });
 
 test("the page logged no errors or warnings", () => {

@@ -2,8 +2,11 @@
 // (this one and tests/browser). Every process started here is killed when the test process ends,
 // also when a test fails or throws.
 
+import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
+import os from "node:os";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -135,4 +138,18 @@ export async function startRoomhost(llmUrl, env = {}) {
     await new Promise((r) => setTimeout(r, 50));
   }
   return { url, child, stop: () => child.stop() };
+}
+
+/**
+ * A rooms dir holding the repo's parallelization room with `extra` added to its
+ * `agent.extra_config` (e.g. {show_thinking: true}); for roomhost's ROOMHOST_ROOMS_DIR.
+ */
+export async function roomsDirWith(extra) {
+  const yaml = await readFile(path.join(REPO, "rooms/parallelization/room_config.yaml"), "utf8");
+  const lines = Object.entries(extra).map(([k, v]) => `    ${k}: ${JSON.stringify(v)}\n`).join("");
+  assert.ok(yaml.includes("  extra_config:\n"), "the room config has no extra_config block");
+  const dir = await mkdtemp(path.join(os.tmpdir(), "roomhost-rooms-"));
+  await mkdir(path.join(dir, "parallelization"));
+  await writeFile(path.join(dir, "parallelization/room_config.yaml"), yaml.replace("  extra_config:\n", `  extra_config:\n${lines}`));
+  return dir;
 }
