@@ -28,6 +28,7 @@ pub fn router(app: AppState) -> Router {
         .route("/assets/{name}", get(page::asset))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/stats", get(health::stats))
         .route("/rooms", get(rooms::list))
         .route("/rooms/{id}", get(rooms::get))
         .route("/rooms/{id}/run", post(run::run_room))
