@@ -178,14 +178,17 @@ class RunView {
     meta.append(this.tokensEl, this.elapsedEl);
     head.append(this.strategyEl, this.phaseEl, this.stepEl, meta);
 
+    // Shown with the first activity; a run refused before it starts has no progress to show.
     const progressRow = h("div", "progress-row");
+    progressRow.hidden = true;
+    this.progressRow = progressRow;
     const track = h("div", "progress");
     track.setAttribute("role", "progressbar");
     track.setAttribute("aria-valuemin", "0");
     this.track = track;
     this.bar = h("div", "progress-bar");
     track.append(this.bar);
-    this.progressLabel = h("span", "progress-label", "Waiting for tasks…");
+    this.progressLabel = h("span", "progress-label", "Planning tasks…");
     progressRow.append(track, this.progressLabel);
 
     this.tasksEl = h("div", "tasks");
@@ -315,6 +318,7 @@ class RunView {
   renderActivity() {
     const a = this.activity;
     if (!a || typeof a !== "object") return;
+    this.progressRow.hidden = false;
     if (a.status) this.setPhase(a.status);
     if (a.strategy) {
       const source = SOURCE_NAMES[a.strategy_source] ? ` · ${SOURCE_NAMES[a.strategy_source]}` : "";

@@ -235,6 +235,21 @@ test("a RUN_ERROR shows as a readable message", async () => {
   assert.equal(await run.locator('.task[data-status="failed"]').count(), 3);
 });
 
+test("an HTTP error before the stream shows the server's message", async () => {
+  await page.locator("#prompt").fill("/guess what");
+  await page.locator("#prompt").press("Enter");
+  assert.equal(await settled(), "failed");
+  await shot("09-http-error");
+  const error = lastRun().locator(".error-box");
+  assert.equal(await error.locator("strong").textContent(), "The server refused the run (HTTP 400)");
+  assert.match(await error.textContent(), /unknown command \/guess; use \/sectioning, \/voting or \/mapreduce/);
+  assert.equal(await error.locator("code").textContent(), "bad_request");
+  // Chromium itself logs every non-2xx fetch; that one line is expected here, and only here.
+  const logged = pageErrors.findIndex((e) => e.includes("status of 400"));
+  assert.ok(logged >= 0, "Chromium did not log the refused request");
+  pageErrors.splice(logged, 1);
+});
+
 test("Stop closes the stream and the server cancels its model calls", async () => {
   // Slow chunks: the run is certainly still streaming when Stop is pressed.
   await mock.reset();
@@ -249,7 +264,7 @@ test("Stop closes the stream and the server cancels its model calls", async () =
   assert.equal(before.in_flight, 3, JSON.stringify(before));
   await page.locator("#stop").click();
   assert.equal(await settled(), "stopped");
-  await shot("09-stopped");
+  await shot("10-stopped");
 
   let stats = before;
   for (let i = 0; i < 50 && (stats.in_flight > 0 || stats.disconnects === 0); i += 1) {
@@ -272,7 +287,7 @@ test("a room that shows thinking: each card's thinking, and the reduction's abov
   try {
     await page.goto(thinkingHost.url);
     await page.locator(".chip", { hasText: "Summarize" }).click();
-    await expectComplete("10-thinking");
+    await expectComplete("11-thinking");
     const run = await assertCompletedRun("Map-reduce", 3);
     const cardThinking = run.locator(".task .thinking");
     assert.equal(await cardThinking.count(), 3);
