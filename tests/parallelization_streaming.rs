@@ -79,3 +79,19 @@ async fn shown_thinking_is_each_subagents_reasoning() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_reduce_calls_thinking_is_the_runs_own_reasoning() {
+    let mock = MockLlm::start().await;
+    let server = server(&mock, "think: low\nshow_thinking: true").await;
+    let run = server.run("par", prompt("Summarize: A1 | B2")).await;
+    finished(&run);
+    let run_level: Vec<&Value> = run
+        .of_type("REASONING_MESSAGE_CONTENT")
+        .into_iter()
+        .filter(|e| e.get("subagentRunId").is_none())
+        .collect();
+    assert!(!run_level.is_empty());
+    assert!(!run.final_text().contains("Considering"));
+    assert!(run.final_text().starts_with("Task: Summarize"));
+}
