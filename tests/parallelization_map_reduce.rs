@@ -121,7 +121,7 @@ async fn failed_documents_are_named_and_the_rest_reduced() {
     assert_eq!(failed_docs.len(), 1);
     assert!(failed_docs[0]
         .as_str()
-        .is_some_and(|f| f.starts_with("Document 2 (") && f.contains("document too strange")));
+        .is_some_and(|f| f.starts_with("Document 2: ") && f.contains("document too strange")));
     let reduce = mock
         .requests()
         .into_iter()
@@ -131,22 +131,54 @@ async fn failed_documents_are_named_and_the_rest_reduced() {
     assert!(reduce_prompt.contains("Document 1:") && reduce_prompt.contains("Document 3:"));
     assert!(!reduce_prompt.contains("Document 2:"));
     let text = run.final_text();
-    assert!(text.contains("_Not included: Document 2 ("), "{text}");
+    assert!(text.contains("_Not included: Document 2: "), "{text}");
     assert_eq!(result["activity"]["failed_tasks"], 1);
 }
 
 #[tokio::test]
-async fn nothing_summarised_is_a_run_error() {
+async fn nothing_summarised_is_a_run_error_saying_each_reason_once() {
     let mock = MockLlm::start().await;
-    mock.respond_with(|_| MockReply::new().status(400, "unreadable"));
+    mock.respond_with(|req| {
+        if req.last_user().unwrap_or_default().contains("Article2") {
+            MockReply::new()
+        } else {
+            MockReply::new().status(400, "unreadable")
+        }
+    });
     let server = server(&mock, "").await;
-    let run = server.run("par", prompt("Summarize: A | B")).await;
+    let run = server
+        .run("par", prompt("Summarize: Article1 | Article2 | Article3"))
+        .await;
+    // An error status and an empty answer: not one backend failure, so the strategy's code.
     let message = failed(&run, "all_tasks_failed");
     assert!(
-        message.contains("no document could be summarized"),
+        message.starts_with(
+            "no document could be summarized (3 of 3 failed): Document 1 and Document 3: "
+        ),
         "{message}"
     );
-    assert!(message.contains("Document 1 (") && message.contains("unreadable"));
+    assert_eq!(message.matches("unreadable").count(), 1, "{message}");
+    assert!(
+        message.ends_with("; Document 2: the model returned an empty answer"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_backend_that_is_down_is_the_run_error_code() {
+    let mock = MockLlm::start().await;
+    let server = server(&mock, "").await;
+    mock.stop();
+    let run = server.run("par", prompt("Summarize: A | B")).await;
+    let message = failed(&run, "llm_unreachable");
+    assert!(
+        message.starts_with(&format!(
+            "no document could be summarized (2 of 2 failed): Document 1 and Document 2: cannot connect to the LLM backend at {}",
+            mock.url()
+        )),
+        "{message}"
+    );
+    assert_eq!(message.matches("cannot connect").count(), 1, "{message}");
 }
 
 #[tokio::test]
@@ -260,4 +292,39 @@ async fn input_too_long_for_the_depth_is_truncated_and_says_so() {
     );
     let notes = result["activity"]["notes"].as_array().expect("notes");
     assert_eq!(notes.len(), 1);
+}
+
+#[tokio::test]
+async fn summaries_that_cannot_be_combined_say_each_reason_once() {
+    let mock = MockLlm::start().await;
+    mock.respond_with(|req| {
+        if is_collapse(req) {
+            MockReply::new().status(400, "collapse refused")
+        } else {
+            auto_reply(req, 150)
+        }
+    });
+    let server = server_with(&mock, "num_ctx: 4096", |s| {
+        s.body_limit_bytes = 8 * 1024 * 1024;
+        s.llm.max_concurrency = 8;
+    })
+    .await;
+    let mut text = long_text();
+    text.truncate(200_000);
+    let body = json!({
+        "prompt": "Summarize the harbour records",
+        "forwardedProps": {"documents": [text]}
+    });
+    let run = server.run("par", body).await;
+    let message = failed(&run, "llm_http_error");
+    let collapses = mock.requests().iter().filter(|r| is_collapse(r)).count();
+    assert!(collapses > 1, "{collapses} collapse calls");
+    // The groups are named apart, though their labels hold commas.
+    assert!(
+        message.starts_with(&format!(
+            "the summaries could not be combined ({collapses} of {collapses} failed): Document 1, parts 1–"
+        )) && message.contains(" / Document 1, parts "),
+        "{message}"
+    );
+    assert_eq!(message.matches("collapse refused").count(), 1, "{message}");
 }

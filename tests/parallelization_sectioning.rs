@@ -266,9 +266,19 @@ async fn no_section_written_is_a_run_error() {
     mock.respond_with(|_| MockReply::new().status(400, "no such model today"));
     let server = server(&mock, "").await;
     let run = server.run("par", prompt(AI_ETHICS)).await;
-    let message = failed(&run, "all_tasks_failed");
-    assert!(message.contains("no section could be written"), "{message}");
-    assert!(message.contains("Privacy") && message.contains("no such model today"));
+    // Every section failed with the same LLM error: its code is the run's.
+    let message = failed(&run, "llm_http_error");
+    assert!(
+        message.starts_with(
+            "no section could be written (3 of 3 failed): Privacy, Bias and Transparency: "
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        message.matches("no such model today").count(),
+        1,
+        "{message}"
+    );
     assert_eq!(run.final_text(), "");
     assert!(run
         .of_type("TEXT_MESSAGE_START")
@@ -279,4 +289,51 @@ async fn no_section_written_is_a_run_error() {
     assert!(activity["results"]
         .as_array()
         .is_some_and(|r| r.iter().all(|t| t["status"] == "failed")));
+}
+
+#[tokio::test]
+async fn a_backend_that_is_down_is_said_once_with_its_code() {
+    let mock = MockLlm::start().await;
+    let server = server(&mock, "").await;
+    mock.stop();
+    let run = server
+        .run("par", prompt("Write about AI ethics: Privacy, Bias"))
+        .await;
+    let message = failed(&run, "llm_unreachable");
+    let reason = format!("cannot connect to the LLM backend at {}", mock.url());
+    assert!(
+        message.starts_with(&format!(
+            "no section could be written (2 of 2 failed): Privacy and Bias: {reason}"
+        )),
+        "{message}"
+    );
+    assert_eq!(message.matches("cannot connect").count(), 1, "{message}");
+    let notes = run.activity_state()["notes"].clone();
+    let notes = notes.as_array().expect("notes");
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0]
+        .as_str()
+        .is_some_and(|n| n.starts_with(&format!("Sections Privacy and Bias: {reason}"))));
+}
+
+#[tokio::test]
+async fn different_reasons_are_each_said_once_under_the_strategy_code() {
+    let mock = MockLlm::start().await;
+    mock.respond_with(|req| match section_of(req).as_str() {
+        "Bias" => MockReply::new().status(400, "the model refused"),
+        _ => MockReply::new(),
+    });
+    let server = server(&mock, "").await;
+    let run = server.run("par", prompt(AI_ETHICS)).await;
+    let message = failed(&run, "all_tasks_failed");
+    assert!(
+        message.starts_with(
+            "no section could be written (3 of 3 failed): Privacy and Transparency: the model returned an empty answer; Bias: "
+        ),
+        "{message}"
+    );
+    assert_eq!(message.matches("empty answer").count(), 1, "{message}");
+    assert_eq!(message.matches("the model refused").count(), 1, "{message}");
+    let notes = run.activity_state()["notes"].clone();
+    assert_eq!(notes.as_array().map(Vec::len), Some(2), "{notes}");
 }

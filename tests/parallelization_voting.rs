@@ -250,3 +250,36 @@ async fn perspectives_are_given_to_the_voters_in_turn() {
     assert_eq!(views, [true, false, true]);
     assert!(system_of(&requests[1]).contains("an engineer"));
 }
+
+#[tokio::test]
+async fn voters_failing_alike_are_named_once_with_the_backend_code() {
+    let mock = MockLlm::start().await;
+    let server = server(&mock, "").await;
+    mock.stop();
+    let run = server.run("par", prompt(LANGUAGES)).await;
+    let message = failed(&run, "llm_unreachable");
+    assert!(
+        message.starts_with(&format!(
+            "3 of 3 voters failed, leaving 0 valid votes where 2 are needed: Voter 1, Voter 2 and Voter 3: cannot connect to the LLM backend at {}",
+            mock.url()
+        )),
+        "{message}"
+    );
+    assert_eq!(message.matches("cannot connect").count(), 1, "{message}");
+}
+
+#[tokio::test]
+async fn answers_refused_alike_keep_the_quorum_code() {
+    let mock = MockLlm::start().await;
+    mock.respond_with(|req| match req.seed {
+        Some(42) => auto_reply(req, 8),
+        _ => json_reply("Ruby", "neither"),
+    });
+    let server = server(&mock, "").await;
+    let run = server.run("par", prompt(LANGUAGES)).await;
+    let message = failed(&run, "quorum_not_met");
+    assert_eq!(
+        message,
+        "2 of 3 voters failed, leaving 1 valid vote where 2 are needed: Voter 2 and Voter 3: 'Ruby' is not one of: Python, JavaScript"
+    );
+}

@@ -6,6 +6,7 @@
 use serde_json::json;
 
 use super::budget::{estimate_tokens, pack, split_to_fit, truncate, Budget};
+use super::failures::Failures;
 use super::messages::TextMessage;
 use super::progress::RunStatus;
 use super::prompts;
@@ -87,7 +88,7 @@ fn labelled(summaries: &[Summary]) -> Vec<(String, String)> {
 /// What is left out of the answer and why.
 #[derive(Default)]
 struct Losses {
-    failed: Vec<String>,
+    failed: Failures,
     truncated: Vec<String>,
 }
 
@@ -153,13 +154,14 @@ pub async fn run(
     let results = run.fan_out(tasks, &mut Quiet).await;
     run.step_finished("fan_out").await;
     let spans: Vec<Span> = parts.iter().map(|(span, _)| *span).collect();
-    let mut summaries = survivors(&spans, results, &mut losses);
+    let mut summaries = survivors(&spans, results, &mut losses.failed);
     if summaries.is_empty() {
         return Err(AgentError::Failed {
-            code: "all_tasks_failed",
+            code: losses.failed.code("all_tasks_failed"),
             message: format!(
-                "no document could be summarized: {}",
-                losses.failed.join("; ")
+                "no document could be summarized ({} of {part_count} failed): {}",
+                losses.failed.count(),
+                losses.failed
             ),
         });
     }
@@ -180,17 +182,18 @@ pub async fn run(
             }
             levels += 1;
             let before: usize = summaries.iter().map(|s| s.text.len()).sum();
-            let next = collapse(run, instruction, summaries, &budget, levels, &mut losses).await;
+            let (next, failed) = collapse(run, instruction, summaries, &budget, levels).await;
             if next.is_empty() {
                 run.step_finished("collapse").await;
+                let count = failed.count();
                 return Err(AgentError::Failed {
-                    code: "all_tasks_failed",
+                    code: failed.code("all_tasks_failed"),
                     message: format!(
-                        "the summaries could not be combined: {}",
-                        losses.failed.join("; ")
+                        "the summaries could not be combined ({count} of {count} failed): {failed}"
                     ),
                 });
             }
+            losses.failed.merge(failed);
             summaries = next;
             let after: usize = summaries.iter().map(|s| s.text.len()).sum();
             // A level that does not shrink the text will not be helped by another.
@@ -242,7 +245,7 @@ pub async fn run(
     }
     let mut notes = Vec::new();
     if !losses.failed.is_empty() {
-        notes.push(format!("Not included: {}.", losses.failed.join("; ")));
+        notes.push(format!("Not included: {}.", losses.failed));
     }
     for truncated in &losses.truncated {
         let mut chars = truncated.chars();
@@ -268,13 +271,18 @@ pub async fn run(
             "parts": part_count,
             "collapse_levels": levels,
             "truncated": !losses.truncated.is_empty(),
-            "failed": losses.failed,
+            "failed": losses
+                .failed
+                .reasons()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
         }),
     })
 }
 
-/// The successful results as summaries, in input order; failures go to `losses`.
-fn survivors(spans: &[Span], results: Vec<TaskResult>, losses: &mut Losses) -> Vec<Summary> {
+/// The successful results as summaries, in input order; failures go to `failed`.
+fn survivors(spans: &[Span], results: Vec<TaskResult>, failed: &mut Failures) -> Vec<Summary> {
     spans
         .iter()
         .zip(results)
@@ -284,9 +292,7 @@ fn survivors(spans: &[Span], results: Vec<TaskResult>, losses: &mut Losses) -> V
                 text: out.text.trim().to_owned(),
             }),
             Err(failure) => {
-                losses
-                    .failed
-                    .push(format!("{} ({})", span.label(), failure.message));
+                failed.add(span.label(), &failure);
                 None
             }
         })
@@ -294,15 +300,14 @@ fn survivors(spans: &[Span], results: Vec<TaskResult>, losses: &mut Losses) -> V
 }
 
 /// One collapse level: consecutive summaries packed into groups that fit one call each, every
-/// group summarised at once.
+/// group summarised at once. Returns the new summaries and the groups that failed.
 async fn collapse(
     run: &mut Run,
     instruction: &str,
     summaries: Vec<Summary>,
     budget: &Budget,
     level: u32,
-    losses: &mut Losses,
-) -> Vec<Summary> {
+) -> (Vec<Summary>, Failures) {
     let config = run.ctx.config.clone();
     let room = budget.room_beside(&prompts::collapse(instruction, &[]));
     // A summary too long for a call of its own is cut so that every group fits.
@@ -336,7 +341,9 @@ async fn collapse(
         })
         .collect();
     let results = run.fan_out(tasks, &mut Quiet).await;
-    survivors(&spans, results, losses)
+    let mut failed = Failures::default();
+    let next = survivors(&spans, results, &mut failed);
+    (next, failed)
 }
 
 /// Makes the summaries fit one reduce call: each gets an equal share of the room, and when a

@@ -7,6 +7,7 @@
 mod budget;
 pub mod config;
 pub mod detect;
+mod failures;
 mod map_reduce;
 mod messages;
 mod progress;

@@ -86,6 +86,21 @@ pub struct TaskFailure {
     pub message: String,
     /// Tokens spent before the answer was refused (zero when the call itself failed).
     pub usage: Usage,
+    /// The call itself failed (backend, network, stream), so `code` is the LLM client's; false
+    /// when the model answered but the answer was empty or refused.
+    pub from_llm: bool,
+}
+
+impl TaskFailure {
+    /// The model answered, but the task's check refused the answer.
+    pub fn refused(message: String, usage: Usage) -> Self {
+        Self {
+            code: "invalid_answer",
+            message,
+            usage,
+            from_llm: false,
+        }
+    }
 }
 
 pub type TaskResult = Result<TaskOutput, TaskFailure>;
@@ -274,19 +289,17 @@ async fn run_task(
             code: e.code(),
             message: e.to_string(),
             usage: Usage::default(),
+            from_llm: true,
         }),
         Ok((text, usage)) if text.trim().is_empty() => Err(TaskFailure {
             code: "empty_answer",
             message: "the model returned an empty answer".into(),
             usage,
+            from_llm: false,
         }),
         Ok((text, usage)) => match task.check.as_ref().map_or(Ok(None), |check| check(&text)) {
             Ok(value) => Ok(TaskOutput { text, value, usage }),
-            Err(message) => Err(TaskFailure {
-                code: "invalid_answer",
-                message,
-                usage,
-            }),
+            Err(message) => Err(TaskFailure::refused(message, usage)),
         },
     };
     (index, id, model, result)

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 
+use super::failures::Failures;
 use super::progress::RunStatus;
 use super::prompts;
 use super::reply::json_object;
@@ -45,23 +46,33 @@ pub async fn run(
     run.progress.set_status(RunStatus::Aggregating);
     run.send_progress().await;
     run.step_started("aggregate").await;
-    let failures: Vec<String> = sections
-        .iter()
-        .zip(&results)
-        .filter_map(|(s, r)| r.as_ref().err().map(|f| format!("{s}: {}", f.message)))
-        .collect();
+    let mut failures = Failures::default();
+    for (section, result) in sections.iter().zip(&results) {
+        if let Err(failure) = result {
+            failures.add(section.as_str(), failure);
+        }
+    }
     let written = document.finish();
     let text = written.as_ref().map(|(text, _)| text.clone());
     if let Some((_, close)) = written {
         run.ctx.send(close).await;
     }
-    for failure in &failures {
-        run.progress.note(format!("Section {failure}"));
+    for reason in failures.reasons() {
+        let noun = if reason.is_shared() {
+            "Sections"
+        } else {
+            "Section"
+        };
+        run.progress.note(format!("{noun} {reason}"));
     }
     run.step_finished("aggregate").await;
     let text = text.ok_or_else(|| AgentError::Failed {
-        code: "all_tasks_failed",
-        message: format!("no section could be written: {}", failures.join("; ")),
+        code: failures.code("all_tasks_failed"),
+        message: format!(
+            "no section could be written ({} of {} failed): {failures}",
+            failures.count(),
+            sections.len()
+        ),
     })?;
     let report: Vec<Value> = sections
         .iter()
@@ -302,6 +313,7 @@ mod tests {
             code: "x",
             message: error.into(),
             usage: Usage::default(),
+            from_llm: false,
         })
     }
 

@@ -5,11 +5,12 @@
 use serde_json::{json, Value};
 
 use super::config::TieBreak;
+use super::failures::Failures;
 use super::messages::TextMessage;
 use super::progress::RunStatus;
 use super::prompts;
 use super::reply::{json_object, text_field};
-use super::runner::{Quiet, Run, TaskResult, TaskSpec};
+use super::runner::{Quiet, Run, TaskFailure, TaskResult, TaskSpec};
 use super::vote::{leaders, tally, Answers, Count, Counted};
 use super::Outcome;
 use crate::agents::AgentError;
@@ -84,29 +85,30 @@ async fn aggregate(
     results: &[TaskResult],
 ) -> Result<Outcome, AgentError> {
     let config = run.ctx.config.clone();
-    let ballots: Vec<Result<Ballot, String>> = results
+    let ballots: Vec<Result<Ballot, TaskFailure>> = results
         .iter()
         .map(|r| match r {
-            Ok(out) => parse_ballot(&out.text, answers),
-            Err(f) => Err(f.message.clone()),
+            Ok(out) => parse_ballot(&out.text, answers)
+                .map_err(|message| TaskFailure::refused(message, out.usage)),
+            Err(f) => Err(f.clone()),
         })
         .collect();
-    let failures: Vec<String> = ballots
-        .iter()
-        .enumerate()
-        .filter_map(|(i, b)| b.as_ref().err().map(|e| format!("Voter {}: {e}", i + 1)))
-        .collect();
-    let valid = ballots.len() - failures.len();
+    let mut failures = Failures::default();
+    for (i, ballot) in ballots.iter().enumerate() {
+        if let Err(failure) = ballot {
+            failures.add(format!("Voter {}", i + 1), failure);
+        }
+    }
+    let valid = ballots.len() - failures.count();
     let quorum = config.quorum() as usize;
     if valid < quorum {
         return Err(AgentError::Failed {
-            code: "quorum_not_met",
+            code: failures.code("quorum_not_met"),
             message: format!(
-                "{} of {} voters failed, leaving {valid} valid vote{} where {quorum} are needed: {}",
-                failures.len(),
+                "{} of {} voters failed, leaving {valid} valid vote{} where {quorum} are needed: {failures}",
+                failures.count(),
                 ballots.len(),
                 if valid == 1 { "" } else { "s" },
-                failures.join("; ")
             ),
         });
     }
@@ -171,8 +173,8 @@ async fn aggregate(
             }
         }
     };
-    for failure in &failures {
-        run.progress.note(failure.clone());
+    for reason in failures.reasons() {
+        run.progress.note(reason.to_string());
     }
     let text = consensus_text(
         &winner,
@@ -192,7 +194,7 @@ async fn aggregate(
         .enumerate()
         .map(|(i, b)| match b {
             Ok(b) => json!({"voter": i + 1, "answer": b.counted.answer, "reasoning": b.reasoning}),
-            Err(e) => json!({"voter": i + 1, "error": e}),
+            Err(f) => json!({"voter": i + 1, "error": f.message}),
         })
         .collect();
     let mut votes = json!({
@@ -248,7 +250,7 @@ fn consensus_text(
     counts: &[Count],
     reasoning: Option<&str>,
     tie_break: Option<&str>,
-    failures: &[String],
+    failures: &Failures,
 ) -> String {
     let mut text = format!(
         "**{}** ({} of {voters} voter{})",
@@ -270,7 +272,7 @@ fn consensus_text(
         None => {}
     }
     if !failures.is_empty() {
-        text.push_str(&format!("\n\nNot counted: {}.", failures.join("; ")));
+        text.push_str(&format!("\n\nNot counted: {failures}."));
     }
     text
 }
@@ -302,7 +304,14 @@ mod tests {
             Answers::Free.count_as("yes"),
             Answers::Free.count_as("no"),
         ]);
-        let text = consensus_text(&counts[0], 3, &counts, Some("Because."), None, &[]);
+        let text = consensus_text(
+            &counts[0],
+            3,
+            &counts,
+            Some("Because."),
+            None,
+            &Failures::default(),
+        );
         assert_eq!(
             text,
             "**Yes** (2 of 3 voters)\n\nBecause.\n\nVotes: Yes 2, no 1"
