@@ -14,6 +14,7 @@ use std::future::Future;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, Uri};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
@@ -92,6 +93,13 @@ pub async fn serve(
             }
         });
     };
+    // Without TCP_NODELAY each small SSE frame waits for the client's delayed ACK (~40 ms on
+    // Linux) whenever the previous frame is still unacknowledged.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     axum::serve(listener, router(app))
         .with_graceful_shutdown(drain)
         .await
