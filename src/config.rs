@@ -191,6 +191,9 @@ impl Settings {
         if let Some(v) = get("ROOMHOST_MAX_RETRIES") {
             llm.max_retries = parse("ROOMHOST_MAX_RETRIES", &v)?;
         }
+        if let Some(v) = get("ROOMHOST_OPENAI_JSON_MODE") {
+            llm.openai_json_mode = parse("ROOMHOST_OPENAI_JSON_MODE", &v)?;
+        }
         Ok(())
     }
 

@@ -5,6 +5,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use support::llm_calls::wait_until;
 use support::mock_llm::{MockLlm, MockReply};
 
 async fn post(url: String, body: Value) -> (u16, String) {
@@ -132,7 +133,7 @@ async fn a_client_leaving_a_hung_reply_is_a_disconnect() {
         .expect("headers arrive");
     assert_eq!(mock.in_flight(), 1);
     drop(resp);
-    wait_until(|| mock.disconnects() == 1).await;
+    wait_until("the mock sees the disconnect", || mock.disconnects() == 1).await;
     assert_eq!(mock.in_flight(), 0);
 }
 
@@ -189,16 +190,6 @@ async fn stop_refuses_new_connections() {
         async move { reqwest::get(url).await.is_err() }
     })
     .await;
-}
-
-async fn wait_until(cond: impl Fn() -> bool) {
-    for _ in 0..200 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("condition not met within 2 s");
 }
 
 async fn wait_until_async<F: std::future::Future<Output = bool>>(cond: impl Fn() -> F) {

@@ -5,6 +5,10 @@ use std::time::Duration;
 pub enum LlmError {
     #[error("cannot connect to the LLM backend at {url}: {detail}; is the server running, and is the URL right?")]
     Connect { url: String, detail: String },
+    #[error(
+        "the LLM backend at {url} closed the connection before the response was complete: {detail}"
+    )]
+    Disconnected { url: String, detail: String },
     #[error("model '{model}' not found on {url}; pull it first (`ollama pull {model}`) or set the room's model_name")]
     ModelNotFound { model: String, url: String },
     #[error("the LLM backend answered HTTP {status}: {message}")]
@@ -32,6 +36,7 @@ impl LlmError {
     pub fn code(&self) -> &'static str {
         match self {
             LlmError::Connect { .. } => "llm_unreachable",
+            LlmError::Disconnected { .. } => "llm_disconnected",
             LlmError::ModelNotFound { .. } => "model_not_found",
             LlmError::Status { .. } => "llm_http_error",
             LlmError::Saturated { .. } => "backend_saturated",

@@ -3,17 +3,24 @@
 //!
 //! Nothing here knows about rooms or AG-UI.
 
+mod call;
 mod error;
+mod limiter;
+mod lines;
+mod ollama;
+mod openai;
 mod pool;
+mod retry;
 mod settings;
 mod types;
+mod wire;
 
 pub use error::LlmError;
 pub use pool::build_client;
-pub use settings::{normalize_base_url, LlmApi, LlmSettings};
+pub use settings::{normalize_base_url, LlmApi, LlmSettings, OpenAiJsonMode};
 pub use types::{
     ChatChunk, ChatMessage, ChatRequest, ChatRole, ChatStream, Completion, GenerationOptions,
-    Think, ThinkLevel, Usage,
+    LlmLoad, Think, ThinkLevel, Usage,
 };
 
 use async_trait::async_trait;
@@ -32,4 +39,9 @@ pub trait LlmClient: Send + Sync {
 
     /// The provider name reported in usage (`ollama`, `openai`).
     fn provider(&self) -> &str;
+
+    /// Calls in flight and waiting, summed over endpoints. Clients without a limiter report zeros.
+    fn load(&self) -> LlmLoad {
+        LlmLoad::default()
+    }
 }

@@ -1,36 +1,152 @@
+//! The client every room uses: one wire format over one or more endpoints, each call holding a
+//! limiter slot from its first try to its last chunk, retried only before it has streamed anything.
+
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::time::Instant;
 
-use super::{ChatRequest, ChatStream, LlmClient, LlmError, LlmSettings};
+use super::call::{BodyReader, Http, Target};
+use super::limiter::{Limiter, Permit};
+use super::ollama::Ollama;
+use super::openai::OpenAi;
+use super::retry::{backoff, is_retryable};
+use super::wire::Wire;
+use super::{
+    ChatChunk, ChatRequest, ChatStream, LlmApi, LlmClient, LlmError, LlmLoad, LlmSettings,
+};
 use crate::config::ConfigError;
 
-/// Builds the configured client (placeholder until the backends land).
+/// Builds the configured client.
 pub fn build_client(settings: &LlmSettings) -> Result<Arc<dyn LlmClient>, ConfigError> {
-    Ok(Arc::new(Placeholder {
-        url: settings.base_urls.first().cloned().unwrap_or_default(),
+    let error = |source: &str, message: String| ConfigError {
+        source_name: source.to_owned(),
+        message,
+    };
+    if settings.base_urls.is_empty() {
+        return Err(error(
+            "llm.base_urls (OLLAMA_BASE_URL)",
+            "no LLM endpoint given".into(),
+        ));
+    }
+    if settings.max_concurrency == 0 {
+        return Err(error(
+            "llm.max_concurrency (ROOMHOST_MAX_CONCURRENCY)",
+            "must be at least 1".into(),
+        ));
+    }
+    let wire: Box<dyn Wire> = match settings.api {
+        LlmApi::Ollama => Box::new(Ollama),
+        LlmApi::Openai => Box::new(OpenAi {
+            json_mode: settings.openai_json_mode,
+        }),
+    };
+    let http = Http::new(settings)
+        .map_err(|e| error("llm", format!("cannot build the HTTP client: {e}")))?;
+    Ok(Arc::new(Client {
+        wire,
+        http,
+        endpoints: settings
+            .base_urls
+            .iter()
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .collect(),
+        limiter: Arc::new(Limiter::new(
+            settings.base_urls.len(),
+            settings.max_concurrency,
+            settings.max_queue,
+        )),
+        max_retries: settings.max_retries,
+        retry_base_delay: settings.retry_base_delay(),
     }))
 }
 
-struct Placeholder {
-    url: String,
+struct Client {
+    wire: Box<dyn Wire>,
+    http: Http,
+    endpoints: Vec<String>,
+    limiter: Arc<Limiter>,
+    max_retries: u32,
+    retry_base_delay: Duration,
 }
 
 #[async_trait]
-impl LlmClient for Placeholder {
-    async fn chat_stream(&self, _request: ChatRequest) -> Result<ChatStream, LlmError> {
-        Err(LlmError::Connect {
-            url: self.url.clone(),
-            detail: "no backend yet".into(),
-        })
+impl LlmClient for Client {
+    async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, LlmError> {
+        let body = Bytes::from(self.wire.body(&request)?);
+        let permit = self.limiter.acquire().await?;
+        let started = Instant::now();
+        let deadline = self.http.timeouts().deadline();
+        let base = self
+            .endpoints
+            .get(permit.endpoint())
+            .map_or("", String::as_str);
+        let target = Target {
+            base,
+            url: self.wire.chat_url(base),
+            model: &request.model,
+            provider: self.wire.provider(),
+        };
+        let mut attempt = 0;
+        let reader = loop {
+            attempt += 1;
+            let error = match self
+                .http
+                .open(&target, body.clone(), self.wire.decoder(), deadline)
+                .await
+            {
+                Ok(reader) => break reader,
+                Err(e) => e,
+            };
+            if attempt > self.max_retries || !is_retryable(&error, attempt) {
+                return Err(error);
+            }
+            let pause = backoff(self.retry_base_delay, attempt);
+            if Instant::now() + pause >= deadline {
+                return Err(error);
+            }
+            tracing::warn!(url = %target.url, attempt, ?pause, "LLM call failed, retrying: {error}");
+            tokio::time::sleep(pause).await;
+        };
+        Ok(stream(reader, permit, started))
     }
+
+    /// Every endpoint must answer.
     async fn health(&self) -> Result<(), LlmError> {
-        Err(LlmError::Connect {
-            url: self.url.clone(),
-            detail: "no backend yet".into(),
-        })
+        for base in &self.endpoints {
+            self.http.get_ok(&self.wire.health_url(base), base).await?;
+        }
+        Ok(())
     }
+
     fn provider(&self) -> &str {
-        "none"
+        self.wire.provider()
     }
+
+    fn load(&self) -> LlmLoad {
+        self.limiter.load()
+    }
+}
+
+/// The chunks of an opened call. The permit and the connection go as soon as the final chunk or
+/// an error is yielded, or when the stream is dropped.
+fn stream(reader: BodyReader, permit: Permit, started: Instant) -> ChatStream {
+    futures::stream::unfold(Some((reader, permit)), move |state| async move {
+        let (mut reader, permit) = state?;
+        match reader.next_chunk().await? {
+            Ok(ChatChunk::Done(mut completion)) => {
+                // The OpenAI API reports no duration; the wall time of the call stands in.
+                if completion.usage.total_duration.is_zero() {
+                    completion.usage.total_duration = started.elapsed();
+                }
+                Some((Ok(ChatChunk::Done(completion)), None))
+            }
+            Ok(chunk) => Some((Ok(chunk), Some((reader, permit)))),
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+    .boxed()
 }

@@ -25,6 +25,31 @@ impl std::str::FromStr for LlmApi {
     }
 }
 
+/// How structured output is asked of an OpenAI-compatible server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpenAiJsonMode {
+    /// `response_format: {type: "json_schema", json_schema: {schema}}`, the standard form.
+    #[default]
+    JsonSchema,
+    /// `response_format: {type: "json_object", schema}`, for servers that reject the standard form
+    /// (llama-cpp-python's server answers 500 to it).
+    JsonObject,
+}
+
+impl std::str::FromStr for OpenAiJsonMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "json_schema" => Ok(OpenAiJsonMode::JsonSchema),
+            "json_object" => Ok(OpenAiJsonMode::JsonObject),
+            other => Err(format!(
+                "'{other}' is not a JSON mode; use 'json_schema' or 'json_object'"
+            )),
+        }
+    }
+}
+
 /// LLM backend settings (the `llm:` section of the config file, or `OLLAMA_*`/`ROOMHOST_*` env).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -47,6 +72,8 @@ pub struct LlmSettings {
     pub request_timeout_secs: f64,
     pub max_retries: u32,
     pub retry_base_delay_ms: u64,
+    /// Structured-output form for the OpenAI-compatible API.
+    pub openai_json_mode: OpenAiJsonMode,
 }
 
 impl Default for LlmSettings {
@@ -63,6 +90,7 @@ impl Default for LlmSettings {
             request_timeout_secs: 600.0,
             max_retries: 2,
             retry_base_delay_ms: 250,
+            openai_json_mode: OpenAiJsonMode::JsonSchema,
         }
     }
 }

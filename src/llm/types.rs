@@ -126,4 +126,15 @@ pub enum ChatChunk {
     Done(Completion),
 }
 
+/// How busy a client is, summed over its endpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LlmLoad {
+    /// Calls holding a slot (sending or streaming).
+    pub in_flight: usize,
+    /// Calls waiting for a slot.
+    pub queued: usize,
+    /// Slots: the per-endpoint limit times the number of endpoints.
+    pub capacity: usize,
+}
+
 pub type ChatStream = BoxStream<'static, Result<ChatChunk, LlmError>>;

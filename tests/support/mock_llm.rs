@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -47,6 +47,8 @@ pub struct MockRequest {
     pub stream: bool,
     /// OpenAI `stream_options.include_usage`.
     pub include_usage: bool,
+    /// The `Authorization` header, if sent.
+    pub authorization: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -508,7 +510,12 @@ fn openai_error_type(code: u16) -> &'static str {
     }
 }
 
-async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, body: Bytes) -> Response {
+async fn chat(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path().to_owned();
     let wire = Wire::of(&path);
     let body: Value = match serde_json::from_slice(&body) {
@@ -518,7 +525,11 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, body: Bytes) -> Respo
     let mut guard = FlightGuard::enter(shared.clone());
     let req = {
         let mut requests = lock(&shared.requests);
-        let req = MockRequest::parse(requests.len() + 1, path, body);
+        let mut req = MockRequest::parse(requests.len() + 1, path, body);
+        req.authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         requests.push(req.clone());
         req
     };
@@ -621,13 +632,6 @@ fn stream_steps(wire: Wire, req: &MockRequest, reply: &MockReply) -> VecDeque<St
                 .map(|w| Step::Write(Bytes::from(w.clone()))),
         );
     } else {
-        if wire == Wire::OpenAi {
-            steps.push_back(Step::Write(line(openai_chunk(
-                req,
-                json!({"role": "assistant", "content": ""}),
-                None,
-            ))));
-        }
         if reply.garbage_line {
             steps.push_back(Step::Write(match wire {
                 Wire::Ollama => Bytes::from_static(b"this is not json\n"),
@@ -662,6 +666,19 @@ fn stream_steps(wire: Wire, req: &MockRequest, reply: &MockReply) -> VecDeque<St
             Some(v) => Step::Write(line(v)),
             None => Step::Write(Bytes::from_static(b"data: [DONE]\n\n")),
         })),
+    }
+    if wire == Wire::OpenAi && reply.raw.is_none() {
+        // The role-only event goes out with the first write, so delays fall between the same
+        // chunks in both formats.
+        let role = line(openai_chunk(
+            req,
+            json!({"role": "assistant", "content": ""}),
+            None,
+        ));
+        match steps.front_mut() {
+            Some(Step::Write(first)) => *first = [role, first.clone()].concat().into(),
+            _ => steps.push_front(Step::Write(role)),
+        }
     }
     steps
 }
@@ -792,6 +809,7 @@ impl MockRequest {
             include_usage: body["stream_options"]["include_usage"]
                 .as_bool()
                 .unwrap_or(false),
+            authorization: None,
             path,
             body,
         }

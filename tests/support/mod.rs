@@ -1,5 +1,6 @@
 #![allow(dead_code)]
 
 pub mod harness;
+pub mod llm_calls;
 pub mod mock_llm;
 pub mod test_agent;
