@@ -135,6 +135,31 @@ async fn health_and_readiness() {
         body["reason"].as_str().unwrap().contains("127.0.0.1:9"),
         "{body}"
     );
+
+    let (status, stats) = s.get("/stats").await;
+    assert_eq!(status, 200);
+    assert_eq!(stats["runs_in_flight"], 0);
+    assert_eq!(
+        stats["llm"],
+        json!({"in_flight": 0, "queued": 0, "capacity": 4})
+    );
+}
+
+#[tokio::test]
+async fn ready_when_the_llm_backend_answers() {
+    let mock = support::mock_llm::MockLlm::start().await;
+    let dir = TempDir::with_rooms(&[&test_agent::room("echo", 1, 0, false)]);
+    let settings = test_settings(&mock.url(), dir.path.clone());
+    let s = TestServer::start_with(settings, test_agent::registry(), dir).await;
+    let (status, body) = s.get("/readyz").await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("ready")),
+        "{body}"
+    );
+    mock.stop();
+    let (status, body) = s.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
 }
 
 #[tokio::test]

@@ -8,16 +8,18 @@ use roomhost::llm::{LlmApi, LlmError, LlmSettings};
 use support::llm_calls::{ask, call, client, settings, BOTH_APIS};
 use support::mock_llm::{MockLlm, MockReply};
 
-/// Quick limits, each far from the others so only the one under test can fire.
-fn quick(mock: &MockLlm, api: LlmApi) -> LlmSettings {
+/// Generous limits, so that only the one a test shortens can fire on a busy machine.
+fn generous(mock: &MockLlm, api: LlmApi) -> LlmSettings {
     LlmSettings {
-        first_byte_timeout_secs: 0.3,
-        idle_timeout_secs: 0.3,
+        first_byte_timeout_secs: 5.0,
+        idle_timeout_secs: 5.0,
         request_timeout_secs: 30.0,
         max_retries: 0,
         ..settings(&[mock], api)
     }
 }
+
+const SHORT: f64 = 0.3;
 
 fn assert_timeout(result: &Result<roomhost::llm::Completion, LlmError>, expected: &str) {
     match result {
@@ -42,7 +44,10 @@ async fn slow_headers_hit_the_first_byte_timeout() {
                 .text("late")
                 .first_byte_delay(Duration::from_secs(10)),
         );
-        let client = client(&quick(&mock, api));
+        let client = client(&LlmSettings {
+            first_byte_timeout_secs: SHORT,
+            ..generous(&mock, api)
+        });
         let out = call(&*client, ask("q")).await;
         assert_timeout(&out.result, "first-byte");
         assert!(out
@@ -59,7 +64,11 @@ async fn headers_without_a_body_hit_the_first_byte_timeout() {
     for api in BOTH_APIS {
         let mock = MockLlm::start().await;
         mock.push(MockReply::new().hang());
-        let out = call(&*client(&quick(&mock, api)), ask("q")).await;
+        let settings = LlmSettings {
+            first_byte_timeout_secs: SHORT,
+            ..generous(&mock, api)
+        };
+        let out = call(&*client(&settings), ask("q")).await;
         assert_timeout(&out.result, "first-byte");
     }
 }
@@ -73,7 +82,11 @@ async fn a_stall_between_chunks_hits_the_idle_timeout() {
                 .text("one two")
                 .chunk_delay(Duration::from_secs(10)),
         );
-        let out = call(&*client(&quick(&mock, api)), ask("q")).await;
+        let settings = LlmSettings {
+            idle_timeout_secs: SHORT,
+            ..generous(&mock, api)
+        };
+        let out = call(&*client(&settings), ask("q")).await;
         assert_eq!(out.content, "one ", "{api:?}");
         assert_timeout(&out.result, "idle");
         assert!(out
@@ -94,10 +107,8 @@ async fn a_steady_but_long_answer_hits_the_total_timeout() {
                 .chunk_delay(Duration::from_millis(20)),
         );
         let settings = LlmSettings {
-            idle_timeout_secs: 5.0,
-            first_byte_timeout_secs: 5.0,
-            request_timeout_secs: 0.3,
-            ..quick(&mock, api)
+            request_timeout_secs: SHORT,
+            ..generous(&mock, api)
         };
         let out = call(&*client(&settings), ask("q")).await;
         assert!(
@@ -135,7 +146,7 @@ async fn an_unanswered_connect_hits_the_connect_timeout() {
     }
     let settings = LlmSettings {
         base_urls: vec![format!("http://{addr}")],
-        connect_timeout_secs: 0.3,
+        connect_timeout_secs: SHORT,
         max_retries: 0,
         ..LlmSettings::default()
     };

@@ -19,6 +19,7 @@ pub(crate) const CONNECT: &str = "connect";
 pub(crate) const FIRST_BYTE: &str = "first-byte";
 pub(crate) const IDLE: &str = "idle";
 pub(crate) const TOTAL: &str = "total";
+pub(crate) const HEALTH: &str = "health";
 
 /// An error body is only read for its message.
 const MAX_ERROR_BODY: usize = 16 * 1024;
@@ -30,6 +31,7 @@ fn timeout(which: &'static str, after: Duration) -> LlmError {
         CONNECT => "the backend did not accept the connection; check the URL, or raise ROOMHOST_CONNECT_TIMEOUT_SECS",
         FIRST_BYTE => "the backend did not start answering; a cold model load can take minutes: raise ROOMHOST_FIRST_BYTE_TIMEOUT_SECS or warm the model first",
         IDLE => "the backend stopped sending mid-answer; it may be overloaded: raise ROOMHOST_IDLE_TIMEOUT_SECS or lower ROOMHOST_MAX_CONCURRENCY",
+        HEALTH => "the backend accepted the connection but did not answer its model listing",
         _ => "the call took longer than allowed; raise ROOMHOST_REQUEST_TIMEOUT_SECS or ask for a shorter answer (max_tokens)",
     };
     LlmError::Timeout { which, after, hint }
@@ -146,7 +148,7 @@ impl Http {
         }
         let response = request.send().await.map_err(|e| {
             if e.is_timeout() && !e.is_connect() {
-                timeout(FIRST_BYTE, HEALTH_TIMEOUT)
+                timeout(HEALTH, HEALTH_TIMEOUT)
             } else {
                 self.transport(&e, base)
             }

@@ -2,6 +2,19 @@
 //! and the per-endpoint concurrency limit, timeouts and retries every call goes through.
 //!
 //! Nothing here knows about rooms or AG-UI.
+//!
+//! Layout: `ollama` and `openai` hold what differs between the wire formats (URLs, request body,
+//! stream decoder, behind `wire::Wire`); `lines` splits bytes into lines; `call` makes one HTTP
+//! attempt with its timeouts; `limiter` holds the per-endpoint slots and the bounded FIFO queue;
+//! `retry` says what to retry and how long to wait; `pool` puts them together as the client.
+//!
+//! Settings (`LlmSettings`, env in brackets): `api` (ROOMHOST_LLM_API: `ollama` for `/api/chat`,
+//! `openai` for `/v1/chat/completions`), `base_urls` (OLLAMA_BASE_URL or OLLAMA_HOST,
+//! comma-separated; calls go to the least busy), `api_key` (ROOMHOST_LLM_API_KEY, sent as a bearer
+//! token), `max_concurrency` per endpoint (ROOMHOST_MAX_CONCURRENCY; match `OLLAMA_NUM_PARALLEL`),
+//! `max_queue` (ROOMHOST_MAX_QUEUE), the connect / first-byte / idle / total timeouts
+//! (ROOMHOST_*_TIMEOUT_SECS), `max_retries` (ROOMHOST_MAX_RETRIES) and `openai_json_mode`
+//! (ROOMHOST_OPENAI_JSON_MODE: `json_schema`, or `json_object` for llama-cpp-python's server).
 
 mod call;
 mod error;

@@ -28,3 +28,12 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
         ),
     }
 }
+
+/// Live counters: runs in flight and the LLM limiter's slots, for dashboards and leak checks.
+pub async fn stats(State(app): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "runs_in_flight": app.runs.len(),
+        "shutting_down": app.shutdown.is_cancelled(),
+        "llm": app.llm.load(),
+    }))
+}

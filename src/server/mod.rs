@@ -26,6 +26,7 @@ pub fn router(app: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/stats", get(health::stats))
         .route("/rooms", get(rooms::list))
         .route("/rooms/{id}", get(rooms::get))
         .route("/rooms/{id}/run", post(run::run_room))
