@@ -1,13 +1,13 @@
 //! The room's `agent.extra_config`, typed and checked: a typo here would silently change
 //! behaviour, so unknown keys are an error.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::agents::FactoryError;
 use crate::llm::ThinkLevel;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     Sectioning,
@@ -94,6 +94,9 @@ pub struct ParallelizationConfig {
     /// Sections a planned (un-listed) sectioning run may have.
     pub min_sections: u32,
     pub max_sections: u32,
+    /// Tasks of one run in flight at once; the LLM client's own limit and queue still apply, this
+    /// only keeps one huge map-reduce from filling the shared queue.
+    pub max_parallel_tasks: u32,
 }
 
 impl Default for ParallelizationConfig {
@@ -115,6 +118,7 @@ impl Default for ParallelizationConfig {
             show_thinking: false,
             min_sections: 3,
             max_sections: 6,
+            max_parallel_tasks: 32,
         }
     }
 }
@@ -187,6 +191,12 @@ impl ParallelizationConfig {
                     "need 1 <= min_sections ({}) <= max_sections ({}) <= 20",
                     self.min_sections, self.max_sections
                 ),
+            );
+        }
+        if !(1..=256).contains(&self.max_parallel_tasks) {
+            return err(
+                "max_parallel_tasks",
+                format!("{} is out of range 1..=256", self.max_parallel_tasks),
             );
         }
         Ok(())

@@ -1,15 +1,35 @@
 //! The parallelization room's agent: sectioning, voting and map-reduce fan-outs.
+//!
+//! `start` reads the message and picks the strategy (`detect`); the run's future streams the
+//! activity, one subagent per parallel task (`runner`) and the answer, strategy by strategy
+//! (`sectioning`, `voting`, `map_reduce`).
 
+mod budget;
 pub mod config;
+pub mod detect;
+mod map_reduce;
+mod messages;
+mod progress;
+pub mod prompts;
+mod reply;
+mod runner;
+mod sectioning;
+mod usage;
+pub mod vote;
+mod voting;
 
 pub use config::{ParallelizationConfig, Strategy};
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use super::{Agent, AgentDeps, AgentError, EventSink, FactoryError, RunFuture};
+use super::{Agent, AgentDeps, AgentError, EventSink, FactoryError, RunFuture, RunOutput};
 use crate::agui::RunAgentInput;
+use detect::{Choice, Job};
+use progress::{Progress, RunStatus, SectionsSource};
+use runner::{Ctx, Run};
+use usage::UsageBook;
 
 /// The names a room's `factory_name` may use for this agent.
 pub const FACTORY_NAMES: &[&str] = &[
@@ -23,21 +43,82 @@ pub fn create(extra: &Value, deps: &AgentDeps) -> Result<Arc<dyn Agent>, Factory
         config.model_name = model.clone();
     }
     Ok(Arc::new(ParallelizationAgent {
-        config,
+        config: Arc::new(config),
         deps: deps.clone(),
     }))
 }
 
 pub struct ParallelizationAgent {
-    config: ParallelizationConfig,
+    config: Arc<ParallelizationConfig>,
     deps: AgentDeps,
 }
 
+/// What a strategy produced: the answer's text and its part of `RUN_FINISHED.result`.
+pub(crate) struct Outcome {
+    text: String,
+    details: Value,
+}
+
 impl Agent for ParallelizationAgent {
-    fn start(&self, _input: RunAgentInput, _events: EventSink) -> Result<RunFuture, AgentError> {
-        let _ = (&self.config, &self.deps);
-        Err(AgentError::BadInput(
-            "the parallelization agent is being built".into(),
-        ))
+    fn start(&self, input: RunAgentInput, events: EventSink) -> Result<RunFuture, AgentError> {
+        let text = input
+            .last_user_text()
+            .ok_or_else(|| AgentError::BadInput("the run has no user message with text".into()))?;
+        let choice = detect::choose(&text, &input.forwarded_props, self.config.default_strategy)
+            .map_err(AgentError::BadInput)?;
+        let sections_source = match &choice.job {
+            Job::Sections { sections, .. } if sections.is_empty() => Some(SectionsSource::Planned),
+            Job::Sections { .. } => Some(SectionsSource::Listed),
+            _ => None,
+        };
+        let run = Run {
+            ctx: Ctx {
+                llm: self.deps.llm.clone(),
+                sink: events,
+                config: self.config.clone(),
+            },
+            progress: Progress::new(choice.strategy, choice.source, sections_source),
+            usage: UsageBook::default(),
+        };
+        Ok(Box::pin(execute(run, choice)))
     }
+}
+
+async fn execute(mut run: Run, choice: Choice) -> Result<RunOutput, AgentError> {
+    tracing::Span::current().record("strategy", choice.strategy.as_str());
+    let snapshot = run.progress.snapshot();
+    run.ctx.send([snapshot]).await;
+    let outcome = match &choice.job {
+        Job::Sections {
+            topic,
+            title,
+            sections,
+        } => sectioning::run(&mut run, topic, title.as_deref(), sections.clone()).await,
+        Job::Vote { question, answers } => voting::run(&mut run, question, answers).await,
+        Job::Summarize {
+            instruction,
+            documents,
+        } => map_reduce::run(&mut run, instruction, documents).await,
+    };
+    let status = if outcome.is_ok() {
+        RunStatus::Complete
+    } else {
+        RunStatus::Failed
+    };
+    run.progress.set_status(status);
+    run.send_progress().await;
+    let outcome = outcome?;
+    let mut result = json!({
+        "strategy": choice.strategy,
+        "strategy_source": choice.source,
+        "text": outcome.text,
+    });
+    if let (Some(result), Value::Object(details)) = (result.as_object_mut(), outcome.details) {
+        result.extend(details);
+    }
+    result["activity"] = run.progress.content();
+    Ok(RunOutput {
+        result: Some(result),
+        usage: run.usage.entries(run.ctx.llm.provider()),
+    })
 }

@@ -1,0 +1,495 @@
+//! Which strategy a message asks for, and what it hands that strategy: explicit choice
+//! (`forwardedProps.strategy`, a leading slash command) over patterns in the prompt over the room's
+//! default.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::config::Strategy;
+use super::vote::{question_answers, Answers};
+
+/// How the strategy was chosen; part of the activity content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Explicit,
+    Pattern,
+    Default,
+}
+
+/// What a strategy works on, read from the message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Job {
+    /// One writer per section; no sections means the model plans them first.
+    Sections {
+        topic: String,
+        title: Option<String>,
+        sections: Vec<String>,
+    },
+    Vote {
+        question: String,
+        answers: Answers,
+    },
+    Summarize {
+        instruction: String,
+        documents: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    pub strategy: Strategy,
+    pub source: Source,
+    pub job: Job,
+}
+
+/// Items longer than this are prose, not a list of section titles.
+const MAX_SECTION_CHARS: usize = 60;
+const MAX_SECTION_WORDS: usize = 6;
+const MAX_TOPIC_CHARS: usize = 160;
+const INSTRUCTION_DEFAULT: &str = "Summarize the documents.";
+
+/// Decides the strategy for `text` (the last user message). Errors are the caller's mistakes and
+/// are answered with HTTP 400.
+pub fn choose(text: &str, forwarded: &Value, default: Strategy) -> Result<Choice, String> {
+    let (command, text) = split_command(text)?;
+    let props = Forwarded::read(forwarded)?;
+    let explicit = props.strategy.or(command);
+    let has_documents = !props.documents.is_empty();
+    let (strategy, source) = match explicit {
+        Some(s) => (s, Source::Explicit),
+        None if has_documents => (Strategy::MapReduce, Source::Pattern),
+        None => match detect(text) {
+            Some(s) => (s, Source::Pattern),
+            None => (default, Source::Default),
+        },
+    };
+    let job = match strategy {
+        Strategy::MapReduce => summarize_job(text, props.documents)?,
+        Strategy::Sectioning => sections_job(text),
+        Strategy::Voting => Job::Vote {
+            question: text.trim().to_owned(),
+            answers: question_answers(text),
+        },
+    };
+    Ok(Choice {
+        strategy,
+        source,
+        job,
+    })
+}
+
+/// The strategy a prompt's shape suggests, if any.
+pub fn detect(text: &str) -> Option<Strategy> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if summarize_rest(text).is_some() || split_documents(text).len() >= 2 {
+        Some(Strategy::MapReduce)
+    } else if topic_list(text).is_some() {
+        Some(Strategy::Sectioning)
+    } else if is_question(text) {
+        Some(Strategy::Voting)
+    } else {
+        None
+    }
+}
+
+struct Forwarded {
+    strategy: Option<Strategy>,
+    documents: Vec<String>,
+}
+
+impl Forwarded {
+    fn read(props: &Value) -> Result<Self, String> {
+        let strategy = match props.get("strategy") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim().is_empty() || s.trim() == "auto" => None,
+            Some(Value::String(s)) => Some(Strategy::parse(s).ok_or_else(|| {
+                format!("unknown strategy '{s}' in forwardedProps.strategy; use sectioning, voting or map_reduce")
+            })?),
+            Some(other) => {
+                return Err(format!(
+                    "forwardedProps.strategy must be a string, not {other}"
+                ))
+            }
+        };
+        let documents = match props.get("documents") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, d)| match d {
+                    Value::String(s) => Ok(s.clone()),
+                    _ => Err(format!("forwardedProps.documents[{i}] must be a string")),
+                })
+                .filter(|d| d.as_ref().map_or(true, |s| !s.trim().is_empty()))
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err("forwardedProps.documents must be a list of strings".into()),
+        };
+        Ok(Self {
+            strategy,
+            documents,
+        })
+    }
+}
+
+/// A leading `/sectioning`, `/voting` or `/mapreduce` and the text after it.
+fn split_command(text: &str) -> Result<(Option<Strategy>, &str), String> {
+    let trimmed = text.trim_start();
+    let Some(rest) = trimmed.strip_prefix('/') else {
+        return Ok((None, text));
+    };
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .unwrap_or(rest.len());
+    let (word, after) = rest.split_at(end);
+    // `/usr/bin ...` or `/ 2` is text, not a command.
+    if word.is_empty() || !(after.is_empty() || after.starts_with(char::is_whitespace)) {
+        return Ok((None, text));
+    }
+    match Strategy::parse(word) {
+        Some(s) => Ok((Some(s), after.trim_start())),
+        None => Err(format!(
+            "unknown command /{word}; use /sectioning, /voting or /mapreduce"
+        )),
+    }
+}
+
+fn summarize_job(text: &str, attached: Vec<String>) -> Result<Job, String> {
+    let text = text.trim();
+    let (instruction, body) = if !attached.is_empty() {
+        (text, "")
+    } else {
+        split_instruction(text)
+    };
+    let mut documents = attached;
+    if documents.is_empty() {
+        documents = split_documents(body);
+    }
+    if documents.is_empty() && !body.trim().is_empty() {
+        documents.push(body.trim().to_owned());
+    }
+    if documents.is_empty() {
+        return Err("nothing to summarize: put the documents after 'Summarize:' separated by '|' or by lines of '---', or attach them as forwardedProps.documents".into());
+    }
+    let instruction = instruction.trim().trim_end_matches([':', '：']).trim();
+    Ok(Job::Summarize {
+        instruction: if instruction.is_empty() {
+            INSTRUCTION_DEFAULT.to_owned()
+        } else {
+            instruction.to_owned()
+        },
+        documents,
+    })
+}
+
+/// The task and the documents of a map-reduce prompt: "Summarize the reports: A | B" ->
+/// ("Summarize the reports", "A | B"). A lead-in without "Summarize" counts only when it is a
+/// few words and the rest is a list of documents ("Compare these: [A] [B]").
+fn split_instruction(text: &str) -> (&str, &str) {
+    let first_line = text.lines().next().unwrap_or("");
+    // A colon after a sentence has ended belongs to the document, not to the task.
+    let colon =
+        topic_colon(first_line).filter(|&i| i <= 100 && !text[..i].contains(['.', '!', '?']));
+    if let Some(rest) = summarize_rest(text) {
+        return match colon {
+            Some(i) => (&text[..i], text[i..].trim_start_matches([':', '：'])),
+            None => (&text[..text.len() - rest.len()], rest),
+        };
+    }
+    if let Some(i) = colon {
+        let (lead, body) = (&text[..i], text[i..].trim_start_matches([':', '：']));
+        let words = lead.split_whitespace().count();
+        if (2..=12).contains(&words) && split_documents(body).len() >= 2 {
+            return (lead, body);
+        }
+    }
+    ("", text)
+}
+
+fn sections_job(text: &str) -> Job {
+    match topic_list(text) {
+        Some((topic, sections)) => Job::Sections {
+            title: title_of(topic, false),
+            topic: topic.to_owned(),
+            sections,
+        },
+        None => {
+            let topic = text.trim();
+            // A whole request ("Tell me a story") is no title; its subject after "Write about" is.
+            Job::Sections {
+                title: title_of(topic, true),
+                topic: topic.to_owned(),
+                sections: Vec::new(),
+            }
+        }
+    }
+}
+
+/// The text after a leading "Summarize"/"Summarise" (and an optional colon), if the prompt opens
+/// with one.
+fn summarize_rest(text: &str) -> Option<&str> {
+    let verb = ["summarize", "summarise"]
+        .into_iter()
+        .find(|v| starts_with_ignore_case(text, v))?;
+    let rest = &text[verb.len()..];
+    // "Summarizer", "Summarized" are other words.
+    if rest.starts_with(|c: char| c.is_alphanumeric()) {
+        return None;
+    }
+    Some(rest.trim_start_matches(':').trim_start())
+}
+
+/// Two or more documents separated by lines of `---`, by `|`, or given as `[...]` items; fewer
+/// than two means the text is not a document list.
+pub fn split_documents(text: &str) -> Vec<String> {
+    let clean = |parts: Vec<&str>| -> Vec<String> {
+        parts
+            .into_iter()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let by_rule = clean(split_on_rule_lines(text));
+    if by_rule.len() >= 2 {
+        return by_rule;
+    }
+    let bracketed = bracket_items(text);
+    if bracketed.len() >= 2 {
+        return bracketed;
+    }
+    let by_bar = clean(text.split('|').collect());
+    if by_bar.len() >= 2 {
+        by_bar
+    } else {
+        Vec::new()
+    }
+}
+
+fn split_on_rule_lines(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim();
+        if t.len() >= 3 && t.chars().all(|c| c == '-') {
+            parts.push(&text[start..offset]);
+            start = offset + line.len();
+        }
+        offset += line.len();
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// `[first text] [second text]`: the whole prompt (after any lead-in ending in a colon) is made of
+/// bracketed items.
+fn bracket_items(text: &str) -> Vec<String> {
+    let body = match text.find('[') {
+        Some(i) => &text[i..],
+        None => return Vec::new(),
+    };
+    let mut items = Vec::new();
+    let mut rest = body.trim();
+    while let Some(inner) = rest.strip_prefix('[') {
+        let Some(end) = inner.find(']') else {
+            return Vec::new();
+        };
+        let item = inner[..end].trim();
+        if !item.is_empty() {
+            items.push(item.to_owned());
+        }
+        rest = inner[end + 1..].trim_start_matches([',', ';', '|']).trim();
+    }
+    if rest.is_empty() {
+        items
+    } else {
+        Vec::new()
+    }
+}
+
+/// "Topic: A, B, C": a topic, a colon, two or more short items separated by commas, semicolons,
+/// "and" or lines.
+pub fn topic_list(text: &str) -> Option<(&str, Vec<String>)> {
+    let text = text.trim();
+    let colon = topic_colon(text)?;
+    let topic = text[..colon].trim();
+    let list = text[colon..].trim_start_matches([':', '：']).trim();
+    if topic.is_empty()
+        || topic.contains('\n')
+        || topic.chars().count() > MAX_TOPIC_CHARS
+        || list.ends_with('?')
+    {
+        return None;
+    }
+    let items = list_items(list);
+    let short = |s: &String| {
+        s.chars().count() <= MAX_SECTION_CHARS && s.split_whitespace().count() <= MAX_SECTION_WORDS
+    };
+    (items.len() >= 2 && items.iter().all(short)).then_some((topic, items))
+}
+
+/// The first colon that ends a topic: followed by whitespace or the end, and not part of a URL
+/// scheme or a time such as 10:30.
+fn topic_colon(text: &str) -> Option<usize> {
+    text.char_indices().find_map(|(i, c)| {
+        let after = &text[i + c.len_utf8()..];
+        match c {
+            // Full-width colons are not followed by a space.
+            '：' => Some(i),
+            ':' if after.is_empty() || after.starts_with(char::is_whitespace) => Some(i),
+            _ => None,
+        }
+    })
+}
+
+fn list_items(list: &str) -> Vec<String> {
+    let mut items = Vec::new();
+    for part in list.split([',', ';', '\n', '、', '，', '；']) {
+        for piece in split_word(part, "and") {
+            let item = piece
+                .trim()
+                .trim_start_matches(['-', '*', '•'])
+                .trim()
+                .trim_end_matches(['.', '!'])
+                .trim();
+            if !item.is_empty() {
+                items.push(item.to_owned());
+            }
+        }
+    }
+    items
+}
+
+/// Splits on a whole word, case-insensitively ("Wind and Sun" -> ["Wind", "Sun"]).
+pub fn split_word<'a>(text: &'a str, word: &str) -> Vec<&'a str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let words: Vec<(usize, &str)> = word_spans(text);
+    for (pos, w) in words {
+        if w.eq_ignore_ascii_case(word) {
+            parts.push(&text[start..pos]);
+            start = pos + w.len();
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// Byte offsets and text of the whitespace-separated words of `text`.
+pub fn word_spans(text: &str) -> Vec<(usize, &str)> {
+    let mut spans = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (c.is_whitespace(), start) {
+            (true, Some(s)) => {
+                spans.push((s, &text[s..i]));
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        spans.push((s, &text[s..]));
+    }
+    spans
+}
+
+const QUESTION_WORDS: &[&str] = &[
+    "is",
+    "are",
+    "was",
+    "were",
+    "am",
+    "do",
+    "does",
+    "did",
+    "can",
+    "could",
+    "should",
+    "shall",
+    "will",
+    "would",
+    "may",
+    "might",
+    "must",
+    "has",
+    "have",
+    "had",
+    "which",
+    "what",
+    "who",
+    "whom",
+    "whose",
+    "where",
+    "when",
+    "why",
+    "how",
+    "isn't",
+    "aren't",
+    "doesn't",
+    "don't",
+    "can't",
+    "shouldn't",
+    "won't",
+    "wouldn't",
+];
+
+/// A question: ends with a question mark (any script's) or opens with a question word.
+pub fn is_question(text: &str) -> bool {
+    let text = text.trim();
+    if text.ends_with(['?', '？', '؟']) {
+        return true;
+    }
+    let first = text
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
+        .to_lowercase();
+    QUESTION_WORDS.contains(&first.as_str())
+}
+
+/// A short title from a topic: the subject without a leading "Write about"-style instruction;
+/// with `needs_lead`, only when there was such an instruction.
+fn title_of(topic: &str, needs_lead: bool) -> Option<String> {
+    const LEADS: &[&str] = &[
+        "write an essay about",
+        "write an essay on",
+        "write an article about",
+        "write an article on",
+        "write about",
+        "write on",
+        "tell me about",
+        "give an overview of",
+        "explain",
+        "describe",
+        "discuss",
+        "cover",
+        "write",
+    ];
+    let topic = topic.trim().trim_end_matches([':', '.']).trim();
+    let lead = LEADS.iter().find(|lead| {
+        starts_with_ignore_case(topic, lead) && topic[lead.len()..].starts_with(char::is_whitespace)
+    });
+    let subject = match lead {
+        Some(lead) => topic[lead.len()..].trim(),
+        None if needs_lead => return None,
+        None => topic,
+    };
+    if subject.is_empty() || subject.contains('\n') || subject.chars().count() > 100 {
+        return None;
+    }
+    let mut chars = subject.chars();
+    let first = chars.next()?;
+    Some(first.to_uppercase().chain(chars).collect())
+}
+
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+}

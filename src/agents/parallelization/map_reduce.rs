@@ -1,0 +1,394 @@
+//! Map-reduce: every document (or part of a long one) is summarised at once, the summaries are
+//! collapsed in parallel groups while they do not fit one call, and one reduce call writes the
+//! answer, streamed. Long input never fails the run: past `max_collapse_depth` it is truncated,
+//! and the answer says so.
+
+use serde_json::json;
+
+use super::budget::{estimate_tokens, pack, split_to_fit, truncate, Budget};
+use super::messages::TextMessage;
+use super::progress::RunStatus;
+use super::prompts;
+use super::runner::{Quiet, Run, TaskResult, TaskSpec};
+use super::Outcome;
+use crate::agents::AgentError;
+
+/// Map calls of one run at most; the rest of a gigantic input is left out (and the answer says so).
+const MAX_MAP_TASKS: usize = 512;
+/// A summary shortened to fit is never cut below this many tokens; fewer summaries are kept instead.
+const MIN_SUMMARY_TOKENS: usize = 32;
+
+/// A place in the input: document `doc`, part `part` of `parts` (all 1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Part {
+    doc: usize,
+    part: usize,
+    parts: usize,
+}
+
+/// The stretch of input a summary covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    first: Part,
+    last: Part,
+}
+
+impl Span {
+    fn label(&self) -> String {
+        let (a, b) = (self.first, self.last);
+        if a.doc != b.doc {
+            format!("Documents {}–{}", a.doc, b.doc)
+        } else if a.parts == 1 {
+            format!("Document {}", a.doc)
+        } else if a.part == b.part {
+            format!("Document {}, part {} of {}", a.doc, a.part, a.parts)
+        } else {
+            format!(
+                "Document {}, parts {}–{} of {}",
+                a.doc, a.part, b.part, a.parts
+            )
+        }
+    }
+
+    fn join(spans: &[Span]) -> Option<Span> {
+        Some(Span {
+            first: spans.first()?.first,
+            last: spans.last()?.last,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Summary {
+    span: Span,
+    text: String,
+}
+
+fn labelled(summaries: &[Summary]) -> Vec<(String, String)> {
+    summaries
+        .iter()
+        .map(|s| (s.span.label(), s.text.clone()))
+        .collect()
+}
+
+/// What is left out of the answer and why.
+#[derive(Default)]
+struct Losses {
+    failed: Vec<String>,
+    truncated: Vec<String>,
+}
+
+pub async fn run(
+    run: &mut Run,
+    instruction: &str,
+    documents: &[String],
+) -> Result<Outcome, AgentError> {
+    let config = run.ctx.config.clone();
+    let budget = Budget::new(config.num_ctx, config.max_tokens);
+    let mut losses = Losses::default();
+
+    let room = budget.room_beside(&prompts::map(
+        instruction,
+        "Document 0000, part 00000 of 00000",
+        "",
+    ));
+    let mut parts: Vec<(Span, &str)> = Vec::new();
+    for (d, document) in documents.iter().enumerate() {
+        let chunks = split_to_fit(document, room);
+        let count = chunks.len();
+        for (p, chunk) in chunks.into_iter().enumerate() {
+            let at = Part {
+                doc: d + 1,
+                part: p + 1,
+                parts: count,
+            };
+            parts.push((
+                Span {
+                    first: at,
+                    last: at,
+                },
+                chunk.trim(),
+            ));
+        }
+    }
+    if parts.len() > MAX_MAP_TASKS {
+        losses.truncated.push(format!(
+            "the input is too long: only the first {MAX_MAP_TASKS} of its {} parts were read",
+            parts.len()
+        ));
+        parts.truncate(MAX_MAP_TASKS);
+    }
+    let part_count = parts.len();
+    let tasks = parts
+        .iter()
+        .map(|(span, text)| {
+            let label = span.label();
+            TaskSpec {
+                request: run.ctx.request(
+                    prompts::map(instruction, &label, text),
+                    config.temperature,
+                    config.seed,
+                    None,
+                ),
+                label,
+                check: None,
+            }
+        })
+        .collect();
+    run.progress.set_status(RunStatus::Running);
+    run.step_started("fan_out").await;
+    let results = run.fan_out(tasks, &mut Quiet).await;
+    run.step_finished("fan_out").await;
+    let spans: Vec<Span> = parts.iter().map(|(span, _)| *span).collect();
+    let mut summaries = survivors(&spans, results, &mut losses);
+    if summaries.is_empty() {
+        return Err(AgentError::Failed {
+            code: "all_tasks_failed",
+            message: format!(
+                "no document could be summarized: {}",
+                losses.failed.join("; ")
+            ),
+        });
+    }
+
+    run.progress.set_status(RunStatus::Aggregating);
+    run.send_progress().await;
+    let mut levels = 0;
+    if !budget.fits(&prompts::reduce(instruction, &labelled(&summaries))) {
+        run.step_started("collapse").await;
+        while !budget.fits(&prompts::reduce(instruction, &labelled(&summaries))) {
+            if levels == config.max_collapse_depth {
+                losses.truncated.push(format!(
+                    "the summaries were still too long after {levels} collapse level{}, so they were shortened",
+                    if levels == 1 { "" } else { "s" }
+                ));
+                summaries = shorten(instruction, summaries, &budget);
+                break;
+            }
+            levels += 1;
+            let before: usize = summaries.iter().map(|s| s.text.len()).sum();
+            let next = collapse(run, instruction, summaries, &budget, levels, &mut losses).await;
+            if next.is_empty() {
+                run.step_finished("collapse").await;
+                return Err(AgentError::Failed {
+                    code: "all_tasks_failed",
+                    message: format!(
+                        "the summaries could not be combined: {}",
+                        losses.failed.join("; ")
+                    ),
+                });
+            }
+            summaries = next;
+            let after: usize = summaries.iter().map(|s| s.text.len()).sum();
+            // A level that does not shrink the text will not be helped by another.
+            if after >= before {
+                losses.truncated.push(format!(
+                    "collapse level {levels} did not shorten the summaries, so they were shortened"
+                ));
+                summaries = shorten(instruction, summaries, &budget);
+                break;
+            }
+        }
+        run.step_finished("collapse").await;
+    }
+
+    run.step_started("aggregate").await;
+    let mut message = TextMessage::new(None);
+    let answer = if let [only] = summaries.as_slice() {
+        let events = message.push(&only.text);
+        run.ctx.send(events).await;
+        Ok(())
+    } else {
+        let request = run.ctx.request(
+            prompts::reduce(instruction, &labelled(&summaries)),
+            config.temperature,
+            config.seed,
+            None,
+        );
+        run.call(request, Some(&mut message)).await.map(|_| ())
+    };
+    if let Err(error) = answer {
+        // The summaries are still worth having when the combining call fails.
+        let listed: Vec<String> = summaries
+            .iter()
+            .map(|s| format!("**{}:** {}", s.span.label(), s.text))
+            .collect();
+        let lead = if message.text().is_empty() {
+            ""
+        } else {
+            "\n\n"
+        };
+        let fallback = format!(
+            "{lead}_The summaries could not be combined ({error}); here they are one by one._\n\n{}",
+            listed.join("\n\n")
+        );
+        let events = message.push(&fallback);
+        run.ctx.send(events).await;
+        run.progress
+            .note(format!("The reduce call failed: {error}"));
+    }
+    let mut notes = Vec::new();
+    if !losses.failed.is_empty() {
+        notes.push(format!("Not included: {}.", losses.failed.join("; ")));
+    }
+    for truncated in &losses.truncated {
+        let mut chars = truncated.chars();
+        let first = chars
+            .next()
+            .map(|c| c.to_uppercase().to_string())
+            .unwrap_or_default();
+        notes.push(format!("Note: {first}{}.", chars.as_str()));
+    }
+    for note in &notes {
+        let events = message.push(&format!("\n\n_{note}_"));
+        run.ctx.send(events).await;
+        run.progress.note(note.clone());
+    }
+    let text = message.text().to_owned();
+    let close = message.close();
+    run.ctx.send(close).await;
+    run.step_finished("aggregate").await;
+    Ok(Outcome {
+        text,
+        details: json!({
+            "documents": documents.len(),
+            "parts": part_count,
+            "collapse_levels": levels,
+            "truncated": !losses.truncated.is_empty(),
+            "failed": losses.failed,
+        }),
+    })
+}
+
+/// The successful results as summaries, in input order; failures go to `losses`.
+fn survivors(spans: &[Span], results: Vec<TaskResult>, losses: &mut Losses) -> Vec<Summary> {
+    spans
+        .iter()
+        .zip(results)
+        .filter_map(|(span, result)| match result {
+            Ok(out) => Some(Summary {
+                span: *span,
+                text: out.text.trim().to_owned(),
+            }),
+            Err(failure) => {
+                losses
+                    .failed
+                    .push(format!("{} ({})", span.label(), failure.message));
+                None
+            }
+        })
+        .collect()
+}
+
+/// One collapse level: consecutive summaries packed into groups that fit one call each, every
+/// group summarised at once.
+async fn collapse(
+    run: &mut Run,
+    instruction: &str,
+    summaries: Vec<Summary>,
+    budget: &Budget,
+    level: u32,
+    losses: &mut Losses,
+) -> Vec<Summary> {
+    let config = run.ctx.config.clone();
+    let room = budget.room_beside(&prompts::collapse(instruction, &[]));
+    let item_tokens = |s: &Summary| {
+        estimate_tokens(&prompts::summaries_block(&labelled(std::slice::from_ref(
+            s,
+        )))) + 1
+    };
+    // A summary too long for a call of its own is cut so that every group fits.
+    let summaries: Vec<Summary> = summaries
+        .into_iter()
+        .map(|mut s| {
+            let label = estimate_tokens(&s.span.label()) + 2;
+            if item_tokens(&s) > room {
+                s.text = truncate(&s.text, room.saturating_sub(label)).to_owned();
+            }
+            s
+        })
+        .collect();
+    let sizes: Vec<usize> = summaries.iter().map(item_tokens).collect();
+    let groups = pack(&sizes, room);
+    let spans: Vec<Span> = groups
+        .iter()
+        .filter_map(|g| {
+            Span::join(
+                &summaries[g.clone()]
+                    .iter()
+                    .map(|s| s.span)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    let tasks = groups
+        .iter()
+        .zip(&spans)
+        .map(|(group, span)| TaskSpec {
+            label: format!("Collapse {level}: {}", span.label()),
+            request: run.ctx.request(
+                prompts::collapse(instruction, &labelled(&summaries[group.clone()])),
+                config.temperature,
+                config.seed,
+                None,
+            ),
+            check: None,
+        })
+        .collect();
+    let results = run.fan_out(tasks, &mut Quiet).await;
+    survivors(&spans, results, losses)
+}
+
+/// Makes the summaries fit one reduce call: each gets an equal share of the room, and when a
+/// share would be too small to say anything, the last summaries are left out.
+fn shorten(instruction: &str, mut summaries: Vec<Summary>, budget: &Budget) -> Vec<Summary> {
+    let room = budget.room_beside(&prompts::reduce(instruction, &[]));
+    let label_tokens = 12;
+    let keep = (room / (MIN_SUMMARY_TOKENS + label_tokens)).clamp(1, summaries.len().max(1));
+    summaries.truncate(keep);
+    let share = (room / summaries.len().max(1))
+        .saturating_sub(label_tokens)
+        .max(1);
+    for s in &mut summaries {
+        s.text = truncate(&s.text, share).to_owned();
+    }
+    summaries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(doc: usize, part: usize, parts: usize) -> Part {
+        Part { doc, part, parts }
+    }
+
+    #[test]
+    fn spans_are_labelled() {
+        let one = |p| Span { first: p, last: p };
+        assert_eq!(one(at(3, 1, 1)).label(), "Document 3");
+        assert_eq!(one(at(3, 2, 5)).label(), "Document 3, part 2 of 5");
+        let joined = Span::join(&[one(at(3, 2, 5)), one(at(3, 4, 5))]).expect("span");
+        assert_eq!(joined.label(), "Document 3, parts 2–4 of 5");
+        let joined = Span::join(&[one(at(1, 1, 1)), one(at(4, 2, 2))]).expect("span");
+        assert_eq!(joined.label(), "Documents 1–4");
+        assert_eq!(Span::join(&[]), None);
+    }
+
+    #[test]
+    fn shortened_summaries_fit_the_reduce_call() {
+        let budget = Budget::new(2048, None);
+        let summaries: Vec<Summary> = (1..=200)
+            .map(|d| Summary {
+                span: Span {
+                    first: at(d, 1, 1),
+                    last: at(d, 1, 1),
+                },
+                text: "word ".repeat(400),
+            })
+            .collect();
+        let short = shorten("Summarize", summaries, &budget);
+        assert!(!short.is_empty() && short.len() < 200);
+        assert!(budget.fits(&prompts::reduce("Summarize", &labelled(&short))));
+    }
+}

@@ -1,0 +1,277 @@
+//! The run's activity message: what a UI draws while the fan-out runs. Every change updates the
+//! typed content and records the JSON Patch operation that makes the same change on the client,
+//! so the client's copy (snapshot + deltas) always equals ours.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::config::Strategy;
+use super::detect::Source;
+use crate::agui::Event;
+use crate::llm::Usage;
+
+pub const ACTIVITY_TYPE: &str = "parallelization";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Starting,
+    Running,
+    Aggregating,
+    Complete,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Pending,
+    Running,
+    Complete,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TaskUsage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+}
+
+impl From<Usage> for TaskUsage {
+    fn from(u: Usage) -> Self {
+        Self {
+            input_tokens: u.prompt_tokens,
+            output_tokens: u.completion_tokens,
+            reasoning_tokens: u.reasoning_tokens,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskEntry {
+    pub label: String,
+    pub subagent_run_id: String,
+    pub status: TaskStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TaskUsage>,
+}
+
+/// Where sectioning's sections came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SectionsSource {
+    /// Listed in the prompt ("Topic: A, B, C").
+    Listed,
+    /// Asked of the model first.
+    Planned,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Activity {
+    pub status: RunStatus,
+    pub strategy: Strategy,
+    pub strategy_source: Source,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sections_source: Option<SectionsSource>,
+    pub total_tasks: usize,
+    pub completed_tasks: usize,
+    pub failed_tasks: usize,
+    pub results: Vec<TaskEntry>,
+    /// What the user should know about the result (failures left out, input truncated).
+    pub notes: Vec<String>,
+}
+
+pub struct Progress {
+    message_id: String,
+    activity: Activity,
+    pending: Vec<Value>,
+}
+
+impl Progress {
+    pub fn new(
+        strategy: Strategy,
+        source: Source,
+        sections_source: Option<SectionsSource>,
+    ) -> Self {
+        Self {
+            message_id: uuid::Uuid::new_v4().to_string(),
+            activity: Activity {
+                status: RunStatus::Starting,
+                strategy,
+                strategy_source: source,
+                sections_source,
+                total_tasks: 0,
+                completed_tasks: 0,
+                failed_tasks: 0,
+                results: Vec::new(),
+                notes: Vec::new(),
+            },
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn content(&self) -> Value {
+        serde_json::to_value(&self.activity).unwrap_or_default()
+    }
+
+    pub fn snapshot(&mut self) -> Event {
+        self.pending.clear();
+        Event::ActivitySnapshot {
+            message_id: self.message_id.clone(),
+            activity_type: ACTIVITY_TYPE.into(),
+            content: self.content(),
+        }
+    }
+
+    /// The changes since the last snapshot or delta, as one `ACTIVITY_DELTA`.
+    pub fn delta(&mut self) -> Option<Event> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        Some(Event::ActivityDelta {
+            message_id: self.message_id.clone(),
+            activity_type: ACTIVITY_TYPE.into(),
+            patch: std::mem::take(&mut self.pending),
+        })
+    }
+
+    fn op(&mut self, op: &str, path: String, value: Value) {
+        self.pending
+            .push(json!({"op": op, "path": path, "value": value}));
+    }
+
+    pub fn set_status(&mut self, status: RunStatus) {
+        if self.activity.status != status {
+            self.activity.status = status;
+            self.op("replace", "/status".into(), json!(status));
+        }
+    }
+
+    /// Adds pending tasks; returns the index of the first in `results`.
+    pub fn add_tasks(&mut self, tasks: impl IntoIterator<Item = (String, String)>) -> usize {
+        let base = self.activity.results.len();
+        for (label, subagent_run_id) in tasks {
+            let entry = TaskEntry {
+                label,
+                subagent_run_id,
+                status: TaskStatus::Pending,
+                output: None,
+                error: None,
+                usage: None,
+            };
+            self.op("add", "/results/-".into(), json!(entry));
+            self.activity.results.push(entry);
+        }
+        self.activity.total_tasks = self.activity.results.len();
+        self.op(
+            "replace",
+            "/total_tasks".into(),
+            json!(self.activity.total_tasks),
+        );
+        base
+    }
+
+    pub fn task_running(&mut self, index: usize) {
+        self.set_task_status(index, TaskStatus::Running);
+    }
+
+    pub fn task_complete(&mut self, index: usize, output: &str, usage: Usage) {
+        let Some(entry) = self.activity.results.get_mut(index) else {
+            return;
+        };
+        entry.output = Some(output.to_owned());
+        entry.usage = Some(usage.into());
+        let usage = json!(entry.usage);
+        self.op("add", format!("/results/{index}/output"), json!(output));
+        self.op("add", format!("/results/{index}/usage"), usage);
+        self.set_task_status(index, TaskStatus::Complete);
+        self.activity.completed_tasks += 1;
+        self.op(
+            "replace",
+            "/completed_tasks".into(),
+            json!(self.activity.completed_tasks),
+        );
+    }
+
+    pub fn task_failed(&mut self, index: usize, error: &str) {
+        let Some(entry) = self.activity.results.get_mut(index) else {
+            return;
+        };
+        entry.error = Some(error.to_owned());
+        self.op("add", format!("/results/{index}/error"), json!(error));
+        self.set_task_status(index, TaskStatus::Failed);
+        self.activity.failed_tasks += 1;
+        self.op(
+            "replace",
+            "/failed_tasks".into(),
+            json!(self.activity.failed_tasks),
+        );
+    }
+
+    fn set_task_status(&mut self, index: usize, status: TaskStatus) {
+        if let Some(entry) = self.activity.results.get_mut(index) {
+            entry.status = status;
+            self.op("replace", format!("/results/{index}/status"), json!(status));
+        }
+    }
+
+    pub fn note(&mut self, note: String) {
+        self.op("add", "/notes/-".into(), json!(note));
+        self.activity.notes.push(note);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(doc: &mut Value, patch: &[Value]) {
+        let patch: json_patch::Patch =
+            serde_json::from_value(Value::Array(patch.to_vec())).expect("RFC 6902 patch");
+        json_patch::patch(doc, &patch).expect("patch applies");
+    }
+
+    #[test]
+    fn deltas_rebuild_the_content() {
+        let mut p = Progress::new(
+            Strategy::Sectioning,
+            Source::Default,
+            Some(SectionsSource::Planned),
+        );
+        let Event::ActivitySnapshot { mut content, .. } = p.snapshot() else {
+            panic!("snapshot")
+        };
+        let mut steps = 0;
+        let mut check = |p: &mut Progress, content: &mut Value| {
+            if let Some(Event::ActivityDelta { patch, .. }) = p.delta() {
+                apply(content, &patch);
+                steps += 1;
+            }
+            assert_eq!(*content, p.content());
+        };
+        p.set_status(RunStatus::Running);
+        let base = p.add_tasks([
+            ("Voter 1".into(), "s1".into()),
+            ("Voter 2".into(), "s2".into()),
+        ]);
+        check(&mut p, &mut content);
+        p.task_running(base);
+        p.task_running(base + 1);
+        check(&mut p, &mut content);
+        p.task_complete(base, "yes", Usage::default());
+        p.task_failed(base + 1, "timeout");
+        p.note("Voter 2 failed".into());
+        p.set_status(RunStatus::Complete);
+        check(&mut p, &mut content);
+        assert_eq!(content["completed_tasks"], 1);
+        assert_eq!(content["failed_tasks"], 1);
+        assert_eq!(content["results"][1]["status"], "failed");
+        assert!(p.delta().is_none());
+        assert_eq!(steps, 3);
+    }
+}

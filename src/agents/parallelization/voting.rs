@@ -1,0 +1,311 @@
+//! Voting: independent voters answer the same question with `{answer, reasoning}`; the tally
+//! picks the consensus, a judge or the earliest voter breaks a tie, and too few valid votes fail
+//! the run.
+
+use serde_json::{json, Value};
+
+use super::config::TieBreak;
+use super::messages::TextMessage;
+use super::progress::RunStatus;
+use super::prompts;
+use super::reply::{json_object, text_field};
+use super::runner::{Quiet, Run, TaskResult, TaskSpec};
+use super::vote::{leaders, tally, Answers, Count, Counted};
+use super::Outcome;
+use crate::agents::AgentError;
+
+/// One voter's valid answer.
+#[derive(Debug, Clone, PartialEq)]
+struct Ballot {
+    counted: Counted,
+    reasoning: String,
+}
+
+fn parse_ballot(text: &str, answers: &Answers) -> Result<Ballot, String> {
+    let object = json_object(text).ok_or("the answer is not the JSON object asked for")?;
+    let answer = text_field(&object, "answer").ok_or("the JSON answer has no `answer` field")?;
+    let counted = answers
+        .count_as(&answer)
+        .ok_or_else(|| match answers.allowed() {
+            Some(allowed) => format!("'{answer}' is not one of: {}", allowed.join(", ")),
+            None => "the answer is empty".to_owned(),
+        })?;
+    Ok(Ballot {
+        counted,
+        reasoning: text_field(&object, "reasoning").unwrap_or_default(),
+    })
+}
+
+pub async fn run(run: &mut Run, question: &str, answers: &Answers) -> Result<Outcome, AgentError> {
+    let config = run.ctx.config.clone();
+    let voters = config.num_voters as usize;
+    let allowed = answers.allowed();
+    let perspectives = &config.voter_perspectives;
+    let tasks = (0..voters)
+        .map(|i| {
+            let perspective =
+                (!perspectives.is_empty()).then(|| perspectives[i % perspectives.len()].as_str());
+            let accepted = answers.clone();
+            TaskSpec {
+                label: format!("Voter {}", i + 1),
+                request: run.ctx.request(
+                    prompts::voter(question, allowed.as_deref(), perspective),
+                    config.voter_temperature,
+                    config.seed + i as i64,
+                    Some(answers.schema()),
+                ),
+                check: Some(Box::new(move |text: &str| {
+                    let ballot = parse_ballot(text, &accepted)?;
+                    Ok(Some(json!({
+                        "answer": ballot.counted.answer,
+                        "reasoning": ballot.reasoning,
+                    })))
+                })),
+            }
+        })
+        .collect();
+    run.progress.set_status(RunStatus::Running);
+    run.step_started("fan_out").await;
+    let results = run.fan_out(tasks, &mut Quiet).await;
+    run.step_finished("fan_out").await;
+
+    run.progress.set_status(RunStatus::Aggregating);
+    run.send_progress().await;
+    run.step_started("aggregate").await;
+    let outcome = aggregate(run, question, answers, &results).await;
+    run.step_finished("aggregate").await;
+    outcome
+}
+
+async fn aggregate(
+    run: &mut Run,
+    question: &str,
+    answers: &Answers,
+    results: &[TaskResult],
+) -> Result<Outcome, AgentError> {
+    let config = run.ctx.config.clone();
+    let ballots: Vec<Result<Ballot, String>> = results
+        .iter()
+        .map(|r| match r {
+            Ok(out) => parse_ballot(&out.text, answers),
+            Err(f) => Err(f.message.clone()),
+        })
+        .collect();
+    let failures: Vec<String> = ballots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| b.as_ref().err().map(|e| format!("Voter {}: {e}", i + 1)))
+        .collect();
+    let valid = ballots.len() - failures.len();
+    let quorum = config.quorum() as usize;
+    if valid < quorum {
+        return Err(AgentError::Failed {
+            code: "quorum_not_met",
+            message: format!(
+                "{} of {} voters failed, leaving {valid} valid vote{} where {quorum} are needed: {}",
+                failures.len(),
+                ballots.len(),
+                if valid == 1 { "" } else { "s" },
+                failures.join("; ")
+            ),
+        });
+    }
+    let votes: Vec<Option<Counted>> = ballots
+        .iter()
+        .map(|b| b.as_ref().ok().map(|b| b.counted.clone()))
+        .collect();
+    let counts = tally(&votes);
+    let tied = leaders(&counts).to_vec();
+    let reasons_for = |count: &Count| -> Vec<String> {
+        ballots
+            .iter()
+            .flatten()
+            .filter(|b| b.counted.key == count.key && !b.reasoning.is_empty())
+            .map(|b| b.reasoning.clone())
+            .collect()
+    };
+    let (winner, reasoning, tie_break) = match tied.as_slice() {
+        [only] => (only.clone(), reasons_for(only).into_iter().next(), None),
+        _ => {
+            let judged = match config.tie_break {
+                TieBreak::Judge => {
+                    let candidates: Vec<(String, Vec<String>)> = tied
+                        .iter()
+                        .map(|c| (c.answer.clone(), reasons_for(c)))
+                        .collect();
+                    Some(judge(run, question, &candidates).await)
+                }
+                TieBreak::First => None,
+            };
+            let earliest = tied
+                .iter()
+                .min_by_key(|c| c.first_voter)
+                .cloned()
+                .unwrap_or_else(|| tied[0].clone());
+            match judged {
+                Some(Ok((index, reasoning))) => (
+                    tied[index].clone(),
+                    Some(reasoning),
+                    Some(json!({"method": "judge", "tied": answers_of(&tied)})),
+                ),
+                Some(Err(error)) => {
+                    let note = format!(
+                        "The judge could not break the tie ({error}); the earliest voter's answer wins."
+                    );
+                    run.progress.note(note.clone());
+                    let reasoning = reasons_for(&earliest).into_iter().next();
+                    (
+                        earliest,
+                        reasoning,
+                        Some(json!({"method": "first", "tied": answers_of(&tied), "note": note})),
+                    )
+                }
+                None => {
+                    let reasoning = reasons_for(&earliest).into_iter().next();
+                    (
+                        earliest,
+                        reasoning,
+                        Some(json!({"method": "first", "tied": answers_of(&tied)})),
+                    )
+                }
+            }
+        }
+    };
+    for failure in &failures {
+        run.progress.note(failure.clone());
+    }
+    let text = consensus_text(
+        &winner,
+        results.len(),
+        &counts,
+        reasoning.as_deref(),
+        tie_break.as_ref().and_then(|t| t["method"].as_str()),
+        &failures,
+    );
+    let mut message = TextMessage::new(None);
+    let mut events = message.push(&text);
+    events.extend(message.close());
+    run.ctx.send(events).await;
+
+    let voters: Vec<Value> = ballots
+        .iter()
+        .enumerate()
+        .map(|(i, b)| match b {
+            Ok(b) => json!({"voter": i + 1, "answer": b.counted.answer, "reasoning": b.reasoning}),
+            Err(e) => json!({"voter": i + 1, "error": e}),
+        })
+        .collect();
+    let mut votes = json!({
+        "answer": winner.answer,
+        "count": winner.votes,
+        "voters": results.len(),
+        "valid": valid,
+        "agreement": winner.votes as f64 / valid as f64,
+        "tally": counts,
+        "ballots": voters,
+    });
+    if let Some(tie_break) = tie_break {
+        votes["tie_break"] = tie_break;
+    }
+    Ok(Outcome {
+        text,
+        details: json!({"votes": votes}),
+    })
+}
+
+fn answers_of(counts: &[Count]) -> Vec<String> {
+    counts.iter().map(|c| c.answer.clone()).collect()
+}
+
+/// One judge call choosing among the tied answers; the index into `candidates` and why.
+async fn judge(
+    run: &mut Run,
+    question: &str,
+    candidates: &[(String, Vec<String>)],
+) -> Result<(usize, String), String> {
+    let config = run.ctx.config.clone();
+    let options = Answers::Options(candidates.iter().map(|(a, _)| a.clone()).collect());
+    let request = run.ctx.request(
+        prompts::judge(question, candidates),
+        config.temperature,
+        config.seed,
+        Some(options.schema()),
+    );
+    run.step_started("tie_break").await;
+    let answer = run.call(request, None).await;
+    run.step_finished("tie_break").await;
+    let ballot = parse_ballot(&answer.map_err(|e| e.to_string())?, &options)?;
+    let index = candidates
+        .iter()
+        .position(|(a, _)| *a == ballot.counted.answer)
+        .ok_or("the judge chose none of the tied answers")?;
+    Ok((index, ballot.reasoning))
+}
+
+fn consensus_text(
+    winner: &Count,
+    voters: usize,
+    counts: &[Count],
+    reasoning: Option<&str>,
+    tie_break: Option<&str>,
+    failures: &[String],
+) -> String {
+    let mut text = format!(
+        "**{}** ({} of {voters} voter{})",
+        winner.answer,
+        winner.votes,
+        if voters == 1 { "" } else { "s" }
+    );
+    if let Some(reasoning) = reasoning.filter(|r| !r.is_empty()) {
+        text.push_str(&format!("\n\n{reasoning}"));
+    }
+    let tally: Vec<String> = counts
+        .iter()
+        .map(|c| format!("{} {}", c.answer, c.votes))
+        .collect();
+    text.push_str(&format!("\n\nVotes: {}", tally.join(", ")));
+    match tie_break {
+        Some("judge") => text.push_str("\n\nThe tie was broken by a judge."),
+        Some(_) => text.push_str("\n\nThe tie was broken in favour of the earliest voter."),
+        None => {}
+    }
+    if !failures.is_empty() {
+        text.push_str(&format!("\n\nNot counted: {}.", failures.join("; ")));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ballots_are_parsed_and_checked() {
+        let options = Answers::Options(vec!["Python".into(), "JavaScript".into()]);
+        let ballot =
+            parse_ballot(r#"{"answer": "python", "reasoning": "simple"}"#, &options).expect("ok");
+        assert_eq!(ballot.counted.answer, "Python");
+        assert_eq!(ballot.reasoning, "simple");
+        let wrong = parse_ballot(r#"{"answer": "Ruby", "reasoning": ""}"#, &options);
+        assert_eq!(
+            wrong,
+            Err("'Ruby' is not one of: Python, JavaScript".into())
+        );
+        assert!(parse_ballot("Python!", &options).is_err());
+        assert!(parse_ballot(r#"{"reasoning": "x"}"#, &options).is_err());
+    }
+
+    #[test]
+    fn consensus_states_answer_count_and_reasoning() {
+        let counts = tally(&[
+            Answers::Free.count_as("Yes"),
+            Answers::Free.count_as("yes"),
+            Answers::Free.count_as("no"),
+        ]);
+        let text = consensus_text(&counts[0], 3, &counts, Some("Because."), None, &[]);
+        assert_eq!(
+            text,
+            "**Yes** (2 of 3 voters)\n\nBecause.\n\nVotes: Yes 2, no 1"
+        );
+    }
+}
