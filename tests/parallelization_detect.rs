@@ -243,6 +243,8 @@ fn table() -> Vec<Row> {
         // Refused before the stream.
         refused("Hello", json!({"strategy": "bogus"}), "unknown strategy 'bogus'"),
         refused("/bogus do it", Value::Null, "unknown command /bogus"),
+        refused("/voting ", Value::Null, "write the question after the command"),
+        refused("/sectioning", Value::Null, "write the topic after the command"),
         refused("Hello", json!({"strategy": 3}), "must be a string"),
         refused("Hello", json!({"documents": "notalist"}), "list of strings"),
         refused("Hello", json!({"documents": ["ok", 5]}), "documents[1]"),

@@ -3,4 +3,5 @@
 pub mod harness;
 pub mod llm_calls;
 pub mod mock_llm;
+pub mod parallelization;
 pub mod test_agent;

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::config::Strategy;
-use super::vote::{question_answers, Answers};
+use super::vote::{question_answers, Answers, WH_WORDS, YES_NO_OPENERS};
 
 /// How the strategy was chosen; part of the activity content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -64,6 +64,16 @@ pub fn choose(text: &str, forwarded: &Value, default: Strategy) -> Result<Choice
             None => (default, Source::Default),
         },
     };
+    if text.trim().is_empty() && strategy != Strategy::MapReduce {
+        return Err(format!(
+            "nothing to work on: write the {} after the command",
+            if strategy == Strategy::Voting {
+                "question"
+            } else {
+                "topic"
+            }
+        ));
+    }
     let job = match strategy {
         Strategy::MapReduce => summarize_job(text, props.documents)?,
         Strategy::Sectioning => sections_job(text),
@@ -399,46 +409,6 @@ pub fn word_spans(text: &str) -> Vec<(usize, &str)> {
     spans
 }
 
-const QUESTION_WORDS: &[&str] = &[
-    "is",
-    "are",
-    "was",
-    "were",
-    "am",
-    "do",
-    "does",
-    "did",
-    "can",
-    "could",
-    "should",
-    "shall",
-    "will",
-    "would",
-    "may",
-    "might",
-    "must",
-    "has",
-    "have",
-    "had",
-    "which",
-    "what",
-    "who",
-    "whom",
-    "whose",
-    "where",
-    "when",
-    "why",
-    "how",
-    "isn't",
-    "aren't",
-    "doesn't",
-    "don't",
-    "can't",
-    "shouldn't",
-    "won't",
-    "wouldn't",
-];
-
 /// A question: ends with a question mark (any script's) or opens with a question word.
 pub fn is_question(text: &str) -> bool {
     let text = text.trim();
@@ -451,7 +421,7 @@ pub fn is_question(text: &str) -> bool {
         .unwrap_or("")
         .trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
         .to_lowercase();
-    QUESTION_WORDS.contains(&first.as_str())
+    YES_NO_OPENERS.contains(&first.as_str()) || WH_WORDS.contains(&first.as_str())
 }
 
 /// A short title from a topic: the subject without a leading "Write about"-style instruction;

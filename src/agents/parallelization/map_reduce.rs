@@ -50,10 +50,11 @@ impl Span {
         }
     }
 
-    fn join(spans: &[Span]) -> Option<Span> {
+    /// The stretch from the first to the last of `summaries`.
+    fn covering(summaries: &[Summary]) -> Option<Span> {
         Some(Span {
-            first: spans.first()?.first,
-            last: spans.last()?.last,
+            first: summaries.first()?.span.first,
+            last: summaries.last()?.span.last,
         })
     }
 }
@@ -62,6 +63,18 @@ impl Span {
 struct Summary {
     span: Span,
     text: String,
+}
+
+impl Summary {
+    /// Tokens of the label, its colon and newline, and the blank line after the text.
+    fn label_tokens(&self) -> usize {
+        estimate_tokens(&self.span.label()) + 2
+    }
+
+    /// Tokens it takes in a prompt (see `prompts::summaries_block`).
+    fn tokens(&self) -> usize {
+        self.label_tokens() + estimate_tokens(&self.text)
+    }
 }
 
 fn labelled(summaries: &[Summary]) -> Vec<(String, String)> {
@@ -292,34 +305,21 @@ async fn collapse(
 ) -> Vec<Summary> {
     let config = run.ctx.config.clone();
     let room = budget.room_beside(&prompts::collapse(instruction, &[]));
-    let item_tokens = |s: &Summary| {
-        estimate_tokens(&prompts::summaries_block(&labelled(std::slice::from_ref(
-            s,
-        )))) + 1
-    };
     // A summary too long for a call of its own is cut so that every group fits.
     let summaries: Vec<Summary> = summaries
         .into_iter()
         .map(|mut s| {
-            let label = estimate_tokens(&s.span.label()) + 2;
-            if item_tokens(&s) > room {
-                s.text = truncate(&s.text, room.saturating_sub(label)).to_owned();
+            if s.tokens() > room {
+                s.text = truncate(&s.text, room.saturating_sub(s.label_tokens())).to_owned();
             }
             s
         })
         .collect();
-    let sizes: Vec<usize> = summaries.iter().map(item_tokens).collect();
+    let sizes: Vec<usize> = summaries.iter().map(Summary::tokens).collect();
     let groups = pack(&sizes, room);
     let spans: Vec<Span> = groups
         .iter()
-        .filter_map(|g| {
-            Span::join(
-                &summaries[g.clone()]
-                    .iter()
-                    .map(|s| s.span)
-                    .collect::<Vec<_>>(),
-            )
-        })
+        .filter_map(|g| Span::covering(&summaries[g.clone()]))
         .collect();
     let tasks = groups
         .iter()
@@ -343,14 +343,17 @@ async fn collapse(
 /// share would be too small to say anything, the last summaries are left out.
 fn shorten(instruction: &str, mut summaries: Vec<Summary>, budget: &Budget) -> Vec<Summary> {
     let room = budget.room_beside(&prompts::reduce(instruction, &[]));
-    let label_tokens = 12;
-    let keep = (room / (MIN_SUMMARY_TOKENS + label_tokens)).clamp(1, summaries.len().max(1));
+    let label = summaries
+        .iter()
+        .map(Summary::label_tokens)
+        .max()
+        .unwrap_or(0);
+    let keep = (room / (MIN_SUMMARY_TOKENS + label)).clamp(1, summaries.len().max(1));
     summaries.truncate(keep);
-    let share = (room / summaries.len().max(1))
-        .saturating_sub(label_tokens)
-        .max(1);
+    let share = room / summaries.len().max(1);
     for s in &mut summaries {
-        s.text = truncate(&s.text, share).to_owned();
+        let allowed = share.saturating_sub(s.label_tokens()).max(1);
+        s.text = truncate(&s.text, allowed).to_owned();
     }
     summaries
 }
@@ -366,13 +369,19 @@ mod tests {
     #[test]
     fn spans_are_labelled() {
         let one = |p| Span { first: p, last: p };
+        let summary = |p| Summary {
+            span: one(p),
+            text: String::new(),
+        };
         assert_eq!(one(at(3, 1, 1)).label(), "Document 3");
         assert_eq!(one(at(3, 2, 5)).label(), "Document 3, part 2 of 5");
-        let joined = Span::join(&[one(at(3, 2, 5)), one(at(3, 4, 5))]).expect("span");
-        assert_eq!(joined.label(), "Document 3, parts 2–4 of 5");
-        let joined = Span::join(&[one(at(1, 1, 1)), one(at(4, 2, 2))]).expect("span");
-        assert_eq!(joined.label(), "Documents 1–4");
-        assert_eq!(Span::join(&[]), None);
+        let parts = [summary(at(3, 2, 5)), summary(at(3, 4, 5))];
+        let covering = Span::covering(&parts).expect("span");
+        assert_eq!(covering.label(), "Document 3, parts 2–4 of 5");
+        let docs = [summary(at(1, 1, 1)), summary(at(4, 2, 2))];
+        let covering = Span::covering(&docs).expect("span");
+        assert_eq!(covering.label(), "Documents 1–4");
+        assert_eq!(Span::covering(&[]), None);
     }
 
     #[test]

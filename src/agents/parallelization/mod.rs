@@ -86,6 +86,7 @@ impl Agent for ParallelizationAgent {
 
 async fn execute(mut run: Run, choice: Choice) -> Result<RunOutput, AgentError> {
     tracing::Span::current().record("strategy", choice.strategy.as_str());
+    tracing::info!(source = ?choice.source, "strategy chosen");
     let snapshot = run.progress.snapshot();
     run.ctx.send([snapshot]).await;
     let outcome = match &choice.job {

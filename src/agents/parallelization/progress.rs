@@ -176,6 +176,13 @@ impl Progress {
         base
     }
 
+    pub fn label(&self, index: usize) -> &str {
+        self.activity
+            .results
+            .get(index)
+            .map_or("", |entry| entry.label.as_str())
+    }
+
     pub fn task_running(&mut self, index: usize) {
         self.set_task_status(index, TaskStatus::Running);
     }

@@ -17,9 +17,9 @@ you. Do not cover what the other sections cover, and do not write an introductio
 for the whole document.";
 
 pub const SECTION_USER: &str = "\
+Your section: {section}
 Topic: {topic}
-Sections of the document, in order: {sections}
-Your section: {section}";
+Sections of the document, in order: {sections}";
 
 pub const VOTER_SYSTEM: &str = "\
 You answer a question on your own; other people answer it independently and the answers are

@@ -219,6 +219,12 @@ impl Run {
                             }
                         }
                         Err(failure) => {
+                            tracing::warn!(
+                                task = %progress.label(base + i),
+                                code = failure.code,
+                                error = %failure.message,
+                                "task failed"
+                            );
                             progress.task_failed(base + i, &failure.message);
                             usage.add(&model, failure.usage);
                             Event::SubagentError {

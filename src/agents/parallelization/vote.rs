@@ -15,7 +15,8 @@ pub enum Answers {
     Free,
 }
 
-const YES_NO_OPENERS: &[&str] = &[
+/// Words that open a yes/no question.
+pub const YES_NO_OPENERS: &[&str] = &[
     "is",
     "are",
     "was",
@@ -46,28 +47,14 @@ const YES_NO_OPENERS: &[&str] = &[
     "wouldn't",
 ];
 
-/// Words that open a question before its first option ("Should I learn | Python or Go?").
+/// Words that open an open question.
+pub const WH_WORDS: &[&str] = &[
+    "which", "what", "who", "whom", "whose", "where", "when", "why", "how",
+];
+
+/// Besides the openers, words that come before a question's first option ("Should I learn |
+/// Python or Go?").
 const LEAD_WORDS: &[&str] = &[
-    "is",
-    "are",
-    "was",
-    "were",
-    "am",
-    "do",
-    "does",
-    "did",
-    "can",
-    "could",
-    "should",
-    "shall",
-    "will",
-    "would",
-    "may",
-    "might",
-    "must",
-    "which",
-    "what",
-    "who",
     "i",
     "we",
     "you",
@@ -103,7 +90,14 @@ const LEAD_WORDS: &[&str] = &[
     "more",
     "worth",
 ];
-const WH_WORDS: &[&str] = &["which", "what", "who", "whom", "whose"];
+
+fn is_lead_word(word: &str) -> bool {
+    let word = word.to_lowercase();
+    [YES_NO_OPENERS, WH_WORDS, LEAD_WORDS]
+        .iter()
+        .any(|list| list.contains(&word.as_str()))
+}
+
 const MAX_OPTIONS: usize = 8;
 const MAX_OPTION_WORDS: usize = 6;
 const MAX_OPTION_CHARS: usize = 60;
@@ -204,10 +198,7 @@ fn starts_with_any(text: &str, words: &[&str]) -> bool {
 
 fn strip_lead(text: &str) -> String {
     let words = word_spans(text);
-    let skip = words
-        .iter()
-        .take_while(|(_, w)| LEAD_WORDS.contains(&w.to_lowercase().as_str()))
-        .count();
+    let skip = words.iter().take_while(|(_, w)| is_lead_word(w)).count();
     words
         .get(skip)
         .map_or(String::new(), |(pos, _)| text[*pos..].trim().to_owned())

@@ -1,0 +1,263 @@
+//! Map-reduce through the router with the mock LLM: documents from the prompt or attached, the
+//! reduce over what succeeded, and long input collapsed level by level or truncated, never failing.
+
+mod support;
+
+use serde_json::json;
+use support::mock_llm::{auto_reply, MockLlm, MockReply, MockRequest};
+use support::parallelization::{
+    failed, finished, prompt, server, server_with, subagents, system_of,
+};
+
+fn is_reduce(req: &MockRequest) -> bool {
+    system_of(req).contains("final answer")
+}
+
+fn is_collapse(req: &MockRequest) -> bool {
+    system_of(req).contains("combine summaries")
+}
+
+#[tokio::test]
+async fn documents_are_summarised_then_reduced_in_order() {
+    let mock = MockLlm::start().await;
+    let server = server(&mock, "").await;
+    let run = server
+        .run("par", prompt("Summarize: Article1 | Article2 | Article3"))
+        .await;
+    let result = finished(&run);
+    assert_eq!(result["strategy"], "map_reduce");
+    assert_eq!(result["documents"], 3);
+    assert_eq!(result["collapse_levels"], 0);
+    assert_eq!(result["truncated"], false);
+    assert_eq!(result["failed"], json!([]));
+
+    let names: Vec<String> = subagents(&run).into_iter().map(|(_, n, _)| n).collect();
+    assert_eq!(names, ["Document 1", "Document 2", "Document 3"]);
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 4);
+    let reduce: Vec<&MockRequest> = requests.iter().filter(|r| is_reduce(r)).collect();
+    assert_eq!(reduce.len(), 1);
+    assert_eq!(
+        requests.last().map(is_reduce),
+        Some(true),
+        "reduce comes last"
+    );
+    let reduce_prompt = reduce[0].last_user().unwrap_or_default();
+    assert!(reduce_prompt.starts_with("Task: Summarize"));
+    let at = |s: &str| reduce_prompt.find(s).expect(s);
+    assert!(at("Document 1:") < at("Document 2:") && at("Document 2:") < at("Document 3:"));
+    for r in requests.iter().filter(|r| !is_reduce(r)) {
+        let user = r.last_user().unwrap_or_default();
+        assert!(user.starts_with("Task: Summarize"), "{user}");
+        assert!(user.contains("Article"), "{user}");
+    }
+    // The answer is the reduce call's text, streamed as the run's one answer message.
+    let text = run.final_text();
+    assert!(text.starts_with("Task: Summarize Document 1:"), "{text}");
+    let steps: Vec<&str> = run
+        .of_type("STEP_STARTED")
+        .iter()
+        .filter_map(|e| e["stepName"].as_str())
+        .collect();
+    assert_eq!(steps, ["fan_out", "aggregate"]);
+}
+
+#[tokio::test]
+async fn attached_documents_are_mapped_with_the_question_as_the_task() {
+    let mock = MockLlm::start().await;
+    let server = server(&mock, "").await;
+    let body = json!({
+        "prompt": "What do these notes agree on?",
+        "forwardedProps": {"documents": ["Notes from Monday.", "Notes from Tuesday."]}
+    });
+    let run = server.run("par", body).await;
+    let result = finished(&run);
+    assert_eq!(result["strategy_source"], "pattern");
+    assert_eq!(result["documents"], 2);
+    let maps: Vec<String> = mock
+        .requests()
+        .iter()
+        .filter(|r| !is_reduce(r))
+        .map(|r| r.last_user().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(maps.len(), 2);
+    assert!(maps
+        .iter()
+        .all(|m| m.starts_with("Task: What do these notes agree on?")));
+    assert!(maps.iter().any(|m| m.contains("Notes from Tuesday.")));
+}
+
+#[tokio::test]
+async fn a_single_document_needs_no_reduce_call() {
+    let mock = MockLlm::start().await;
+    let server = server(&mock, "").await;
+    let run = server
+        .run("par", prompt("Summarize: The one article there is."))
+        .await;
+    let result = finished(&run);
+    assert_eq!(mock.request_count(), 1);
+    let (id, name, _) = &subagents(&run)[0];
+    assert_eq!(name, "Document 1");
+    assert_eq!(run.final_text(), run.subagent_text(id).trim());
+    assert_eq!(result["parts"], 1);
+}
+
+#[tokio::test]
+async fn failed_documents_are_named_and_the_rest_reduced() {
+    let mock = MockLlm::start().await;
+    mock.respond_with(|req| {
+        if req.last_user().unwrap_or_default().contains("Article2") {
+            MockReply::new().status(400, "document too strange")
+        } else {
+            auto_reply(req, 8)
+        }
+    });
+    let server = server(&mock, "").await;
+    let run = server
+        .run("par", prompt("Summarize: Article1 | Article2 | Article3"))
+        .await;
+    let result = finished(&run);
+    let failed_docs = result["failed"].as_array().expect("failed").clone();
+    assert_eq!(failed_docs.len(), 1);
+    assert!(failed_docs[0]
+        .as_str()
+        .is_some_and(|f| f.starts_with("Document 2 (") && f.contains("document too strange")));
+    let reduce = mock
+        .requests()
+        .into_iter()
+        .find(is_reduce)
+        .expect("a reduce call");
+    let reduce_prompt = reduce.last_user().unwrap_or_default().to_owned();
+    assert!(reduce_prompt.contains("Document 1:") && reduce_prompt.contains("Document 3:"));
+    assert!(!reduce_prompt.contains("Document 2:"));
+    let text = run.final_text();
+    assert!(text.contains("_Not included: Document 2 ("), "{text}");
+    assert_eq!(result["activity"]["failed_tasks"], 1);
+}
+
+#[tokio::test]
+async fn nothing_summarised_is_a_run_error() {
+    let mock = MockLlm::start().await;
+    mock.respond_with(|_| MockReply::new().status(400, "unreadable"));
+    let server = server(&mock, "").await;
+    let run = server.run("par", prompt("Summarize: A | B")).await;
+    let message = failed(&run, "all_tasks_failed");
+    assert!(
+        message.contains("no document could be summarized"),
+        "{message}"
+    );
+    assert!(message.contains("Document 1 (") && message.contains("unreadable"));
+}
+
+#[tokio::test]
+async fn a_failed_reduce_still_answers_with_the_summaries() {
+    let mock = MockLlm::start().await;
+    mock.respond_with(|req| {
+        if is_reduce(req) {
+            MockReply::new().status(400, "reduce refused")
+        } else {
+            auto_reply(req, 8)
+        }
+    });
+    let server = server(&mock, "").await;
+    let run = server.run("par", prompt("Summarize: A1 | B2")).await;
+    finished(&run);
+    let text = run.final_text();
+    assert!(text.contains("could not be combined"), "{text}");
+    assert!(text.contains("**Document 1:** Task: Summarize"), "{text}");
+    assert!(text.contains("**Document 2:**"), "{text}");
+}
+
+/// About 2 MB of prose in paragraphs.
+fn long_text() -> String {
+    let mut text = String::new();
+    let mut i = 0;
+    while text.len() < 2_000_000 {
+        i += 1;
+        text.push_str(&format!(
+            "Paragraph {i} tells of the harbour, the ships that came in that year and the goods they carried. \
+             The merchants counted their stock and wrote it down carefully.\n\n"
+        ));
+    }
+    text
+}
+
+#[tokio::test]
+async fn two_megabytes_collapse_level_by_level_within_the_depth() {
+    let mock = MockLlm::start().await;
+    let server = server_with(&mock, "num_ctx: 4096\nmax_collapse_depth: 3", |s| {
+        s.body_limit_bytes = 8 * 1024 * 1024;
+        s.llm.max_concurrency = 8;
+    })
+    .await;
+    let body = json!({
+        "prompt": "Summarize the harbour records",
+        "forwardedProps": {"documents": [long_text(), "A short second document."]}
+    });
+    let run = server.run("par", body).await;
+    let result = finished(&run);
+
+    let parts = result["parts"].as_u64().expect("parts") as usize;
+    assert!(
+        parts > 100,
+        "2 MB must be split for a 4096-token context: {parts}"
+    );
+    let levels = result["collapse_levels"].as_u64().expect("levels");
+    assert!((1..=3).contains(&levels), "{levels}");
+    assert_eq!(result["truncated"], false);
+    assert!(!run.final_text().is_empty());
+
+    let requests = mock.requests();
+    let collapses = requests.iter().filter(|r| is_collapse(r)).count();
+    let reduces = requests.iter().filter(|r| is_reduce(r)).count();
+    assert_eq!(reduces, 1);
+    assert!(
+        collapses >= 1 && collapses < parts,
+        "{collapses} collapse calls"
+    );
+    assert_eq!(requests.len(), parts + collapses + reduces);
+    // Every call was budgeted to fit the context (3 bytes a token is the agent's estimate).
+    for r in &requests {
+        let bytes: usize = r.messages.iter().map(|m| m.content.len()).sum();
+        assert!(
+            bytes / 3 <= 4096,
+            "a {bytes}-byte prompt for a 4096-token context"
+        );
+    }
+    let names: Vec<String> = subagents(&run).into_iter().map(|(_, n, _)| n).collect();
+    assert!(names
+        .iter()
+        .any(|n| n.starts_with("Document 1, part 2 of ")));
+    assert!(names.iter().any(|n| n == "Document 2"));
+    assert!(names.iter().any(|n| n.starts_with("Collapse 1: ")));
+}
+
+#[tokio::test]
+async fn input_too_long_for_the_depth_is_truncated_and_says_so() {
+    let mock = MockLlm::start().await;
+    let server = server_with(&mock, "num_ctx: 4096\nmax_collapse_depth: 0", |s| {
+        s.body_limit_bytes = 8 * 1024 * 1024;
+        s.llm.max_concurrency = 8;
+    })
+    .await;
+    let body = json!({
+        "prompt": "Summarize the harbour records",
+        "forwardedProps": {"documents": [long_text()]}
+    });
+    let run = server.run("par", body).await;
+    let result = finished(&run);
+    assert_eq!(result["collapse_levels"], 0);
+    assert_eq!(result["truncated"], true);
+    let requests = mock.requests();
+    assert_eq!(requests.iter().filter(|r| is_collapse(r)).count(), 0);
+    let reduce = requests.iter().find(|r| is_reduce(r)).expect("reduce");
+    let bytes: usize = reduce.messages.iter().map(|m| m.content.len()).sum();
+    assert!(bytes / 3 <= 4096, "{bytes}");
+    let text = run.final_text();
+    assert!(
+        text.contains("_Note: The summaries were still too long after 0 collapse levels"),
+        "{text}"
+    );
+    let notes = result["activity"]["notes"].as_array().expect("notes");
+    assert_eq!(notes.len(), 1);
+}

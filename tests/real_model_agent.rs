@@ -1,0 +1,95 @@
+#![cfg(feature = "real-model")]
+//! The room's three suggestions through the router against a real model (SmolLM2-135M behind
+//! llama-cpp-python's OpenAI-compatible server, started by `scripts/with-real-model.sh`).
+//! Asserts structure, never wording.
+
+mod support;
+
+use roomhost::agents::Registry;
+use roomhost::llm::{LlmApi, OpenAiJsonMode};
+use support::harness::{test_settings, TempDir, TestServer};
+use support::parallelization::{finished, prompt, room_yaml, subagents, ROOM};
+
+async fn real_server() -> TestServer {
+    let (Ok(url), Ok(model)) = (
+        std::env::var("ROOMHOST_REAL_LLM_URL"),
+        std::env::var("ROOMHOST_REAL_LLM_MODEL"),
+    ) else {
+        panic!(
+            "ROOMHOST_REAL_LLM_URL / ROOMHOST_REAL_LLM_MODEL are not set; run through \
+             `bash scripts/with-real-model.sh cargo nextest run --features real-model --test real_model_agent`"
+        );
+    };
+    // The server's context is 2048 tokens; short answers keep the runs quick on a busy machine.
+    let dir = TempDir::with_rooms(&[&room_yaml(
+        "num_ctx: 2048\nmax_tokens: 64\ntemperature: 0.2\nseed: 7",
+    )]);
+    let mut settings = test_settings(&url, dir.path.clone());
+    settings.model = Some(model);
+    settings.llm.api = LlmApi::Openai;
+    // llama-cpp-python's server answers 500 to the standard json_schema form.
+    settings.llm.openai_json_mode = OpenAiJsonMode::JsonObject;
+    // It serves one call at a time; the others wait in its queue (or in ours).
+    settings.llm.max_concurrency = 1;
+    settings.llm.first_byte_timeout_secs = 120.0;
+    settings.llm.idle_timeout_secs = 60.0;
+    settings.llm.request_timeout_secs = 180.0;
+    TestServer::start_with(settings, Registry::builtin(), dir).await
+}
+
+#[tokio::test]
+async fn sectioning_writes_the_three_sections_in_order() {
+    let server = real_server().await;
+    let run = server
+        .run(
+            ROOM,
+            prompt("Write about AI ethics: Privacy, Bias, Transparency"),
+        )
+        .await;
+    let result = finished(&run);
+    assert_eq!(result["strategy"], "sectioning");
+    let ends: Vec<String> = subagents(&run).into_iter().map(|(_, _, e)| e).collect();
+    assert_eq!(ends, ["SUBAGENT_FINISHED"; 3]);
+    let text = run.final_text();
+    let at = |heading: &str| {
+        text.find(heading)
+            .unwrap_or_else(|| panic!("no {heading} in {text}"))
+    };
+    assert!(at("## Privacy\n") < at("## Bias\n"));
+    assert!(at("## Bias\n") < at("## Transparency\n"));
+    let last = &text[at("## Transparency\n") + "## Transparency\n".len()..];
+    assert!(!last.trim().is_empty(), "the last section has text");
+}
+
+#[tokio::test]
+async fn voting_answers_among_the_options_with_a_count() {
+    let server = real_server().await;
+    let run = server
+        .run(ROOM, prompt("Is remote work better than office work?"))
+        .await;
+    let result = finished(&run);
+    let votes = &result["votes"];
+    let answer = votes["answer"].as_str().unwrap_or("");
+    assert!(["yes", "no"].contains(&answer), "{votes}");
+    let count = votes["count"].as_u64().unwrap_or(0);
+    assert!((2..=3).contains(&count), "a majority of 3: {votes}");
+    assert!(
+        run.final_text()
+            .starts_with(&format!("**{answer}** ({count} of 3 voters)")),
+        "{}",
+        run.final_text()
+    );
+}
+
+#[tokio::test]
+async fn map_reduce_summarizes_the_three_articles() {
+    let server = real_server().await;
+    let run = server
+        .run(ROOM, prompt("Summarize: Article1 | Article2 | Article3"))
+        .await;
+    let result = finished(&run);
+    assert_eq!(result["strategy"], "map_reduce");
+    assert_eq!(result["documents"], 3);
+    assert_eq!(result["failed"].as_array().map(Vec::len), Some(0));
+    assert!(!run.final_text().trim().is_empty());
+}

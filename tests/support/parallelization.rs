@@ -1,0 +1,150 @@
+//! The parallelization room served through the real router against the mock LLM, and the checks
+//! every run of it must pass.
+
+use std::time::{Duration, Instant};
+
+use roomhost::agents::Registry;
+use roomhost::config::Settings;
+use serde_json::Value;
+
+use super::harness::{test_settings, verify_agui, RunResult, TempDir, TestServer};
+use super::mock_llm::{MockLlm, MockRequest};
+
+pub const ROOM: &str = "par";
+
+/// The room with `extra` (YAML lines, `key: value`) added to its `extra_config`; the model does
+/// not think unless `extra` sets `think`.
+pub fn room_yaml(extra: &str) -> String {
+    let mut lines: Vec<String> = extra
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_owned())
+        .collect();
+    if !lines.iter().any(|l| l.starts_with("think:")) {
+        lines.push("think: \"off\"".into());
+    }
+    let extra: String = lines.iter().map(|l| format!("    {l}\n")).collect();
+    format!(
+        "id: {ROOM}\nname: Parallelization\ndescription: test room\nagent:\n  kind: factory\n  factory_name: parallelization\n  with_agent_config: true\n  extra_config:\n    model_name: mock\n{extra}"
+    )
+}
+
+pub async fn server(mock: &MockLlm, extra: &str) -> TestServer {
+    server_with(mock, extra, |_| {}).await
+}
+
+/// A server whose settings `tweak` may change (LLM concurrency, body limit).
+pub async fn server_with(
+    mock: &MockLlm,
+    extra: &str,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestServer {
+    let dir = TempDir::with_rooms(&[&room_yaml(extra)]);
+    let mut settings = test_settings(&mock.url(), dir.path.clone());
+    tweak(&mut settings);
+    TestServer::start_with(settings, Registry::builtin(), dir).await
+}
+
+pub fn prompt(text: &str) -> Value {
+    serde_json::json!({ "prompt": text })
+}
+
+/// Checks what every finished run must satisfy and returns `RUN_FINISHED.result`: the protocol's
+/// ordering rules, one activity whose snapshot plus deltas equals the activity in the result, and
+/// a closed final answer.
+pub fn finished(run: &RunResult) -> Value {
+    assert_eq!(run.status, 200, "{:?}", run.error_body);
+    if let Err(e) = verify_agui(&run.events) {
+        panic!("{e}\n{:#?}", run.types());
+    }
+    let last = run.last();
+    assert_eq!(last["type"], "RUN_FINISHED", "{last}");
+    let result = last["result"].clone();
+    assert_eq!(run.of_type("ACTIVITY_SNAPSHOT").len(), 1);
+    let activity = run.activity_state();
+    assert_eq!(
+        activity, result["activity"],
+        "activity patches vs final state"
+    );
+    assert_eq!(activity["status"], "complete");
+    assert_eq!(
+        activity["completed_tasks"].as_u64().unwrap_or(0)
+            + activity["failed_tasks"].as_u64().unwrap_or(0),
+        activity["total_tasks"].as_u64().unwrap_or(1),
+        "every task ended"
+    );
+    assert_eq!(run.final_text(), result["text"].as_str().unwrap_or(""));
+    let answers: Vec<&Value> = run
+        .of_type("TEXT_MESSAGE_START")
+        .into_iter()
+        .filter(|e| e.get("subagentRunId").is_none())
+        .collect();
+    assert_eq!(answers.len(), 1, "exactly one answer message");
+    result
+}
+
+/// Checks a failed run: protocol order, `RUN_ERROR` last with `code`, the activity `failed`.
+pub fn failed<'a>(run: &'a RunResult, code: &str) -> &'a str {
+    assert_eq!(run.status, 200, "{:?}", run.error_body);
+    if let Err(e) = verify_agui(&run.events) {
+        panic!("{e}\n{:#?}", run.types());
+    }
+    let last = run.last();
+    assert_eq!(last["type"], "RUN_ERROR", "{last}");
+    assert_eq!(last["code"], code, "{last}");
+    assert_eq!(run.activity_state()["status"], "failed");
+    last["message"].as_str().unwrap_or("")
+}
+
+/// `(subagentRunId, name, how it ended)` for each subagent, in start order.
+pub fn subagents(run: &RunResult) -> Vec<(String, String, String)> {
+    run.of_type("SUBAGENT_STARTED")
+        .into_iter()
+        .map(|s| {
+            let id = s["subagentRunId"].as_str().unwrap_or_default().to_owned();
+            let end = run
+                .events
+                .iter()
+                .find(|e| {
+                    e["subagentRunId"] == id.as_str()
+                        && matches!(
+                            e["type"].as_str(),
+                            Some("SUBAGENT_FINISHED" | "SUBAGENT_ERROR")
+                        )
+                })
+                .map_or("open", |e| e["type"].as_str().unwrap_or("?"));
+            (
+                id,
+                s["name"].as_str().unwrap_or("").to_owned(),
+                end.to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Index of the first event matching `pred`.
+pub fn position(run: &RunResult, pred: impl Fn(&Value) -> bool) -> usize {
+    run.events
+        .iter()
+        .position(pred)
+        .unwrap_or_else(|| panic!("no such event in {:?}", run.types()))
+}
+
+/// The system message of a request (what kind of call it is).
+pub fn system_of(request: &MockRequest) -> String {
+    request
+        .messages
+        .iter()
+        .find(|m| m.role == "system")
+        .map(|m| m.content.clone())
+        .unwrap_or_default()
+}
+
+/// Waits (at most 5 s) until `cond` holds.
+pub async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
