@@ -9,6 +9,8 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde_json::{json, Value};
 use support::harness::{test_settings, verify_agui, RunResult, SseReader, TempDir, TestServer};
+use support::mock_llm::{MockLlm, MockReply};
+use support::parallelization::{self, eventually};
 use support::test_agent::{self, CANCELLED, STARTED};
 
 const SHORT_WORDS: u64 = 5;
@@ -143,5 +145,60 @@ async fn runs_requested_during_shutdown_are_refused_or_complete() {
         "the requests did not race the shutdown: {ran} ran, {refused} refused, {unanswered} unconnected"
     );
     assert!(server.wait_stopped(Duration::from_secs(5)).await);
+    assert!(server.app.runs.is_empty());
+}
+
+/// The parallelization room with LLM calls in flight and queued: the shutdown ends every run with
+/// `RUN_ERROR` code `shutdown`, and the calls go with the runs: the backend sees them closed, the
+/// limiter is idle, the server stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_fan_outs_in_flight_end_and_release_their_calls() {
+    let mock = MockLlm::start().await;
+    mock.respond_with(|_| {
+        MockReply::new()
+            .text("word ".repeat(2000))
+            .chunk_delay(Duration::from_millis(10))
+    });
+    let mut server = parallelization::server_with(&mock, "", |s| {
+        s.llm.max_concurrency = 32;
+        s.llm.max_queue = 512;
+        s.shutdown_grace_secs = 0.5;
+    })
+    .await;
+    let readers = join_all((0..100).map(|i| {
+        let server = &server;
+        async move {
+            let body = json!({
+                "prompt": format!("Write about stopping {i}: Start, Middle, End"),
+                "forwardedProps": {"strategy": "sectioning"},
+            });
+            let mut reader = server.open_run(parallelization::ROOM, body).await;
+            assert_eq!(
+                reader.next_event().await.expect("a first event")["type"],
+                "RUN_STARTED"
+            );
+            reader
+        }
+    }))
+    .await;
+    eventually("the limiter is full", || {
+        server.app.llm.load().in_flight == 32
+    })
+    .await;
+
+    server.shutdown();
+    for events in read_all(readers).await {
+        verify_agui(&events).unwrap_or_else(|e| panic!("{e}"));
+        let last = events.last().expect("events");
+        assert_eq!(last["type"], "RUN_ERROR", "{last}");
+        assert_eq!(last["code"], "shutdown", "{last}");
+    }
+    assert!(server.wait_stopped(Duration::from_secs(5)).await);
+    eventually("every LLM call is closed", || {
+        let load = server.app.llm.load();
+        mock.in_flight() == 0 && load.in_flight == 0 && load.queued == 0
+    })
+    .await;
+    assert_eq!(mock.disconnects(), mock.request_count());
     assert!(server.app.runs.is_empty());
 }
