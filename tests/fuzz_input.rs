@@ -1,7 +1,8 @@
 //! Bad input, generated: thousands of request bodies (well-formed, ill-typed, mangled, random
-//! bytes) through `parse_input` and through the run routes. Nothing panics; every request is
-//! answered with an error status and JSON body, or with a stream that ends in `RUN_FINISHED` or
-//! `RUN_ERROR`.
+//! bytes) through `parse_input` and the run routes, and thousands of prompts through the
+//! parallelization room's prompt parser (`detect::choose`) and its runs. Nothing panics; every
+//! request is answered with an error status and JSON body, or with a stream that ends in
+//! `RUN_FINISHED` or `RUN_ERROR`.
 
 mod support;
 
@@ -10,9 +11,13 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use roomhost::agents::parallelization::detect::{choose, Job, Source};
+use roomhost::agents::parallelization::Strategy as Plan;
 use roomhost::server::{parse_input, ApiError};
 use serde_json::{json, Map, Value};
 use support::harness::{test_settings, verify_agui, RunResult, TempDir, TestServer};
+use support::mock_llm::MockLlm;
+use support::parallelization::{room_yaml, ROOM};
 use support::test_agent;
 
 const BODY_LIMIT: usize = 16 * 1024;
@@ -459,4 +464,204 @@ fn every_generated_request_gets_a_status_or_a_complete_stream() {
         false
     });
     assert!(settled, "{} runs left behind", server.app.runs.len());
+}
+
+const STRATEGY_NAMES: &[&str] = &[
+    "sectioning",
+    "voting",
+    "map_reduce",
+    "map-reduce",
+    "MapReduce",
+    "auto",
+    "",
+    "  ",
+    "bogus",
+];
+
+/// Prompts shaped like each strategy's, with slips, and anything at all.
+fn prompt_text() -> BoxedStrategy<String> {
+    let item = "[A-Za-z][A-Za-z ]{0,14}|[ ]{0,2}|[A-Za-z ]{40,70}";
+    let topic_list = (
+        "[A-Za-z ]{0,30}",
+        prop::collection::vec(item, 0..8),
+        prop::sample::select(vec![", ", "; ", " and ", "\n- ", ","]),
+    )
+        .prop_map(|(topic, items, sep)| format!("{topic}: {}", items.join(sep)));
+    let documents = (
+        prop::sample::select(vec![
+            "Summarize: ",
+            "Summarise the reports: ",
+            "summarize ",
+            "Compare these: ",
+            "",
+        ]),
+        prop::collection::vec("[A-Za-z .]{0,40}", 0..6),
+        prop::sample::select(vec![" | ", "\n---\n", "|", "\n\n"]),
+    )
+        .prop_map(|(lead, docs, sep)| format!("{lead}{}", docs.join(sep)));
+    let question = (
+        prop::sample::select(vec![
+            "Is",
+            "Should I use",
+            "Which is better:",
+            "Does",
+            "Why",
+        ]),
+        "[A-Za-z]{0,10}",
+        "[A-Za-z, ]{0,20}",
+        prop::sample::select(vec!["?", "", ".", "??"]),
+    )
+        .prop_map(|(opener, a, b, end)| format!("{opener} {a} or {b}{end}"));
+    let body = prop_oneof![topic_list, documents, question, text()];
+    (
+        prop::sample::select(vec![
+            "",
+            "",
+            "",
+            "/sectioning ",
+            "/voting ",
+            "/mapreduce ",
+            "/map-reduce ",
+            "/bogus ",
+            "/usr/bin ",
+            "/",
+            "/voting",
+        ]),
+        body,
+    )
+        .prop_map(|(command, body)| format!("{command}{body}"))
+        .boxed()
+}
+
+fn forwarded_props() -> BoxedStrategy<Value> {
+    let strategy = prop_oneof![
+        4 => prop::sample::select(STRATEGY_NAMES).prop_map(|s| json!(s)),
+        1 => any_json(),
+    ];
+    let documents = prop_oneof![
+        3 => prop::collection::vec("[A-Za-z .]{0,30}", 0..4).prop_map(|d| json!(d)),
+        1 => any_json(),
+    ];
+    prop_oneof![
+        2 => Just(json!({})),
+        1 => any_json(),
+        4 => (prop::option::of(strategy), prop::option::of(documents)).prop_map(|(s, d)| {
+            let mut props = json!({});
+            if let Some(s) = s {
+                props["strategy"] = s;
+            }
+            if let Some(d) = d {
+                props["documents"] = d;
+            }
+            props
+        }),
+    ]
+    .boxed()
+}
+
+proptest! {
+    #![proptest_config(config(4000))]
+
+    /// The prompt parser: no panic; an explicit strategy is obeyed; what it hands a strategy is
+    /// usable (no blank section, document or question); a refusal says why.
+    #[test]
+    fn the_prompt_parser_never_panics_and_hands_over_usable_jobs(
+        text in prompt_text().prop_filter("the host refuses blank text", |t| !t.trim().is_empty()),
+        props in forwarded_props(),
+    ) {
+        match choose(&text, &props, Plan::Sectioning) {
+            Ok(choice) => {
+                if let Some(explicit) = props["strategy"].as_str().and_then(Plan::parse) {
+                    prop_assert_eq!(choice.strategy, explicit);
+                    prop_assert_eq!(choice.source, Source::Explicit);
+                }
+                match &choice.job {
+                    Job::Sections { topic, sections, .. } => {
+                        prop_assert!(!topic.trim().is_empty() || !sections.is_empty());
+                        prop_assert!(sections.iter().all(|s| !s.trim().is_empty()), "{:?}", sections);
+                    }
+                    Job::Vote { question, .. } => prop_assert!(!question.trim().is_empty()),
+                    Job::Summarize { instruction, documents } => {
+                        prop_assert!(!instruction.trim().is_empty());
+                        prop_assert!(!documents.is_empty());
+                        prop_assert!(documents.iter().all(|d| !d.trim().is_empty()), "{:?}", documents);
+                    }
+                }
+            }
+            Err(message) => prop_assert!(!message.trim().is_empty()),
+        }
+    }
+}
+
+/// What the parallelization room must answer: its parser's refusal as a 400, or a run.
+fn expected_run(body: &[u8]) -> Result<(), (u16, &'static str, Option<String>)> {
+    let input = parse_input(body).map_err(|e| (e.status().as_u16(), e.code(), None))?;
+    let text = input.last_user_text().unwrap_or_default();
+    choose(&text, &input.forwarded_props, Plan::Sectioning)
+        .map(|_| ())
+        .map_err(|message| (400, "bad_request", Some(message)))
+}
+
+#[test]
+fn every_generated_prompt_gets_a_refusal_or_a_complete_parallelization_run() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (mock, server) = rt.block_on(async {
+        let mock = MockLlm::start().await;
+        let dir = TempDir::with_rooms(&[&room_yaml("")]);
+        let mut settings = test_settings(&mock.url(), dir.path.clone());
+        settings.body_limit_bytes = BODY_LIMIT;
+        let server =
+            TestServer::start_with(settings, roomhost::agents::Registry::builtin(), dir).await;
+        (mock, server)
+    });
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let (runs, refusals) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let mut runner = TestRunner::new(config(400));
+    let outcome = runner.run(&(prompt_text(), forwarded_props()), |(prompt, props)| {
+        let body = json!({"prompt": prompt, "forwardedProps": props}).to_string();
+        let http = client
+            .post(format!("{}/rooms/{ROOM}/run", server.url))
+            .header("content-type", "application/json")
+            .body(body.clone());
+        let got = rt.block_on(async {
+            let resp = http
+                .send()
+                .await
+                .map_err(|e| TestCaseError::fail(format!("no answer: {e}")))?;
+            Ok::<_, TestCaseError>(RunResult::read(resp).await)
+        })?;
+        match expected_run(body.as_bytes()) {
+            Err((status, code, message)) => {
+                refusals.fetch_add(1, Ordering::Relaxed);
+                prop_assert_eq!(got.status, status, "{}", got.error_body);
+                prop_assert_eq!(&got.error_body["error"]["code"], code);
+                if let Some(message) = message {
+                    prop_assert_eq!(&got.error_body["error"]["message"], &json!(message));
+                }
+            }
+            Ok(()) => {
+                runs.fetch_add(1, Ordering::Relaxed);
+                prop_assert_eq!(got.status, 200, "{}", got.error_body);
+                verify_agui(&got.events).map_err(TestCaseError::fail)?;
+                prop_assert_eq!(&got.last()["type"], "RUN_FINISHED", "{}", got.last());
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = outcome {
+        panic!("{e}");
+    }
+    let (runs, refusals) = (runs.into_inner(), refusals.into_inner());
+    assert!(
+        runs > 100 && refusals > 20,
+        "runs {runs}, refusals {refusals}"
+    );
+    assert!(mock.request_count() > runs, "the runs called the model");
 }
