@@ -258,6 +258,16 @@ async fn model_not_found_says_to_pull_and_a_wrong_path_says_so() {
     }
 }
 
+#[tokio::test]
+async fn a_model_without_thinking_gets_a_hint_to_turn_think_off() {
+    let mock = MockLlm::start().await;
+    mock.push(MockReply::new().status(400, "\"llama3\" does not support thinking"));
+    let client = client(&settings(&[&mock], LlmApi::Ollama));
+    let err = call(&*client, ask("q")).await.result.expect_err("400");
+    assert!(err.to_string().contains("think: off"), "{err}");
+    assert_eq!(mock.request_count(), 1, "a 400 is not retried");
+}
+
 fn full_request() -> ChatRequest {
     let mut request = ask("q");
     request.options.temperature = Some(0.5);

@@ -5,9 +5,11 @@
 
 mod support;
 
+use std::time::Duration;
+
 use roomhost::agents::Registry;
 use roomhost::llm::{LlmApi, OpenAiJsonMode};
-use support::harness::{test_settings, TempDir, TestServer};
+use support::harness::{test_settings, RunResult, TempDir, TestServer};
 use support::parallelization::{finished, prompt, room_yaml, subagents, ROOM};
 
 async fn real_server() -> TestServer {
@@ -37,15 +39,30 @@ async fn real_server() -> TestServer {
     TestServer::start_with(settings, Registry::builtin(), dir).await
 }
 
+/// Runs `text` in the room. A tiny model on a busy 2-core machine can take minutes for a whole
+/// run, longer than the harness client waits.
+async fn run(server: &TestServer, text: &str) -> RunResult {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .expect("client");
+    let response = client
+        .post(format!("{}/rooms/{ROOM}/run", server.url))
+        .json(&prompt(text))
+        .send()
+        .await
+        .expect("POST");
+    RunResult::read(response).await
+}
+
 #[tokio::test]
 async fn sectioning_writes_the_three_sections_in_order() {
     let server = real_server().await;
-    let run = server
-        .run(
-            ROOM,
-            prompt("Write about AI ethics: Privacy, Bias, Transparency"),
-        )
-        .await;
+    let run = run(
+        &server,
+        "Write about AI ethics: Privacy, Bias, Transparency",
+    )
+    .await;
     let result = finished(&run);
     assert_eq!(result["strategy"], "sectioning");
     let ends: Vec<String> = subagents(&run).into_iter().map(|(_, _, e)| e).collect();
@@ -64,9 +81,7 @@ async fn sectioning_writes_the_three_sections_in_order() {
 #[tokio::test]
 async fn voting_answers_among_the_options_with_a_count() {
     let server = real_server().await;
-    let run = server
-        .run(ROOM, prompt("Is remote work better than office work?"))
-        .await;
+    let run = run(&server, "Is remote work better than office work?").await;
     let result = finished(&run);
     let votes = &result["votes"];
     let answer = votes["answer"].as_str().unwrap_or("");
@@ -84,9 +99,7 @@ async fn voting_answers_among_the_options_with_a_count() {
 #[tokio::test]
 async fn map_reduce_summarizes_the_three_articles() {
     let server = real_server().await;
-    let run = server
-        .run(ROOM, prompt("Summarize: Article1 | Article2 | Article3"))
-        .await;
+    let run = run(&server, "Summarize: Article1 | Article2 | Article3").await;
     let result = finished(&run);
     assert_eq!(result["strategy"], "map_reduce");
     assert_eq!(result["documents"], 3);

@@ -2,6 +2,7 @@
 
 mod error;
 mod health;
+mod page;
 mod rooms;
 mod run;
 mod soliplex;
@@ -24,6 +25,8 @@ use crate::state::AppState;
 
 pub fn router(app: AppState) -> Router {
     Router::new()
+        .route("/", get(page::index))
+        .route("/assets/{name}", get(page::asset))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/stats", get(health::stats))

@@ -1,0 +1,616 @@
+// The chat page: lists rooms, sends a message to POST /rooms/{id}/run and draws the AG-UI events
+// of the run as they stream in: one card per subagent, the activity's progress and phase, the final
+// answer as Markdown and, for voting, the votes. Model output only ever reaches the page as
+// textContent or through the escaping Markdown renderer.
+
+import { applyPatch } from "./patch.js";
+import { renderMarkdown } from "./markdown.js";
+import { sseJson } from "./sse.js";
+
+const $ = (id) => document.getElementById(id);
+
+function h(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// crypto.randomUUID exists only in secure contexts; the page may be served over plain http.
+function uuid() {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const hex = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+const number = new Intl.NumberFormat("en-US");
+const STRATEGY_NAMES = { sectioning: "Sectioning", voting: "Voting", map_reduce: "Map-reduce" };
+const SOURCE_NAMES = { explicit: "chosen", pattern: "detected", default: "room default" };
+const PHASE_NAMES = {
+  starting: "Starting",
+  running: "Running",
+  aggregating: "Aggregating",
+  complete: "Complete",
+  failed: "Failed",
+  stopped: "Stopped",
+};
+
+const ui = {
+  rooms: $("rooms"),
+  status: $("server-status"),
+  roomName: $("room-name"),
+  roomDescription: $("room-description"),
+  transcript: $("transcript"),
+  welcome: $("welcome"),
+  welcomeText: $("welcome-text"),
+  suggestions: $("suggestions"),
+  form: $("composer-form"),
+  prompt: $("prompt"),
+  send: $("send"),
+  stop: $("stop"),
+  newChat: $("new-chat"),
+};
+
+const state = {
+  rooms: [],
+  room: null,
+  threadId: uuid(),
+  history: [], // the conversation so far, sent with each run as AG-UI messages
+  active: null, // { view, controller } while a run streams
+  followOutput: true, // keep the transcript scrolled to the bottom unless the user scrolled up
+};
+
+// ---- Token usage -------------------------------------------------------------------------------
+
+/** Tokens of a task's usage in the activity (`input_tokens`, `output_tokens`). */
+function taskTokens(usage) {
+  return usage ? (usage.input_tokens ?? 0) + (usage.output_tokens ?? 0) : 0;
+}
+
+/** Tokens of `RUN_FINISHED.usage`: AG-UI usage entries, one per model. */
+function runTokens(usage) {
+  return (usage ?? []).reduce((sum, u) => sum + (u.totalTokens ?? (u.inputTokens ?? 0) + (u.outputTokens ?? 0)), 0);
+}
+
+// ---- Thinking ---------------------------------------------------------------------------------
+
+/** A model's streamed thinking (REASONING_* events): collapsed, shown once some arrives. */
+class Thinking {
+  constructor() {
+    this.root = h("details", "thinking");
+    this.root.hidden = true;
+    this.summary = h("summary", "", "Thinking");
+    this.textEl = h("p", "thinking-text");
+    this.root.append(this.summary, this.textEl);
+  }
+
+  append(delta) {
+    this.root.hidden = false;
+    this.textEl.append(delta);
+    this.summary.textContent = `Thinking · ${number.format(this.textEl.textContent.length)} chars`;
+  }
+}
+
+// ---- One task card -----------------------------------------------------------------------------
+
+class TaskCard {
+  constructor(label) {
+    this.streamed = false;
+    this.root = h("div", "task");
+    const head = h("div", "task-head");
+    this.labelEl = h("span", "task-label", label);
+    this.labelEl.title = label;
+    this.statusEl = h("span", "task-status");
+    head.append(this.labelEl, this.statusEl);
+    this.textEl = h("p", "task-text");
+    const foot = h("div", "task-foot");
+    this.tokensEl = h("span", "task-tokens");
+    this.charsEl = h("span", "task-chars");
+    foot.append(this.tokensEl, this.charsEl);
+    this.errorEl = h("div", "task-error");
+    this.thinking = new Thinking();
+    this.root.append(head, this.thinking.root, this.textEl, this.errorEl, foot);
+    this.setStatus("pending");
+  }
+
+  /** pending, running, complete, failed or stopped */
+  setStatus(status) {
+    this.root.dataset.status = status;
+    this.statusEl.textContent = status;
+  }
+
+  append(delta) {
+    this.streamed = true;
+    this.textEl.append(delta);
+    this.textEl.scrollTop = this.textEl.scrollHeight;
+    this.charsEl.textContent = `${number.format(this.textEl.textContent.length)} chars`;
+  }
+
+  fail(message) {
+    this.setStatus("failed");
+    this.errorEl.textContent = message;
+  }
+
+  /** Applies one entry of the activity's `results`: status, usage, error, output. */
+  applyResult(result) {
+    this.labelEl.textContent = result.label;
+    this.labelEl.title = result.label;
+    this.setStatus(result.status);
+    if (result.error) this.errorEl.textContent = result.error;
+    const tokens = taskTokens(result.usage);
+    if (tokens) this.tokensEl.textContent = `${number.format(tokens)} tokens`;
+    // The output streamed already, unless this page joined late or the task sent no deltas.
+    if (!this.streamed && result.output) this.textEl.textContent = result.output;
+  }
+}
+
+// ---- One run -----------------------------------------------------------------------------------
+
+class RunView {
+  constructor(prompt) {
+    this.cards = new Map(); // by subagentRunId
+    this.cardByMessage = new Map();
+    this.thinkingByMessage = new Map();
+    this.activityId = undefined;
+    this.activity = undefined;
+    this.answerId = undefined;
+    this.answer = "";
+    this.state = "running";
+    this.ended = false;
+    this.startedAt = performance.now();
+    this.renderQueued = false;
+
+    this.root = h("article", "turn");
+    this.root.append(h("div", "user-msg", prompt));
+
+    this.panel = h("section", "run");
+    this.panel.dataset.state = "running";
+    const head = h("div", "run-head");
+    this.strategyEl = h("span", "pill strategy");
+    this.strategyEl.hidden = true;
+    this.phaseEl = h("span", "pill phase");
+    this.stepEl = h("span", "step");
+    const meta = h("div", "run-meta");
+    this.tokensEl = h("span", "run-tokens");
+    this.elapsedEl = h("span", "run-elapsed");
+    meta.append(this.tokensEl, this.elapsedEl);
+    head.append(this.strategyEl, this.phaseEl, this.stepEl, meta);
+
+    // Shown with the first activity; a run refused before it starts has no progress to show.
+    const progressRow = h("div", "progress-row");
+    progressRow.hidden = true;
+    this.progressRow = progressRow;
+    const track = h("div", "progress");
+    track.setAttribute("role", "progressbar");
+    track.setAttribute("aria-valuemin", "0");
+    this.track = track;
+    this.bar = h("div", "progress-bar");
+    track.append(this.bar);
+    this.progressLabel = h("span", "progress-label", "Planning tasks…");
+    progressRow.append(track, this.progressLabel);
+
+    this.tasksEl = h("div", "tasks");
+    this.notesEl = h("ul", "notes");
+
+    this.votesBlock = h("div", "votes-block");
+    this.votesBlock.hidden = true;
+    const votesHead = h("div", "votes-head");
+    this.agreementEl = h("span", "agreement");
+    votesHead.append(h("h3", "block-title", "Votes"), this.agreementEl);
+    this.votesEl = h("div", "vote-rows");
+    this.votesBlock.append(votesHead, this.votesEl);
+
+    this.answerBlock = h("div", "answer-block");
+    this.answerBlock.hidden = true;
+    this.answerEl = h("div", "answer markdown");
+    this.thinking = new Thinking();
+    this.answerBlock.append(h("h3", "block-title", "Answer"), this.thinking.root, this.answerEl);
+
+    this.errorEl = h("div", "error-box");
+    this.errorEl.setAttribute("role", "alert");
+    this.errorEl.hidden = true;
+
+    this.panel.append(head, progressRow, this.tasksEl, this.notesEl, this.votesBlock, this.answerBlock, this.errorEl);
+    this.root.append(this.panel);
+    this.setPhase("starting");
+    this.tick = setInterval(() => this.showElapsed(), 200);
+    this.showElapsed();
+  }
+
+  showElapsed() {
+    this.elapsedEl.textContent = `${((performance.now() - this.startedAt) / 1000).toFixed(1)} s`;
+  }
+
+  setPhase(phase) {
+    this.phaseEl.dataset.phase = phase;
+    this.phaseEl.textContent = PHASE_NAMES[phase] ?? phase;
+  }
+
+  /** A task's card: the activity lists tasks (with their subagentRunId) before they start. */
+  card(subagentRunId, label) {
+    let card = this.cards.get(subagentRunId);
+    if (!card) {
+      card = new TaskCard(label);
+      this.cards.set(subagentRunId, card);
+      this.tasksEl.append(card.root);
+    }
+    return card;
+  }
+
+  handle(event) {
+    switch (event.type) {
+      case "ACTIVITY_SNAPSHOT":
+        if (event.activityType !== "parallelization") return;
+        this.activityId = event.messageId;
+        this.activity = event.content;
+        this.renderActivity();
+        return;
+      case "ACTIVITY_DELTA":
+        if (event.messageId !== this.activityId || this.activity === undefined) return;
+        try {
+          this.activity = applyPatch(this.activity, event.patch);
+        } catch (e) {
+          this.showError("A progress update could not be applied", e.message);
+          return;
+        }
+        this.renderActivity();
+        return;
+      case "STEP_STARTED":
+        this.stepEl.textContent = `Step: ${event.stepName}`;
+        return;
+      case "STEP_FINISHED":
+        if (this.stepEl.textContent === `Step: ${event.stepName}`) this.stepEl.textContent = "";
+        return;
+      case "SUBAGENT_STARTED":
+        this.card(event.subagentRunId, event.name).setStatus("running");
+        return;
+      case "SUBAGENT_FINISHED":
+        this.cards.get(event.subagentRunId)?.setStatus("complete");
+        return;
+      case "SUBAGENT_ERROR":
+        this.cards.get(event.subagentRunId)?.fail(event.message);
+        return;
+      case "TEXT_MESSAGE_START":
+        if (event.subagentRunId !== undefined) {
+          const card = this.cards.get(event.subagentRunId);
+          if (card) this.cardByMessage.set(event.messageId, card);
+        } else {
+          this.answerId = event.messageId;
+          this.answer = "";
+          this.answerBlock.hidden = false;
+        }
+        return;
+      case "TEXT_MESSAGE_CONTENT": {
+        const card = this.cardByMessage.get(event.messageId);
+        if (card) card.append(event.delta);
+        else if (event.messageId === this.answerId) {
+          this.answer += event.delta;
+          this.queueAnswerRender();
+        }
+        return;
+      }
+      case "REASONING_MESSAGE_START": {
+        // A subagent's thinking goes in its card; the run's own (a tie-break judge, say) above the answer.
+        const thinking = event.subagentRunId !== undefined ? this.cards.get(event.subagentRunId)?.thinking : this.thinking;
+        if (thinking) this.thinkingByMessage.set(event.messageId, thinking);
+        if (thinking === this.thinking) this.answerBlock.hidden = false;
+        return;
+      }
+      case "REASONING_MESSAGE_CONTENT":
+        this.thinkingByMessage.get(event.messageId)?.append(event.delta);
+        return;
+      case "TEXT_MESSAGE_END":
+        if (event.messageId === this.answerId) this.renderAnswer();
+        return;
+      case "RUN_FINISHED":
+        this.finish(event);
+        return;
+      case "RUN_ERROR":
+        this.showError("The run failed", event.message, event.code);
+        this.end("failed");
+        return;
+      default:
+    }
+  }
+
+  renderActivity() {
+    const a = this.activity;
+    if (!a || typeof a !== "object") return;
+    this.progressRow.hidden = false;
+    if (a.status) this.setPhase(a.status);
+    if (a.strategy) {
+      const source = SOURCE_NAMES[a.strategy_source] ? ` · ${SOURCE_NAMES[a.strategy_source]}` : "";
+      this.strategyEl.textContent = `${STRATEGY_NAMES[a.strategy] ?? a.strategy}${source}`;
+      this.strategyEl.hidden = false;
+      this.panel.dataset.strategy = a.strategy;
+    }
+    const total = Number(a.total_tasks) || 0;
+    const done = Number(a.completed_tasks) || 0;
+    const failed = Number(a.failed_tasks) || 0;
+    if (total > 0) {
+      this.bar.style.width = `${Math.min(100, (done / total) * 100)}%`;
+      this.track.setAttribute("aria-valuemax", String(total));
+      this.track.setAttribute("aria-valuenow", String(done));
+      this.progressLabel.textContent = `${done} / ${total} tasks${failed ? ` · ${failed} failed` : ""}`;
+    }
+    const results = a.results ?? [];
+    for (const r of results) this.card(r.subagent_run_id, r.label).applyResult(r);
+    const tokens = results.reduce((sum, r) => sum + taskTokens(r.usage), 0);
+    if (tokens) this.tokensEl.textContent = `${number.format(tokens)} tokens`;
+    this.notesEl.replaceChildren(...(a.notes ?? []).map((note) => h("li", "", note)));
+  }
+
+  /** `RUN_FINISHED.result.votes` of a voting run: the tally, the winner and the agreement. */
+  renderVotes(votes) {
+    const tally = votes.tally ?? [];
+    const most = Math.max(1, ...tally.map((t) => t.votes));
+    this.votesEl.replaceChildren(
+      ...tally.map((t) => {
+        const row = h("div", `vote-row${t.answer === votes.answer ? " winner" : ""}`);
+        const label = h("span", "vote-label", t.answer);
+        label.title = t.answer;
+        const track = h("div", "vote-track");
+        const bar = h("div", "vote-bar");
+        bar.style.width = `${(t.votes / most) * 100}%`;
+        track.append(bar);
+        row.append(label, track, h("span", "vote-count", number.format(t.votes)));
+        return row;
+      }),
+    );
+    const tie = votes.tie_break?.method ? ` · tie broken by ${votes.tie_break.method === "judge" ? "a judge" : "the first voter"}` : "";
+    this.agreementEl.replaceChildren(
+      `${votes.valid} of ${votes.voters} valid votes${tie} · agreement `,
+      h("strong", "", `${Math.round(votes.agreement * 100)}%`),
+    );
+    this.votesBlock.hidden = false;
+  }
+
+  queueAnswerRender() {
+    if (this.renderQueued) return;
+    this.renderQueued = true;
+    requestAnimationFrame(() => this.renderAnswer());
+  }
+
+  renderAnswer() {
+    this.renderQueued = false;
+    this.answerEl.innerHTML = renderMarkdown(this.answer);
+    followOutput();
+  }
+
+  finish(event) {
+    const result = event.result && typeof event.result === "object" ? event.result : {};
+    if (!this.answer && typeof result.text === "string") {
+      this.answer = result.text;
+      this.answerBlock.hidden = false;
+    }
+    this.renderAnswer();
+    if (result.votes) this.renderVotes(result.votes);
+    const tokens = runTokens(event.usage);
+    if (tokens) this.tokensEl.textContent = `${number.format(tokens)} tokens`;
+    this.end("complete");
+  }
+
+  showError(title, message, code) {
+    this.errorEl.replaceChildren(h("strong", "", title), message);
+    if (code) this.errorEl.append(" ", h("code", "", code));
+    this.errorEl.hidden = false;
+  }
+
+  fail(title, message, code) {
+    this.showError(title, message, code);
+    this.end("failed");
+  }
+
+  stopped() {
+    for (const card of this.cards.values()) {
+      if (["running", "pending"].includes(card.root.dataset.status)) card.setStatus("stopped");
+    }
+    this.showError("Stopped", "You stopped this run. Closing its stream cancels the model calls on the server.");
+    this.end("stopped");
+  }
+
+  end(outcome) {
+    if (this.ended) return;
+    this.ended = true;
+    this.state = outcome;
+    this.panel.dataset.state = outcome;
+    if (outcome !== "complete" || !this.activity) this.setPhase(outcome);
+    clearInterval(this.tick);
+    this.showElapsed();
+  }
+}
+
+// ---- Sending a run -----------------------------------------------------------------------------
+
+class HttpError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function httpError(resp) {
+  let code;
+  let message = `${resp.status} ${resp.statusText}`.trim();
+  try {
+    const body = await resp.json();
+    if (body?.error?.message) ({ code, message } = body.error);
+  } catch {
+    // Not JSON (a proxy's error page, say): the status line is all there is.
+  }
+  return new HttpError(resp.status, code, message);
+}
+
+function selectedStrategy() {
+  return ui.form.querySelector('input[name="strategy"]:checked')?.value ?? "";
+}
+
+async function sendMessage(text) {
+  const prompt = text.trim();
+  if (!prompt || !state.room || state.active) return;
+  const strategy = selectedStrategy();
+  const userMessage = { id: uuid(), role: "user", content: prompt };
+  const body = {
+    threadId: state.threadId,
+    runId: uuid(),
+    messages: [...state.history, userMessage],
+    tools: [],
+    context: [],
+    state: {},
+    ...(strategy ? { forwardedProps: { strategy } } : {}),
+  };
+
+  ui.welcome.hidden = true;
+  const view = new RunView(prompt);
+  ui.transcript.append(view.root);
+  state.followOutput = true;
+  followOutput();
+  const controller = new AbortController();
+  state.active = { view, controller };
+  setBusy(true);
+
+  try {
+    const resp = await fetch(`/rooms/${encodeURIComponent(state.room.id)}/run`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      body: JSON.stringify(body),
+      signal: controller.signal,
+    });
+    if (!resp.ok) throw await httpError(resp);
+    for await (const event of sseJson(resp.body)) {
+      view.handle(event);
+      followOutput();
+    }
+    if (!view.ended) {
+      view.fail("The stream ended early", "The connection closed before the run finished. The server may have restarted; try again.");
+    }
+  } catch (e) {
+    if (controller.signal.aborted) view.stopped();
+    else if (e instanceof HttpError) view.fail(`The server refused the run (HTTP ${e.status})`, e.message, e.code);
+    else if (e instanceof TypeError) view.fail("Could not reach the server", `${e.message}. Check that roomhost is running.`);
+    else view.fail("The run failed", e.message);
+  } finally {
+    state.active = null;
+    setBusy(false);
+    followOutput();
+    if (view.state === "complete") {
+      state.history.push(userMessage, { id: uuid(), role: "assistant", content: view.answer });
+    }
+    checkServer();
+  }
+}
+
+function setBusy(busy) {
+  ui.send.disabled = busy;
+  ui.stop.hidden = !busy;
+  for (const chip of ui.suggestions.querySelectorAll("button")) chip.disabled = busy;
+}
+
+function followOutput() {
+  if (state.followOutput) ui.transcript.scrollTop = ui.transcript.scrollHeight;
+}
+
+// ---- Rooms -------------------------------------------------------------------------------------
+
+function newChat() {
+  state.active?.controller.abort();
+  state.threadId = uuid();
+  state.history = [];
+  for (const turn of ui.transcript.querySelectorAll(".turn")) turn.remove();
+  ui.welcome.hidden = false;
+}
+
+function selectRoom(room) {
+  newChat();
+  state.room = room;
+  history.replaceState(null, "", `#room=${encodeURIComponent(room.id)}`);
+  ui.roomName.textContent = room.name || room.id;
+  ui.roomDescription.textContent = room.description ?? "";
+  ui.welcomeText.textContent = room.welcome_message || "Pick a suggestion below or write your own message.";
+  for (const button of ui.rooms.querySelectorAll(".room")) {
+    button.setAttribute("aria-current", String(button.dataset.room === room.id));
+  }
+  ui.suggestions.replaceChildren(
+    ...(room.suggestions ?? []).map((s) => {
+      const chip = h("button", "chip", s);
+      chip.type = "button";
+      chip.addEventListener("click", () => sendMessage(s));
+      return chip;
+    }),
+  );
+  ui.prompt.focus();
+}
+
+async function loadRooms() {
+  try {
+    const resp = await fetch("/rooms");
+    if (!resp.ok) throw await httpError(resp);
+    state.rooms = await resp.json();
+  } catch (e) {
+    ui.rooms.replaceChildren(h("p", "muted small", `Could not load the rooms: ${e.message}`));
+    return;
+  }
+  if (!state.rooms.length) {
+    ui.rooms.replaceChildren(h("p", "muted small", "No rooms are configured on this server."));
+    return;
+  }
+  ui.rooms.replaceChildren(
+    ...state.rooms.map((room) => {
+      const button = h("button", "room");
+      button.type = "button";
+      button.dataset.room = room.id;
+      button.append(h("span", "room-name", room.name || room.id), h("span", "room-desc", room.description ?? ""));
+      button.addEventListener("click", () => {
+        if (state.room?.id !== room.id) selectRoom(room);
+      });
+      return button;
+    }),
+  );
+  const wanted = new URLSearchParams(location.hash.slice(1)).get("room");
+  selectRoom(state.rooms.find((r) => r.id === wanted) ?? state.rooms[0]);
+}
+
+async function checkServer() {
+  const label = ui.status.querySelector(".label");
+  try {
+    const resp = await fetch("/readyz");
+    const body = await resp.json();
+    ui.status.dataset.state = resp.ok ? "ready" : "down";
+    label.textContent = resp.ok ? "LLM backend ready" : `Not ready: ${body.reason ?? resp.status}`;
+  } catch (e) {
+    ui.status.dataset.state = "down";
+    label.textContent = "Server unreachable";
+  }
+}
+
+// ---- Wiring ------------------------------------------------------------------------------------
+
+function submitComposer() {
+  if (state.active || !ui.prompt.value.trim()) return;
+  const text = ui.prompt.value;
+  ui.prompt.value = "";
+  sendMessage(text);
+}
+
+ui.form.addEventListener("submit", (e) => {
+  e.preventDefault();
+  submitComposer();
+});
+ui.prompt.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    submitComposer();
+  }
+});
+ui.stop.addEventListener("click", () => state.active?.controller.abort());
+ui.newChat.addEventListener("click", newChat);
+ui.transcript.addEventListener("scroll", () => {
+  const t = ui.transcript;
+  state.followOutput = t.scrollHeight - t.scrollTop - t.clientHeight < 80;
+});
+
+loadRooms();
+checkServer();
