@@ -77,9 +77,10 @@ fn main() -> ExitCode {
         return server::serve_child(config);
     }
     match system::raise_nofile_limit() {
-        Ok((before, after)) => {
+        Ok((before, after)) if before < after => {
             println!("RLIMIT_NOFILE raised from {before} to {after} (here and in the server)")
         }
+        Ok((_, after)) => println!("RLIMIT_NOFILE {after} (already at the hard limit)"),
         Err(e) => println!("RLIMIT_NOFILE could not be raised: {e}"),
     }
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());

@@ -39,23 +39,16 @@ pub async fn concurrent_runs(runs: usize, call: Duration) -> Result<(), BenchErr
 
     // The first wave opens the connections (client to server, server to mocks); the second is
     // measured.
-    let mut waves = Vec::new();
-    for _ in 0..2 {
-        let start = Instant::now();
-        let timings: Vec<Result<Timing, BenchError>> = futures::stream::iter(0..runs)
-            .map(|_| timed_run(&http, &url, &body))
-            .buffer_unordered(runs)
-            .collect()
-            .await;
-        waves.push((start.elapsed(), timings));
-    }
+    let warm_up = Instant::now();
+    wave(&http, &url, &body, runs).await;
+    let warm_up = warm_up.elapsed();
+    let start = Instant::now();
+    let timings = wave(&http, &url, &body, runs).await;
+    let wall = start.elapsed();
     let after = server.usage().await?;
     let here_after = Usage::now()?;
     let (idle_ok, _) = server.wait_idle(&http, Duration::from_secs(10)).await?;
-    let walls: Duration = waves.iter().map(|(wall, _)| *wall).sum();
-    let Some((wall, timings)) = waves.pop() else {
-        return Ok(());
-    };
+    let walls = warm_up + wall;
     let done: Vec<&Timing> = timings.iter().flatten().collect();
     let finished = done.iter().filter(|t| t.finished()).count();
     let errors = timings.iter().filter(|t| t.is_err()).count();
@@ -96,6 +89,20 @@ pub async fn concurrent_runs(runs: usize, call: Duration) -> Result<(), BenchErr
         walls.as_secs_f64()
     );
     Ok(())
+}
+
+/// `runs` runs at once.
+async fn wave(
+    http: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+    runs: usize,
+) -> Vec<Result<Timing, BenchError>> {
+    futures::stream::iter(0..runs)
+        .map(|_| timed_run(http, url, body))
+        .buffer_unordered(runs)
+        .collect()
+        .await
 }
 
 pub async fn idle_streams(streams: usize) -> Result<(), BenchError> {
