@@ -357,7 +357,11 @@ async fn serve(listener: TcpListener, app: Router, stopped: CancellationToken) {
         let io = tokio::select! {
             _ = stopped.cancelled() => return,
             accepted = listener.accept() => match accepted {
-                Ok((io, _)) => io,
+                Ok((io, _)) => {
+                    // As Ollama (Go) does; else small chunks wait for the client's delayed ACK.
+                    let _ = io.set_nodelay(true);
+                    io
+                }
                 // Out of file descriptors and the like: let the backlog drain a little.
                 Err(_) => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -565,8 +569,14 @@ async fn chat(
                 guard.finish();
                 return None;
             };
-            if !first {
-                tokio::time::sleep(per_chunk).await;
+            // A zero sleep still waits for the next timer tick (about 1 ms), so skip it; but before
+            // a reset, wait anyway: hyper flushes the writes so far only once the body is pending.
+            let pause = match step {
+                Step::Reset => per_chunk.max(Duration::from_millis(1)),
+                _ => per_chunk,
+            };
+            if !first && !pause.is_zero() {
+                tokio::time::sleep(pause).await;
             }
             if steps.is_empty() && !matches!(step, Step::Hang) {
                 guard.finish();

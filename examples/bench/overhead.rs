@@ -1,0 +1,238 @@
+//! Overhead vs the critical path, per strategy: every mock call takes L, so a run's ideal time is
+//! its number of waves times L (measured on the mock alone). Also time to first event and to the
+//! first text of the answer.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use roomhost::config::Settings;
+use serde_json::json;
+
+use crate::client::{client, timed_run, Timing};
+use crate::mock_llm::MockLlm;
+use crate::script::paced;
+use crate::server::{room, ServerProc};
+use crate::stats::{ms, Spread};
+use crate::BenchError;
+
+/// Tokens per mock call.
+pub const TOKENS: usize = 20;
+/// Concurrency limit that never binds.
+const GENEROUS: usize = 64;
+/// Runs at a time when the limit does not bind; one at a time when it does (the limit is shared).
+const GENEROUS_CONCURRENCY: usize = 5;
+
+pub struct Case {
+    pub name: &'static str,
+    pub room: &'static str,
+    pub strategy: &'static str,
+    pub prompt: &'static str,
+    /// Parallel calls.
+    pub tasks: usize,
+    /// Calls after the fan-out: the reduce, the judge.
+    pub after: usize,
+}
+
+pub const SECTIONING: Case = Case {
+    name: "sectioning",
+    room: "five",
+    strategy: "sectioning",
+    prompt: "Write about renewable energy: Solar, Wind, Hydro, Geothermal, Tidal",
+    tasks: 5,
+    after: 0,
+};
+const MAP_REDUCE: Case = Case {
+    name: "map-reduce",
+    room: "five",
+    strategy: "map_reduce",
+    prompt: "Summarize: the first report | the second report | the third report | the fourth report | the fifth report",
+    tasks: 5,
+    after: 1,
+};
+const VOTING: Case = Case {
+    name: "voting",
+    room: "five",
+    strategy: "voting",
+    prompt: "Is remote work better than office work?",
+    tasks: 5,
+    after: 0,
+};
+// Four voters alternate yes/no: a tie, broken by a judge call.
+const VOTING_TIED: Case = Case {
+    name: "voting, tie + judge",
+    room: "four",
+    strategy: "voting",
+    prompt: "Is remote work better than office work?",
+    tasks: 4,
+    after: 1,
+};
+
+pub fn rooms() -> Vec<String> {
+    vec![
+        room("five", "    num_voters: 5\n"),
+        room("four", "    num_voters: 4\n    tie_break: judge\n"),
+    ]
+}
+
+impl Case {
+    pub fn body(&self) -> serde_json::Value {
+        json!({"prompt": self.prompt, "forwardedProps": {"strategy": self.strategy}})
+    }
+
+    fn waves(&self, limit: usize) -> usize {
+        self.tasks.div_ceil(limit) + self.after
+    }
+}
+
+struct Row {
+    name: &'static str,
+    tasks: usize,
+    limit: usize,
+    waves: usize,
+    ideal: Duration,
+    total: Spread,
+    first_event: Spread,
+    first_text: Spread,
+    finished: usize,
+    runs: usize,
+    calls: usize,
+    calls_expected: usize,
+}
+
+pub async fn run(runs: usize, call: Duration) -> Result<(), BenchError> {
+    let http = client();
+    let calibration = MockLlm::start().await;
+    paced(&calibration, call, TOKENS);
+    let alone = calibrate(&http, &calibration, runs).await?;
+    let l = alone.median;
+    println!(
+        "L, one mock call alone: nominal {} ms ({TOKENS} tokens {} ms apart); measured median / p99 {} ms",
+        ms(call),
+        ms(call / TOKENS as u32),
+        alone.ms()
+    );
+
+    let mut rows = Vec::new();
+    for case in [SECTIONING, MAP_REDUCE, VOTING, VOTING_TIED] {
+        rows.push(measure(&case, GENEROUS, GENEROUS_CONCURRENCY, runs, call, l).await?);
+    }
+    let limited = [SECTIONING, MAP_REDUCE, VOTING];
+    let limited = futures::future::join_all(
+        limited
+            .iter()
+            .map(|case| measure(case, 2, 1, runs, call, l)),
+    )
+    .await;
+    for row in limited {
+        rows.push(row?);
+    }
+    print_rows(&rows, runs);
+    Ok(())
+}
+
+/// The mock alone, `runs` calls, a few at a time like the runs.
+pub async fn calibrate(
+    http: &reqwest::Client,
+    mock: &MockLlm,
+    runs: usize,
+) -> Result<Spread, BenchError> {
+    let times: Vec<Result<(Duration, usize), BenchError>> = futures::stream::iter(0..runs)
+        .map(|_| crate::script::direct_call(http, mock))
+        .buffer_unordered(GENEROUS_CONCURRENCY)
+        .collect()
+        .await;
+    let times = times
+        .into_iter()
+        .map(|t| t.map(|(d, _)| d))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Spread::of(times))
+}
+
+pub fn settings(mocks: &[&MockLlm], limit: usize, queue: usize) -> Settings {
+    let mut settings = Settings::default();
+    settings.llm.base_urls = mocks.iter().map(|m| m.url()).collect();
+    settings.llm.max_concurrency = limit;
+    settings.llm.max_queue = queue;
+    settings
+}
+
+async fn measure(
+    case: &Case,
+    limit: usize,
+    concurrency: usize,
+    runs: usize,
+    call: Duration,
+    l: Duration,
+) -> Result<Row, BenchError> {
+    let mock = MockLlm::start().await;
+    paced(&mock, call, TOKENS);
+    let server = ServerProc::start(settings(&[&mock], limit, 1024), &rooms()).await?;
+    let http = client();
+    let url = server.run_url(case.room);
+    let body = case.body();
+    // Warm-up: connections, lazily built state.
+    timed_run(&http, &url, &body).await?;
+    mock.reset_stats();
+    let timings: Vec<Result<Timing, BenchError>> = futures::stream::iter(0..runs)
+        .map(|_| timed_run(&http, &url, &body))
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let timings = timings.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let waves = case.waves(limit);
+    Ok(Row {
+        name: case.name,
+        tasks: case.tasks,
+        limit,
+        waves,
+        ideal: l * waves as u32,
+        total: Spread::of(timings.iter().map(|t| t.total).collect()),
+        first_event: Spread::of(timings.iter().map(|t| t.first_event).collect()),
+        first_text: Spread::of(timings.iter().filter_map(|t| t.first_text).collect()),
+        finished: timings.iter().filter(|t| t.finished()).count(),
+        runs,
+        calls: mock.request_count(),
+        calls_expected: runs * (case.tasks + case.after),
+    })
+}
+
+fn print_rows(rows: &[Row], runs: usize) {
+    println!(
+        "\n{runs} runs per row; limit P = LLM calls in flight; 5 runs at a time when P does not bind, 1 when it does"
+    );
+    println!(
+        "{:<20} {:>2} {:>3} {:>5} {:>8} {:>17} {:>17} {:>13} {:>15} {:>17} {:>9} {:>9}",
+        "strategy",
+        "N",
+        "P",
+        "waves",
+        "ideal",
+        "run p50 / p99",
+        "overhead p50/p99",
+        "ratio p50/p99",
+        "1st event",
+        "1st answer text",
+        "finished",
+        "calls"
+    );
+    for r in rows {
+        let over = |d: Duration| d.as_secs_f64() * 1000.0 - r.ideal.as_secs_f64() * 1000.0;
+        let ratio = |d: Duration| d.as_secs_f64() / r.ideal.as_secs_f64();
+        println!(
+            "{:<20} {:>2} {:>3} {:>5} {:>8} {:>17} {:>17} {:>13} {:>15} {:>17} {:>9} {:>9}",
+            r.name,
+            r.tasks,
+            r.limit,
+            r.waves,
+            ms(r.ideal),
+            r.total.ms(),
+            format!("{:+.1} / {:+.1}", over(r.total.median), over(r.total.p99)),
+            format!("{:.3} / {:.3}", ratio(r.total.median), ratio(r.total.p99)),
+            r.first_event.ms(),
+            r.first_text.ms(),
+            format!("{}/{}", r.finished, r.runs),
+            format!("{}/{}", r.calls, r.calls_expected),
+        );
+    }
+    println!("(times in ms; ideal = waves x L measured alone; calls = mock requests / expected)");
+}
