@@ -230,7 +230,7 @@ async fn a_backend_hanging_past_the_deadlines_is_abandoned() {
     // Every section hanging: the run fails, clearly.
     mock.respond_with(|_| MockReply::new().hang_before_headers());
     let run = run_bounded(&server, sections_body(&["Alpha", "Bravo"])).await;
-    let message = failed(&run, "all_tasks_failed");
+    let message = failed(&run, "llm_timeout");
     assert!(message.contains("timeout"), "{message}");
     assert_released(&server, &mock).await;
 }
@@ -304,7 +304,7 @@ async fn the_backend_dying_mid_run_fails_only_what_it_was_writing() {
 
     // A run after the backend is gone fails at once, saying why.
     let run = run_bounded(&server, sections_body(&["Alpha", "Bravo"])).await;
-    let message = failed(&run, "all_tasks_failed");
+    let message = failed(&run, "llm_unreachable");
     assert!(message.contains("cannot connect"), "{message}");
     assert_released(&server, &mock).await;
 }
