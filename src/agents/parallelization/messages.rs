@@ -136,11 +136,13 @@ impl ReasoningMessage {
     }
 }
 
-/// Collects deltas until [`FLUSH_BYTES`] are buffered or the oldest is [`FLUSH_AFTER`] old.
+/// Collects deltas until [`FLUSH_BYTES`] are buffered or the oldest is [`FLUSH_AFTER`] old. The
+/// very first delta goes out at once: the user should see text after one time-to-first-token.
 #[derive(Debug, Default)]
 pub struct Coalescer {
     buf: String,
     since: Option<Instant>,
+    flushed_first: bool,
 }
 
 impl Coalescer {
@@ -148,6 +150,10 @@ impl Coalescer {
     pub fn push(&mut self, delta: &str) -> Option<String> {
         if delta.is_empty() {
             return None;
+        }
+        if !self.flushed_first {
+            self.flushed_first = true;
+            return Some(delta.to_owned());
         }
         let now = Instant::now();
         let since = *self.since.get_or_insert(now);
@@ -173,6 +179,13 @@ mod tests {
     #[test]
     fn coalescer_flushes_on_size_and_age() {
         let mut c = Coalescer::default();
+        assert_eq!(c.deadline(), None);
+        assert_eq!(c.push("").as_deref(), None);
+        assert_eq!(
+            c.push("first").as_deref(),
+            Some("first"),
+            "the first delta is not held back"
+        );
         assert_eq!(c.deadline(), None);
         assert_eq!(c.push("ab"), None);
         assert_eq!(c.push(""), None);
