@@ -12,7 +12,7 @@ use roomhost::config::Settings;
 use serde_json::{json, Value};
 use support::harness::{RunResult, TestServer};
 use support::mock_llm::{MockLlm, MockReply, MockRequest};
-use support::parallelization::{eventually, failed, finished, server_with, subagents, ROOM};
+use support::parallelization::{assert_idle, failed, finished, server_with, subagents, ROOM};
 
 /// Longer than any of these runs may take: reaching it means a run hangs.
 const HANG: Duration = Duration::from_secs(20);
@@ -37,18 +37,6 @@ async fn run_bounded(server: &TestServer, body: Value) -> RunResult {
     tokio::time::timeout(HANG, server.run(ROOM, body))
         .await
         .expect("the run hung")
-}
-
-/// Nothing is left once the runs are over: no run task, no slot, no call open at the mock.
-async fn assert_released(server: &TestServer, mock: &MockLlm) {
-    eventually("runs, LLM slots and mock calls are released", || {
-        let load = server.app.llm.load();
-        server.app.runs.is_empty()
-            && load.in_flight == 0
-            && load.queued == 0
-            && mock.in_flight() == 0
-    })
-    .await;
 }
 
 /// `(status, error)` of each section in `RUN_FINISHED.result.sections`.
@@ -126,7 +114,7 @@ async fn bravo_fails(
     let text = run.final_text();
     assert_eq!(section_text(&text, "Alpha"), "Alpha text here ");
     assert_eq!(section_text(&text, "Charlie"), "Charlie text here ");
-    assert_released(&server, &mock).await;
+    assert_idle(&server, &mock).await;
     (run, mock)
 }
 
@@ -195,7 +183,7 @@ async fn answers_503_then_recovers() {
     let result = finished(&run);
     assert!(section_report(&result).iter().all(|(s, _)| s == "complete"));
     assert_eq!(mock.request_count(), 5, "two 503s retried, three answers");
-    assert_released(&server, &mock).await;
+    assert_idle(&server, &mock).await;
 }
 
 #[tokio::test]
@@ -224,7 +212,7 @@ async fn a_backend_hanging_past_the_deadlines_is_abandoned() {
     assert_eq!(error_code(&run, "Bravo"), "llm_timeout");
     assert_eq!(error_code(&run, "Charlie"), "llm_timeout");
     assert!(run.final_text().contains("Charlie begins"));
-    assert_released(&server, &mock).await;
+    assert_idle(&server, &mock).await;
     assert_eq!(mock.disconnects(), 2, "both hanging calls were closed");
 
     // Every section hanging: the run fails, clearly.
@@ -232,7 +220,7 @@ async fn a_backend_hanging_past_the_deadlines_is_abandoned() {
     let run = run_bounded(&server, sections_body(&["Alpha", "Bravo"])).await;
     let message = failed(&run, "llm_timeout");
     assert!(message.contains("timeout"), "{message}");
-    assert_released(&server, &mock).await;
+    assert_idle(&server, &mock).await;
 }
 
 #[tokio::test]
@@ -300,11 +288,11 @@ async fn the_backend_dying_mid_run_fails_only_what_it_was_writing() {
             );
         }
     }
-    assert_released(&server, &mock).await;
+    assert_idle(&server, &mock).await;
 
     // A run after the backend is gone fails at once, saying why.
     let run = run_bounded(&server, sections_body(&["Alpha", "Bravo"])).await;
     let message = failed(&run, "llm_unreachable");
     assert!(message.contains("cannot connect"), "{message}");
-    assert_released(&server, &mock).await;
+    assert_idle(&server, &mock).await;
 }

@@ -10,7 +10,7 @@ use futures::future::join_all;
 use serde_json::{json, Value};
 use support::harness::TestServer;
 use support::mock_llm::{auto_reply, MockLlm, MockReply, MockRequest};
-use support::parallelization::{eventually, server_with, system_of, ROOM};
+use support::parallelization::{assert_idle, server_with, system_of, ROOM};
 
 const CLIENTS: usize = 60;
 const MAP: &str = "You summarize one document";
@@ -94,17 +94,7 @@ async fn clients_leaving_at_random_points_leave_nothing_behind() {
     )
     .await;
 
-    eventually(
-        "the runs, the limiter and the mock's calls are idle",
-        || {
-            let load = server.app.llm.load();
-            server.app.runs.is_empty()
-                && load.in_flight == 0
-                && load.queued == 0
-                && mock.in_flight() == 0
-        },
-    )
-    .await;
+    assert_idle(&server, &mock).await;
     let requests = mock.requests();
     let long = requests.iter().filter(|r| is_long(r)).count();
     let reduces = requests

@@ -3,10 +3,10 @@
 mod support;
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
-use support::harness::{test_settings, types_of, verify_agui, TempDir, TestServer};
+use support::harness::{eventually, test_settings, types_of, verify_agui, TempDir, TestServer};
 use support::test_agent::{self, CANCELLED, STARTED};
 
 async fn server_with(
@@ -17,15 +17,6 @@ async fn server_with(
     let mut settings = test_settings("http://127.0.0.1:9", dir.path.clone());
     tweak(&mut settings);
     TestServer::start_with(settings, test_agent::registry(), dir).await
-}
-
-/// Waits (bounded) until `cond` holds.
-async fn eventually(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test]

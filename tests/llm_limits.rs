@@ -9,7 +9,8 @@ use std::time::Duration;
 use futures::future::join_all;
 use futures::StreamExt;
 use roomhost::llm::{LlmApi, LlmClient, LlmError, LlmLoad};
-use support::llm_calls::{ask, call, client, settings, wait_until, BOTH_APIS};
+use support::harness::eventually;
+use support::llm_calls::{ask, call, client, settings, BOTH_APIS};
 use support::mock_llm::{MockLlm, MockReply};
 
 #[tokio::test]
@@ -70,11 +71,11 @@ async fn waiting_calls_are_served_in_arrival_order() {
     settings.max_concurrency = 1;
     let client = client(&settings);
     let holder = spawn_call(&client, "holder");
-    wait_until("the holder is in flight", || mock.in_flight() == 1).await;
+    eventually("the holder is in flight", || mock.in_flight() == 1).await;
     let mut waiters = Vec::new();
     for i in 0..8 {
         waiters.push(spawn_call(&client, &format!("waiter {i}")));
-        wait_until("the waiter queues", || client.load().queued == i + 1).await;
+        eventually("the waiter queues", || client.load().queued == i + 1).await;
     }
     holder.abort();
     for waiter in waiters {
@@ -102,10 +103,10 @@ async fn a_full_queue_fails_fast_with_saturated() {
     settings.max_queue = 2;
     let client = client(&settings);
     let mut tasks = vec![spawn_call(&client, "in flight")];
-    wait_until("one call in flight", || mock.in_flight() == 1).await;
+    eventually("one call in flight", || mock.in_flight() == 1).await;
     tasks.push(spawn_call(&client, "queued 1"));
     tasks.push(spawn_call(&client, "queued 2"));
-    wait_until("two calls queue", || client.load().queued == 2).await;
+    eventually("two calls queue", || client.load().queued == 2).await;
     let refused = tokio::time::timeout(Duration::from_secs(5), client.chat_stream(ask("one more")))
         .await
         .expect("refused without waiting");
@@ -122,8 +123,8 @@ async fn a_full_queue_fails_fast_with_saturated() {
     for task in &tasks {
         task.abort();
     }
-    wait_until("everything is released", || client.load() == idle(1)).await;
-    wait_until("the backend sees the call go", || mock.in_flight() == 0).await;
+    eventually("everything is released", || client.load() == idle(1)).await;
+    eventually("the backend sees the call go", || mock.in_flight() == 0).await;
 }
 
 #[tokio::test]
@@ -142,7 +143,7 @@ async fn dropping_a_stream_mid_way_disconnects_and_frees_the_slot() {
         assert_eq!(client.load().in_flight, 1);
         drop(stream);
         assert_eq!(client.load().in_flight, 0, "{api:?}: freed at once");
-        wait_until("the mock sees the disconnect", || mock.disconnects() == 1).await;
+        eventually("the mock sees the disconnect", || mock.disconnects() == 1).await;
         assert_eq!(mock.in_flight(), 0);
         // The slot is usable again.
         call(&*client, ask("again"))
@@ -159,9 +160,9 @@ async fn dropping_a_call_that_waits_for_its_first_byte_disconnects_too() {
     mock.push(MockReply::new().hang_before_headers());
     let client = client(&settings(&[&mock], LlmApi::Ollama));
     let task = spawn_call(&client, "q");
-    wait_until("the call reaches the backend", || mock.in_flight() == 1).await;
+    eventually("the call reaches the backend", || mock.in_flight() == 1).await;
     task.abort();
-    wait_until("the mock sees the disconnect", || mock.disconnects() == 1).await;
+    eventually("the mock sees the disconnect", || mock.disconnects() == 1).await;
     assert_eq!(client.load(), idle(4));
 }
 
@@ -178,7 +179,7 @@ async fn calls_go_to_the_least_busy_endpoint() {
     let mut tasks = Vec::new();
     for i in 0..4 {
         tasks.push(spawn_call(&client, &format!("call {i}")));
-        wait_until("the call is in flight", || {
+        eventually("the call is in flight", || {
             a.in_flight() + b.in_flight() == i + 1
         })
         .await;
@@ -192,12 +193,12 @@ async fn calls_go_to_the_least_busy_endpoint() {
         .position(|i| Some(format!("call {i}")) == on_a)
         .expect("a got a known call");
     tasks[first].abort();
-    wait_until("a sees the call go", || a.in_flight() == 1).await;
+    eventually("a sees the call go", || a.in_flight() == 1).await;
     tasks.push(spawn_call(&client, "call 4"));
-    wait_until("the new call lands", || a.in_flight() + b.in_flight() == 4).await;
+    eventually("the new call lands", || a.in_flight() + b.in_flight() == 4).await;
     assert_eq!((a.in_flight(), b.in_flight()), (2, 2));
     for task in tasks {
         task.abort();
     }
-    wait_until("everything is released", || client.load().in_flight == 0).await;
+    eventually("everything is released", || client.load().in_flight == 0).await;
 }

@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::llm_calls::wait_until;
+use support::harness::eventually;
 use support::mock_llm::{MockLlm, MockReply};
 
 async fn post(url: String, body: Value) -> (u16, String) {
@@ -133,7 +133,7 @@ async fn a_client_leaving_a_hung_reply_is_a_disconnect() {
         .expect("headers arrive");
     assert_eq!(mock.in_flight(), 1);
     drop(resp);
-    wait_until("the mock sees the disconnect", || mock.disconnects() == 1).await;
+    eventually("the mock sees the disconnect", || mock.disconnects() == 1).await;
     assert_eq!(mock.in_flight(), 0);
 }
 

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use serde_json::{json, Value};
+use support::harness::eventually;
 use support::harness::RunResult;
 use support::mock_llm::{auto_reply, MockLlm, MockReply};
-use support::parallelization::{eventually, finished, server_with, subagents, ROOM};
+use support::parallelization::{finished, server_with, subagents, ROOM};
 
 const RUNS: usize = 200;
 const LIMIT: usize = 16;

@@ -2,8 +2,9 @@
 
 mod support;
 
+use support::harness::eventually;
 use support::mock_llm::{auto_reply, MockLlm, MockReply};
-use support::parallelization::{eventually, prompt, server, system_of};
+use support::parallelization::{prompt, server, system_of};
 
 #[tokio::test]
 async fn leaving_closes_every_call_of_each_strategy() {

@@ -7,18 +7,11 @@ mod support;
 use futures::StreamExt;
 use roomhost::llm::{ChatChunk, ChatMessage, ChatRequest, LlmApi, LlmSettings, OpenAiJsonMode};
 use serde_json::{json, Value};
+use support::harness::real_llm;
 use support::llm_calls::{call, client};
 
 fn real_settings() -> (LlmSettings, String) {
-    let (Ok(url), Ok(model)) = (
-        std::env::var("ROOMHOST_REAL_LLM_URL"),
-        std::env::var("ROOMHOST_REAL_LLM_MODEL"),
-    ) else {
-        panic!(
-            "ROOMHOST_REAL_LLM_URL / ROOMHOST_REAL_LLM_MODEL are not set; run through \
-             `bash scripts/with-real-model.sh cargo nextest run --features real-model --test real_model`"
-        );
-    };
+    let (url, model) = real_llm();
     let settings = LlmSettings {
         api: LlmApi::Openai,
         base_urls: vec![url],

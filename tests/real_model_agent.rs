@@ -9,19 +9,11 @@ use std::time::Duration;
 
 use roomhost::agents::Registry;
 use roomhost::llm::{LlmApi, OpenAiJsonMode};
-use support::harness::{test_settings, RunResult, TempDir, TestServer};
+use support::harness::{real_llm, test_settings, RunResult, TempDir, TestServer};
 use support::parallelization::{finished, prompt, room_yaml, subagents, ROOM};
 
 async fn real_server() -> TestServer {
-    let (Ok(url), Ok(model)) = (
-        std::env::var("ROOMHOST_REAL_LLM_URL"),
-        std::env::var("ROOMHOST_REAL_LLM_MODEL"),
-    ) else {
-        panic!(
-            "ROOMHOST_REAL_LLM_URL / ROOMHOST_REAL_LLM_MODEL are not set; run through \
-             `bash scripts/with-real-model.sh cargo nextest run --features real-model --test real_model_agent`"
-        );
-    };
+    let (url, model) = real_llm();
     // The server's context is 2048 tokens; short answers keep the runs quick on a busy machine.
     let dir = TempDir::with_rooms(&[&room_yaml(
         "num_ctx: 2048\nmax_tokens: 64\ntemperature: 0.2\nseed: 7",

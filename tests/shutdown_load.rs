@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use serde_json::{json, Value};
+use support::harness::eventually;
 use support::harness::{test_settings, verify_agui, RunResult, SseReader, TempDir, TestServer};
 use support::mock_llm::{MockLlm, MockReply};
-use support::parallelization::{self, eventually};
+use support::parallelization;
 use support::test_agent::{self, CANCELLED, STARTED};
 
 const SHORT_WORDS: u64 = 5;

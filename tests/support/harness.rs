@@ -442,6 +442,33 @@ pub fn verify_agui(events: &[Value]) -> Result<(), String> {
     Ok(())
 }
 
+/// The real model server `scripts/with-real-model.sh` started: its URL and model name.
+pub fn real_llm() -> (String, String) {
+    match (
+        std::env::var("ROOMHOST_REAL_LLM_URL"),
+        std::env::var("ROOMHOST_REAL_LLM_MODEL"),
+    ) {
+        (Ok(url), Ok(model)) => (url, model),
+        _ => panic!(
+            "ROOMHOST_REAL_LLM_URL / ROOMHOST_REAL_LLM_MODEL are not set; run the real-model tests \
+             through `bash scripts/with-real-model.sh cargo nextest run --features real-model \
+             --test real_model --test real_model_agent`"
+        ),
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds; panics naming `what` after 5 s.
+pub async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A temporary folder removed on drop.
 pub struct TempDir {
     pub path: PathBuf,

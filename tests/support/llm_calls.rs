@@ -1,7 +1,5 @@
 //! Building LLM clients against the mock, and draining their streams.
 
-use std::time::Duration;
-
 use futures::StreamExt;
 use roomhost::llm::{
     build_client, ChatChunk, ChatMessage, ChatRequest, ChatStream, Completion, LlmApi, LlmClient,
@@ -84,15 +82,4 @@ pub async fn call(client: &dyn LlmClient, request: ChatRequest) -> Outcome {
             result: Err(e),
         },
     }
-}
-
-/// Polls `cond` every 10 ms for up to 5 s.
-pub async fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    for _ in 0..500 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting until {what}");
 }

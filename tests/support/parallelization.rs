@@ -1,13 +1,11 @@
 //! The parallelization room served through the real router against the mock LLM, and the checks
 //! every run of it must pass.
 
-use std::time::{Duration, Instant};
-
 use roomhost::agents::Registry;
 use roomhost::config::Settings;
 use serde_json::Value;
 
-use super::harness::{test_settings, verify_agui, RunResult, TempDir, TestServer};
+use super::harness::{eventually, test_settings, verify_agui, RunResult, TempDir, TestServer};
 use super::mock_llm::{MockLlm, MockRequest};
 
 pub const ROOM: &str = "par";
@@ -140,11 +138,14 @@ pub fn system_of(request: &MockRequest) -> String {
         .unwrap_or_default()
 }
 
-/// Waits (at most 5 s) until `cond` holds.
-pub async fn eventually(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// Nothing is left once the runs are over: no run task, no LLM slot, no call open at the mock.
+pub async fn assert_idle(server: &TestServer, mock: &MockLlm) {
+    eventually("runs, LLM slots and mock calls are released", || {
+        let load = server.app.llm.load();
+        server.app.runs.is_empty()
+            && load.in_flight == 0
+            && load.queued == 0
+            && mock.in_flight() == 0
+    })
+    .await;
 }
