@@ -234,7 +234,7 @@ test("a RUN_ERROR shows as a readable message", async () => {
   assert.ok(await error.isVisible());
   assert.match(await error.locator("strong").textContent(), /The run failed/);
   assert.match(await error.textContent(), /3 of 3 voters failed/);
-  assert.equal(await error.locator("code").textContent(), "quorum_not_met");
+  assert.equal(await error.locator("code").textContent(), "llm_stream_error");
   assert.equal(await run.locator('.task[data-status="failed"]').count(), 3);
 });
 
