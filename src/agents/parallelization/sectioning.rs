@@ -204,21 +204,22 @@ impl Document {
     fn advance(&mut self) -> Vec<Event> {
         let mut events = Vec::new();
         while let Some(section) = self.sections.get(self.cursor) {
-            let (text, note, done) = match section {
-                Section::Writing(text) => (text.clone(), None, false),
-                Section::Done(text) => (text.clone(), None, true),
+            // Only the part not sent yet is copied: this runs for every streamed delta.
+            let unsent = |text: &str| text.get(self.sent..).unwrap_or_default().to_owned();
+            let (unsent, len, note, done) = match section {
+                Section::Writing(text) => (unsent(text), text.len(), None, false),
+                Section::Done(text) => (unsent(text), text.len(), None, true),
                 Section::Failed { text, error } => {
                     let note = if text.is_empty() {
                         format!("_This section could not be written: {error}_")
                     } else {
                         format!("\n\n_This section was cut short: {error}_")
                     };
-                    (text.clone(), Some(note), true)
+                    (unsent(text), text.len(), Some(note), true)
                 }
             };
-            let unsent = text.get(self.sent..).unwrap_or_default();
-            self.write(unsent, &mut events);
-            self.sent = text.len();
+            self.write(&unsent, &mut events);
+            self.sent = len;
             if !done {
                 break;
             }
