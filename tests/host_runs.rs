@@ -2,12 +2,11 @@
 
 mod support;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::json;
 use support::harness::{eventually, test_settings, types_of, verify_agui, TempDir, TestServer};
-use support::test_agent::{self, CANCELLED, STARTED};
+use support::test_agent;
 
 async fn server_with(
     room_yaml: &str,
@@ -111,15 +110,17 @@ async fn an_agent_panic_becomes_run_error_not_a_cut_stream() {
 
 #[tokio::test]
 async fn input_the_agent_refuses_is_a_400_before_the_stream() {
-    let server = server_with(&test_agent::room("echo", 1, 0, false), |_| {}).await;
-    let run = server.run("echo", json!({"prompt": "/reject this"})).await;
+    let server = server_with(&test_agent::room("refusing", 1, 0, false), |_| {}).await;
+    let run = server
+        .run("refusing", json!({"prompt": "/reject this"}))
+        .await;
     assert_eq!(run.status, 400);
     assert_eq!(run.error_body["error"]["code"], "bad_request");
     assert!(run.error_body["error"]["message"]
         .as_str()
         .unwrap()
         .contains("rejects"));
-    assert_eq!(STARTED.load(Ordering::SeqCst), 0);
+    assert_eq!(test_agent::started("refusing"), 0);
 }
 
 #[tokio::test]
@@ -131,7 +132,7 @@ async fn client_disconnect_cancels_the_agent() {
     assert_eq!(server.app.runs.len(), 1);
     drop(reader);
     eventually("the agent's future is dropped", || {
-        CANCELLED.load(Ordering::SeqCst) == 1
+        test_agent::cancelled("slow") == 1
     })
     .await;
     eventually("no run task is left", || server.app.runs.is_empty()).await;

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -12,14 +11,15 @@ use support::harness::eventually;
 use support::harness::{test_settings, verify_agui, RunResult, SseReader, TempDir, TestServer};
 use support::mock_llm::{MockLlm, MockReply};
 use support::parallelization;
-use support::test_agent::{self, CANCELLED, STARTED};
+use support::test_agent;
 
 const SHORT_WORDS: u64 = 5;
 
-async fn server(grace_secs: f64) -> TestServer {
+/// Rooms `{prefix}-short` and `{prefix}-long`; the prefix keeps each test's agent counters apart.
+async fn server(grace_secs: f64, prefix: &str) -> TestServer {
     // Short runs take 0.5 s, well inside the grace period; long ones 20 s, far past it.
-    let short = test_agent::room("short", SHORT_WORDS, 100, false);
-    let long = test_agent::room("long", 1000, 20, false);
+    let short = test_agent::room(&format!("{prefix}-short"), SHORT_WORDS, 100, false);
+    let long = test_agent::room(&format!("{prefix}-long"), 1000, 20, false);
     let dir = TempDir::with_rooms(&[&short, &long]);
     let mut settings = test_settings("http://127.0.0.1:9", dir.path.clone());
     settings.shutdown_grace_secs = grace_secs;
@@ -50,9 +50,9 @@ async fn read_all(readers: Vec<SseReader>) -> Vec<Vec<Value>> {
 
 #[tokio::test]
 async fn a_hundred_runs_in_flight_each_end_with_a_final_event() {
-    let mut server = server(1.5).await;
-    let short = open_runs(&server, "short", 50).await;
-    let long = open_runs(&server, "long", 50).await;
+    let mut server = server(1.5, "drain").await;
+    let short = open_runs(&server, "drain-short", 50).await;
+    let long = open_runs(&server, "drain-long", 50).await;
     assert_eq!(server.app.runs.len(), 100);
 
     server.shutdown();
@@ -77,9 +77,15 @@ async fn a_hundred_runs_in_flight_each_end_with_a_final_event() {
         "the server did not stop after draining"
     );
     assert!(server.app.runs.is_empty(), "run tasks left after shutdown");
-    assert_eq!(STARTED.load(Ordering::SeqCst), 100);
+    let started = test_agent::started("drain-short") + test_agent::started("drain-long");
+    assert_eq!(started, 100);
     assert_eq!(
-        CANCELLED.load(Ordering::SeqCst),
+        test_agent::cancelled("drain-short"),
+        0,
+        "no short run's agent future is dropped"
+    );
+    assert_eq!(
+        test_agent::cancelled("drain-long"),
         50,
         "every long run's agent future is dropped, no short one's"
     );
@@ -89,15 +95,15 @@ async fn a_hundred_runs_in_flight_each_end_with_a_final_event() {
 /// a `200` is never followed by a cut stream.
 #[tokio::test]
 async fn runs_requested_during_shutdown_are_refused_or_complete() {
-    let mut server = server(5.0).await;
-    let in_flight = open_runs(&server, "short", 100).await;
+    let mut server = server(5.0, "race").await;
+    let in_flight = open_runs(&server, "race-short", 100).await;
     let url = server.url.clone();
     let late = (0..50).map(|i| {
         let url = url.clone();
         async move {
             tokio::time::sleep(Duration::from_millis(i * 3)).await;
             let resp = TestServer::client()
-                .post(format!("{url}/rooms/short/run"))
+                .post(format!("{url}/rooms/race-short/run"))
                 .json(&json!({"prompt": format!("late {i}")}))
                 .send()
                 .await;

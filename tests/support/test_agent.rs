@@ -1,8 +1,9 @@
 //! A scripted agent for host tests, configured from its room's `extra_config`:
-//! `words` (text chunks), `delay_ms` (before each chunk), `fail` (end with an error).
+//! `words` (text chunks), `delay_ms` (before each chunk), `fail` (end with an error). Its counters
+//! are kept per room, so tests sharing a process (`cargo test`) do not see each other's runs.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use roomhost::agents::{
@@ -11,10 +12,28 @@ use roomhost::agents::{
 use roomhost::agui::{Event, RunAgentInput, TextRole};
 use serde_json::{json, Value};
 
-/// Runs whose future was dropped before it finished (the host cancelled them).
-pub static CANCELLED: AtomicUsize = AtomicUsize::new(0);
-/// Runs whose future started.
-pub static STARTED: AtomicUsize = AtomicUsize::new(0);
+/// Per room: (runs whose future started, runs whose future was dropped before it finished).
+static COUNTS: LazyLock<Mutex<HashMap<String, (usize, usize)>>> = LazyLock::new(Default::default);
+
+fn count(room: &str, f: impl FnOnce(&mut (usize, usize))) {
+    let mut counts = COUNTS.lock().unwrap_or_else(|e| e.into_inner());
+    f(counts.entry(room.to_owned()).or_default());
+}
+
+fn counts(room: &str) -> (usize, usize) {
+    let counts = COUNTS.lock().unwrap_or_else(|e| e.into_inner());
+    counts.get(room).copied().unwrap_or_default()
+}
+
+/// Runs of `room` whose future started.
+pub fn started(room: &str) -> usize {
+    counts(room).0
+}
+
+/// Runs of `room` whose future was dropped before it finished (the host cancelled them).
+pub fn cancelled(room: &str) -> usize {
+    counts(room).1
+}
 
 pub const NAME: &str = "tests.scripted_agent";
 
@@ -27,11 +46,12 @@ pub fn registry() -> Registry {
 /// A room file for the scripted agent.
 pub fn room(id: &str, words: u64, delay_ms: u64, fail: bool) -> String {
     format!(
-        "id: {id}\nname: {id}\nagent:\n  kind: factory\n  factory_name: {NAME}\n  with_agent_config: true\n  extra_config:\n    words: {words}\n    delay_ms: {delay_ms}\n    fail: {fail}\n"
+        "id: {id}\nname: {id}\nagent:\n  kind: factory\n  factory_name: {NAME}\n  with_agent_config: true\n  extra_config:\n    room: {id}\n    words: {words}\n    delay_ms: {delay_ms}\n    fail: {fail}\n"
     )
 }
 
 struct Scripted {
+    room: String,
     words: u64,
     delay: Duration,
     fail: bool,
@@ -40,6 +60,11 @@ struct Scripted {
 fn create(extra: &Value, _deps: &AgentDeps) -> Result<Arc<dyn Agent>, FactoryError> {
     let num = |k: &str| extra.get(k).and_then(Value::as_u64).unwrap_or(0);
     Ok(Arc::new(Scripted {
+        room: extra
+            .get("room")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
         words: num("words"),
         delay: Duration::from_millis(num("delay_ms")),
         fail: extra.get("fail").and_then(Value::as_bool).unwrap_or(false),
@@ -47,13 +72,14 @@ fn create(extra: &Value, _deps: &AgentDeps) -> Result<Arc<dyn Agent>, FactoryErr
 }
 
 struct CountDrop {
+    room: String,
     finished: bool,
 }
 
 impl Drop for CountDrop {
     fn drop(&mut self) {
         if !self.finished {
-            CANCELLED.fetch_add(1, Ordering::SeqCst);
+            count(&self.room, |c| c.1 += 1);
         }
     }
 }
@@ -69,10 +95,13 @@ impl Agent for Scripted {
                 "the scripted agent rejects /reject".into(),
             ));
         }
-        let (words, delay, fail) = (self.words, self.delay, self.fail);
+        let (words, delay, fail, room) = (self.words, self.delay, self.fail, self.room.clone());
         Ok(Box::pin(async move {
-            STARTED.fetch_add(1, Ordering::SeqCst);
-            let mut guard = CountDrop { finished: false };
+            count(&room, |c| c.0 += 1);
+            let mut guard = CountDrop {
+                room,
+                finished: false,
+            };
             events
                 .send(Event::StepStarted {
                     step_name: "work".into(),
