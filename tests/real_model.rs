@@ -1,22 +1,30 @@
-//! The LLM client against a real model server (llama-cpp-python + SmolLM2-135M), started by
+//! The LLM client against a real model (SmolLM2-135M) through both wire formats: llama-cpp-python's
+//! OpenAI-compatible server and the Ollama-native shim (`scripts/ollama_shim.py`), both started by
 //! `scripts/with-real-model.sh`. Asserts structure, never wording.
 #![cfg(feature = "real-model")]
 
 mod support;
 
 use futures::StreamExt;
-use roomhost::llm::{ChatChunk, ChatMessage, ChatRequest, LlmApi, LlmSettings, OpenAiJsonMode};
+use roomhost::llm::{
+    ChatChunk, ChatMessage, ChatRequest, LlmApi, LlmError, LlmSettings, OpenAiJsonMode, Think,
+    ThinkLevel,
+};
 use serde_json::{json, Value};
-use support::harness::real_llm;
+use support::harness::{real_llm, real_ollama};
 use support::llm_calls::{call, client};
 
-fn real_settings() -> (LlmSettings, String) {
-    let (url, model) = real_llm();
+fn real_settings(api: LlmApi) -> (LlmSettings, String) {
+    let (url, model) = match api {
+        LlmApi::Openai => real_llm(),
+        LlmApi::Ollama => real_ollama(),
+    };
     let settings = LlmSettings {
-        api: LlmApi::Openai,
+        api,
         base_urls: vec![url],
         // llama-cpp-python's server answers 500 to the standard json_schema form.
         openai_json_mode: OpenAiJsonMode::JsonObject,
+        // Both serve one call at a time.
         max_concurrency: 1,
         ..LlmSettings::default()
     };
@@ -37,9 +45,8 @@ fn request(model: &str, prompt: &str, max_tokens: u32) -> ChatRequest {
     request
 }
 
-#[tokio::test]
-async fn streams_text_and_counts_usage() {
-    let (settings, model) = real_settings();
+async fn streams_text_and_counts_usage(api: LlmApi) {
+    let (settings, model) = real_settings(api);
     let client = client(&settings);
     let out = call(
         &*client,
@@ -55,12 +62,16 @@ async fn streams_text_and_counts_usage() {
     assert!(out.chunks > 1, "streamed in several chunks: {}", out.chunks);
     // llama-cpp-python sends no usage when streaming; the client counts the deltas instead.
     assert!(done.usage.completion_tokens > 0, "{:?}", done.usage);
+    if api == LlmApi::Ollama {
+        // Ollama reports both counts in its final chunk.
+        assert!(done.usage.prompt_tokens > 0, "{:?}", done.usage);
+        assert!(done.done_reason.is_some(), "{done:?}");
+    }
     assert_eq!(client.load().in_flight, 0);
 }
 
-#[tokio::test]
-async fn structured_output_parses_and_has_the_schema_keys() {
-    let (settings, model) = real_settings();
+async fn structured_output_parses_and_has_the_schema_keys(api: LlmApi) {
+    let (settings, model) = real_settings(api);
     let client = client(&settings);
     let mut req = request(
         &model,
@@ -81,9 +92,8 @@ async fn structured_output_parses_and_has_the_schema_keys() {
     }
 }
 
-#[tokio::test]
-async fn dropping_a_stream_mid_way_frees_the_slot_for_the_next_call() {
-    let (settings, model) = real_settings();
+async fn dropping_a_stream_mid_way_frees_the_slot_for_the_next_call(api: LlmApi) {
+    let (settings, model) = real_settings(api);
     let client = client(&settings);
     let mut stream = client
         .chat_stream(request(
@@ -104,4 +114,62 @@ async fn dropping_a_stream_mid_way_frees_the_slot_for_the_next_call() {
     let out = call(&*client, request(&model, "Say hello.", 16)).await;
     out.result.expect("the next call works");
     assert!(!out.content.trim().is_empty());
+}
+
+#[tokio::test]
+async fn openai_streams_text_and_counts_usage() {
+    streams_text_and_counts_usage(LlmApi::Openai).await;
+}
+
+#[tokio::test]
+async fn ollama_streams_text_and_counts_usage() {
+    streams_text_and_counts_usage(LlmApi::Ollama).await;
+}
+
+#[tokio::test]
+async fn openai_structured_output_parses_and_has_the_schema_keys() {
+    structured_output_parses_and_has_the_schema_keys(LlmApi::Openai).await;
+}
+
+#[tokio::test]
+async fn ollama_structured_output_parses_and_has_the_schema_keys() {
+    structured_output_parses_and_has_the_schema_keys(LlmApi::Ollama).await;
+}
+
+#[tokio::test]
+async fn openai_dropping_a_stream_mid_way_frees_the_slot_for_the_next_call() {
+    dropping_a_stream_mid_way_frees_the_slot_for_the_next_call(LlmApi::Openai).await;
+}
+
+#[tokio::test]
+async fn ollama_dropping_a_stream_mid_way_frees_the_slot_for_the_next_call() {
+    dropping_a_stream_mid_way_frees_the_slot_for_the_next_call(LlmApi::Ollama).await;
+}
+
+#[tokio::test]
+async fn ollama_unknown_model_is_model_not_found() {
+    let (settings, _) = real_settings(LlmApi::Ollama);
+    let client = client(&settings);
+    let out = call(&*client, request("no-such-model:1b", "Say hello.", 8)).await;
+    match out.result {
+        Err(LlmError::ModelNotFound { model, .. }) => assert_eq!(model, "no-such-model:1b"),
+        other => panic!("expected ModelNotFound, got {other:?}"),
+    }
+    assert_eq!(client.load().in_flight, 0);
+}
+
+#[tokio::test]
+async fn ollama_think_on_a_non_thinking_model_hints_at_think_off() {
+    let (settings, model) = real_settings(LlmApi::Ollama);
+    let client = client(&settings);
+    let mut req = request(&model, "Say hello.", 8);
+    req.think = Some(Think::Level(ThinkLevel::Low));
+    let out = call(&*client, req).await;
+    match out.result {
+        Err(LlmError::Status {
+            status: 400,
+            message,
+        }) => assert!(message.contains("think: off"), "{message}"),
+        other => panic!("expected a 400 with the think: off hint, got {other:?}"),
+    }
 }

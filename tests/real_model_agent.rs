@@ -1,7 +1,8 @@
 #![cfg(feature = "real-model")]
-//! The room's three suggestions through the router against a real model (SmolLM2-135M behind
-//! llama-cpp-python's OpenAI-compatible server, started by `scripts/with-real-model.sh`).
-//! Asserts structure, never wording.
+//! The room's three suggestions through the router against a real model (SmolLM2-135M), behind
+//! llama-cpp-python's OpenAI-compatible server and behind the Ollama-native shim
+//! (`scripts/ollama_shim.py`, what `ROOMHOST_LLM_API=ollama` talks to), both started by
+//! `scripts/with-real-model.sh`. Asserts structure, never wording.
 
 mod support;
 
@@ -9,21 +10,26 @@ use std::time::Duration;
 
 use roomhost::agents::Registry;
 use roomhost::llm::{LlmApi, OpenAiJsonMode};
-use support::harness::{real_llm, test_settings, RunResult, TempDir, TestServer};
+use support::harness::{real_llm, real_ollama, test_settings, RunResult, TempDir, TestServer};
 use support::parallelization::{finished, prompt, room_yaml, subagents, ROOM};
 
-async fn real_server() -> TestServer {
-    let (url, model) = real_llm();
+/// The router against the real model through `api`. The room leaves `think` off (`room_yaml`), as
+/// a model without a thinking mode needs on Ollama.
+async fn real_server(api: LlmApi) -> TestServer {
+    let (url, model) = match api {
+        LlmApi::Openai => real_llm(),
+        LlmApi::Ollama => real_ollama(),
+    };
     // The server's context is 2048 tokens; short answers keep the runs quick on a busy machine.
     let dir = TempDir::with_rooms(&[&room_yaml(
         "num_ctx: 2048\nmax_tokens: 64\ntemperature: 0.2\nseed: 7",
     )]);
     let mut settings = test_settings(&url, dir.path.clone());
     settings.model = Some(model);
-    settings.llm.api = LlmApi::Openai;
+    settings.llm.api = api;
     // llama-cpp-python's server answers 500 to the standard json_schema form.
     settings.llm.openai_json_mode = OpenAiJsonMode::JsonObject;
-    // It serves one call at a time; the others wait in its queue (or in ours).
+    // Each serves one call at a time; the others wait in its queue (or in ours).
     settings.llm.max_concurrency = 1;
     settings.llm.first_byte_timeout_secs = 120.0;
     settings.llm.idle_timeout_secs = 60.0;
@@ -47,9 +53,8 @@ async fn run(server: &TestServer, text: &str) -> RunResult {
     RunResult::read(response).await
 }
 
-#[tokio::test]
-async fn sectioning_writes_the_three_sections_in_order() {
-    let server = real_server().await;
+async fn sectioning_writes_the_three_sections_in_order(api: LlmApi) {
+    let server = real_server(api).await;
     let run = run(
         &server,
         "Write about AI ethics: Privacy, Bias, Transparency",
@@ -70,9 +75,8 @@ async fn sectioning_writes_the_three_sections_in_order() {
     assert!(!last.trim().is_empty(), "the last section has text");
 }
 
-#[tokio::test]
-async fn voting_answers_among_the_options_with_a_count() {
-    let server = real_server().await;
+async fn voting_answers_among_the_options_with_a_count(api: LlmApi) {
+    let server = real_server(api).await;
     let run = run(&server, "Is remote work better than office work?").await;
     let result = finished(&run);
     let votes = &result["votes"];
@@ -88,13 +92,42 @@ async fn voting_answers_among_the_options_with_a_count() {
     );
 }
 
-#[tokio::test]
-async fn map_reduce_summarizes_the_three_articles() {
-    let server = real_server().await;
+async fn map_reduce_summarizes_the_three_articles(api: LlmApi) {
+    let server = real_server(api).await;
     let run = run(&server, "Summarize: Article1 | Article2 | Article3").await;
     let result = finished(&run);
     assert_eq!(result["strategy"], "map_reduce");
     assert_eq!(result["documents"], 3);
     assert_eq!(result["failed"].as_array().map(Vec::len), Some(0));
     assert!(!run.final_text().trim().is_empty());
+}
+
+#[tokio::test]
+async fn openai_sectioning_writes_the_three_sections_in_order() {
+    sectioning_writes_the_three_sections_in_order(LlmApi::Openai).await;
+}
+
+#[tokio::test]
+async fn ollama_sectioning_writes_the_three_sections_in_order() {
+    sectioning_writes_the_three_sections_in_order(LlmApi::Ollama).await;
+}
+
+#[tokio::test]
+async fn openai_voting_answers_among_the_options_with_a_count() {
+    voting_answers_among_the_options_with_a_count(LlmApi::Openai).await;
+}
+
+#[tokio::test]
+async fn ollama_voting_answers_among_the_options_with_a_count() {
+    voting_answers_among_the_options_with_a_count(LlmApi::Ollama).await;
+}
+
+#[tokio::test]
+async fn openai_map_reduce_summarizes_the_three_articles() {
+    map_reduce_summarizes_the_three_articles(LlmApi::Openai).await;
+}
+
+#[tokio::test]
+async fn ollama_map_reduce_summarizes_the_three_articles() {
+    map_reduce_summarizes_the_three_articles(LlmApi::Ollama).await;
 }

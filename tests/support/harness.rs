@@ -442,16 +442,27 @@ pub fn verify_agui(events: &[Value]) -> Result<(), String> {
     Ok(())
 }
 
-/// The real model server `scripts/with-real-model.sh` started: its URL and model name.
+/// The OpenAI-compatible real model server `scripts/with-real-model.sh` started: its URL and
+/// model name.
 pub fn real_llm() -> (String, String) {
+    real_server("ROOMHOST_REAL_LLM_URL")
+}
+
+/// The Ollama-native shim over the same real model (`scripts/ollama_shim.py`): its URL and model
+/// name.
+pub fn real_ollama() -> (String, String) {
+    real_server("ROOMHOST_REAL_OLLAMA_URL")
+}
+
+fn real_server(url_var: &str) -> (String, String) {
     match (
-        std::env::var("ROOMHOST_REAL_LLM_URL"),
+        std::env::var(url_var),
         std::env::var("ROOMHOST_REAL_LLM_MODEL"),
     ) {
         (Ok(url), Ok(model)) => (url, model),
         _ => panic!(
-            "ROOMHOST_REAL_LLM_URL / ROOMHOST_REAL_LLM_MODEL are not set; run the real-model tests \
-             through `bash scripts/with-real-model.sh cargo nextest run --features real-model \
+            "{url_var} / ROOMHOST_REAL_LLM_MODEL are not set; run the real-model tests through \
+             `bash scripts/with-real-model.sh cargo nextest run --features real-model \
              --test real_model --test real_model_agent`"
         ),
     }
