@@ -35,19 +35,21 @@ async fn thinking_is_kept_apart_from_content() {
     }
 }
 
+/// One OpenAI streaming chunk carrying `delta`, as its SSE frame.
+fn openai_delta(delta: serde_json::Value) -> Vec<u8> {
+    format!(
+        "data: {}\n\n",
+        json!({"choices": [{"index": 0, "delta": delta}]})
+    )
+    .into_bytes()
+}
+
 #[tokio::test]
 async fn openai_reasoning_field_counts_as_thinking() {
     let mock = MockLlm::start().await;
-    let event = |delta: serde_json::Value| {
-        format!(
-            "data: {}\n\n",
-            json!({"choices": [{"index": 0, "delta": delta}]})
-        )
-        .into_bytes()
-    };
     mock.push(MockReply::new().raw(vec![
-        event(json!({"reasoning": "hmm"})),
-        event(json!({"content": "yes"})),
+        openai_delta(json!({"reasoning": "hmm"})),
+        openai_delta(json!({"content": "yes"})),
         b"data: [DONE]\n\n".to_vec(),
     ]));
     let out = call(&*client(&settings(&[&mock], LlmApi::Openai)), ask("q")).await;
@@ -216,18 +218,11 @@ async fn usage_is_reported_per_call_and_sums() {
 #[tokio::test]
 async fn openai_without_usage_counts_the_deltas() {
     let mock = MockLlm::start().await;
-    let event = |delta: serde_json::Value| {
-        format!(
-            "data: {}\n\n",
-            json!({"choices": [{"index": 0, "delta": delta}]})
-        )
-        .into_bytes()
-    };
     mock.push(MockReply::new().raw(vec![
-        event(json!({"role": "assistant"})),
-        event(json!({"reasoning_content": "so"})),
-        event(json!({"content": "a"})),
-        event(json!({"content": "b"})),
+        openai_delta(json!({"role": "assistant"})),
+        openai_delta(json!({"reasoning_content": "so"})),
+        openai_delta(json!({"content": "a"})),
+        openai_delta(json!({"content": "b"})),
         b"data: [DONE]\n\n".to_vec(),
     ]));
     let out = call(&*client(&settings(&[&mock], LlmApi::Openai)), ask("q")).await;

@@ -6,7 +6,9 @@ mod support;
 use std::time::Duration;
 
 use support::mock_llm::{MockLlm, MockReply};
-use support::parallelization::{failed, finished, position, prompt, server, subagents};
+use support::parallelization::{
+    backend_down, failed, finished, position, prompt, server, subagents,
+};
 
 const AI_ETHICS: &str = "Write about AI ethics: Privacy, Bias, Transparency";
 
@@ -299,15 +301,12 @@ async fn a_backend_that_is_down_is_said_once_with_its_code() {
     let run = server
         .run("par", prompt("Write about AI ethics: Privacy, Bias"))
         .await;
-    let message = failed(&run, "llm_unreachable");
-    let reason = format!("cannot connect to the LLM backend at {}", mock.url());
-    assert!(
-        message.starts_with(&format!(
-            "no section could be written (2 of 2 failed): Privacy and Bias: {reason}"
-        )),
-        "{message}"
+    backend_down(
+        &run,
+        &mock,
+        "no section could be written (2 of 2 failed): Privacy and Bias",
     );
-    assert_eq!(message.matches("cannot connect").count(), 1, "{message}");
+    let reason = format!("cannot connect to the LLM backend at {}", mock.url());
     let notes = run.activity_state()["notes"].clone();
     let notes = notes.as_array().expect("notes");
     assert_eq!(notes.len(), 1, "{notes:?}");

@@ -94,6 +94,19 @@ pub fn failed<'a>(run: &'a RunResult, code: &str) -> &'a str {
     last["message"].as_str().unwrap_or("")
 }
 
+/// A run against a stopped backend: `RUN_ERROR` with the LLM's code, the message opening with
+/// `head` and saying the reason once. Returns the message.
+pub fn backend_down<'a>(run: &'a RunResult, mock: &MockLlm, head: &str) -> &'a str {
+    let message = failed(run, "llm_unreachable");
+    let reason = format!("cannot connect to the LLM backend at {}", mock.url());
+    assert!(
+        message.starts_with(&format!("{head}: {reason}")),
+        "{message}"
+    );
+    assert_eq!(message.matches("cannot connect").count(), 1, "{message}");
+    message
+}
+
 /// `(subagentRunId, name, how it ended)` for each subagent, in start order.
 pub fn subagents(run: &RunResult) -> Vec<(String, String, String)> {
     run.of_type("SUBAGENT_STARTED")
