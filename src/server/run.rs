@@ -165,11 +165,13 @@ fn event_stream(
     let guard = cancel.drop_guard();
     ReceiverStream::new(rx).map(move |event| {
         let _keep = &guard;
+        // Our events always serialize; should one ever not, the client still gets a valid event.
         Ok(sse::Event::default().json_data(&event).unwrap_or_else(|e| {
-            sse::Event::default().data(format!(
-                r#"{{"type":"RUN_ERROR","message":"event encoding failed","code":"internal","detail":{}}}"#,
-                Value::String(e.to_string())
-            ))
+            let error = Event::RunError {
+                message: format!("an event could not be encoded ({e}); this is a server bug"),
+                code: Some("internal".into()),
+            };
+            sse::Event::default().data(serde_json::to_string(&error).unwrap_or_default())
         }))
     })
 }
