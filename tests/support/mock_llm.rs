@@ -340,7 +340,7 @@ impl Shared {
             return f(req);
         }
         let auto = auto_reply(req, c.words);
-        let fails = c.fail_every <= 1 || req.index % c.fail_every == 0;
+        let fails = c.fail_every <= 1 || req.index.is_multiple_of(c.fail_every);
         match c.mode {
             Mode::Auto => auto,
             _ if !fails => auto,
