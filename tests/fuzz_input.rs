@@ -245,6 +245,15 @@ fn check_parsed(body: &[u8], parsed: &Result<roomhost::agui::RunAgentInput, ApiE
     }
 }
 
+/// Sends one generated request and reads the answer, JSON error or whole stream.
+async fn send(request: reqwest::RequestBuilder) -> Result<RunResult, TestCaseError> {
+    let resp = request
+        .send()
+        .await
+        .map_err(|e| TestCaseError::fail(format!("no answer: {e}")))?;
+    Ok(RunResult::read(resp).await)
+}
+
 fn config(cases: u32) -> Config {
     Config {
         cases,
@@ -417,13 +426,7 @@ fn every_generated_request_gets_a_status_or_a_complete_stream() {
         if let Some(ct) = req.content_type {
             http = http.header("content-type", ct);
         }
-        let got = rt.block_on(async {
-            let resp = http
-                .send()
-                .await
-                .map_err(|e| TestCaseError::fail(format!("no answer: {e}")))?;
-            Ok::<_, TestCaseError>(RunResult::read(resp).await)
-        })?;
+        let got = rt.block_on(send(http))?;
         match expected(&req) {
             Err((status, code)) => {
                 errors.fetch_add(1, Ordering::Relaxed);
@@ -630,13 +633,7 @@ fn every_generated_prompt_gets_a_refusal_or_a_complete_parallelization_run() {
             .post(format!("{}/rooms/{ROOM}/run", server.url))
             .header("content-type", "application/json")
             .body(body.clone());
-        let got = rt.block_on(async {
-            let resp = http
-                .send()
-                .await
-                .map_err(|e| TestCaseError::fail(format!("no answer: {e}")))?;
-            Ok::<_, TestCaseError>(RunResult::read(resp).await)
-        })?;
+        let got = rt.block_on(send(http))?;
         match expected_run(body.as_bytes()) {
             Err((status, code, message)) => {
                 refusals.fetch_add(1, Ordering::Relaxed);

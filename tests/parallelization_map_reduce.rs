@@ -54,12 +54,7 @@ async fn documents_are_summarised_then_reduced_in_order() {
     // The answer is the reduce call's text, streamed as the run's one answer message.
     let text = run.final_text();
     assert!(text.starts_with("Task: Summarize Document 1:"), "{text}");
-    let steps: Vec<&str> = run
-        .of_type("STEP_STARTED")
-        .iter()
-        .filter_map(|e| e["stepName"].as_str())
-        .collect();
-    assert_eq!(steps, ["fan_out", "aggregate"]);
+    assert_eq!(run.step_names(), ["fan_out", "aggregate"]);
 }
 
 #[tokio::test]

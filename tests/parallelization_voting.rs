@@ -70,12 +70,7 @@ async fn voters_answer_within_the_named_options_and_the_majority_wins() {
     assert!(done
         .iter()
         .all(|e| e["result"]["answer"].is_string() && e["result"]["reasoning"].is_string()));
-    let steps: Vec<&str> = run
-        .of_type("STEP_STARTED")
-        .iter()
-        .filter_map(|e| e["stepName"].as_str())
-        .collect();
-    assert_eq!(steps, ["fan_out", "aggregate"]);
+    assert_eq!(run.step_names(), ["fan_out", "aggregate"]);
 }
 
 #[tokio::test]

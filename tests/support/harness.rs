@@ -254,6 +254,14 @@ impl RunResult {
         self.events.iter().filter(|e| e["type"] == ty).collect()
     }
 
+    /// The names of the steps the run started, in order.
+    pub fn step_names(&self) -> Vec<&str> {
+        self.of_type("STEP_STARTED")
+            .iter()
+            .filter_map(|e| e["stepName"].as_str())
+            .collect()
+    }
+
     pub fn last(&self) -> &Value {
         self.events.last().expect("at least one event")
     }
