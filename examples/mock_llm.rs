@@ -1,6 +1,6 @@
 //! Runs the test suite's mock LLM server as a process, for Node/browser tests and the benchmark:
 //! `cargo run --example mock_llm -- --port 18500`. Script it over HTTP with `/_mock/mode`,
-//! `/_mock/reset` and `/_mock/stats` (see tests/support/mock_llm.rs).
+//! `/_mock/reset` and `/_mock/stats` (see tests/suite/support/mock_llm.rs).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 
 #[allow(dead_code)]
-#[path = "../tests/support/mock_llm.rs"]
+#[path = "../tests/suite/support/mock_llm.rs"]
 mod mock_llm;
 
 #[derive(Parser)]

@@ -5,7 +5,7 @@
 # ROOMHOST_REAL_OLLAMA_URL and ROOMHOST_REAL_LLM_MODEL (one name on both) for the command; both
 # servers are always stopped.
 #
-#   bash scripts/with-real-model.sh cargo nextest run --features real-model --test real_model
+#   bash scripts/with-real-model.sh cargo nextest run --features real-model -E 'test(/^real_model/)'
 #
 # The first run builds llama-cpp-python from source (about 5 minutes on 2 cores); pip caches the
 # wheel, and the venv (.venv-llm, gitignored) is reused after that.

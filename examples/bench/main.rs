@@ -13,10 +13,10 @@ mod system;
 mod throughput;
 
 #[allow(dead_code)]
-#[path = "../../tests/support/harness.rs"]
+#[path = "../../tests/suite/support/harness.rs"]
 mod harness;
 #[allow(dead_code)]
-#[path = "../../tests/support/mock_llm.rs"]
+#[path = "../../tests/suite/support/mock_llm.rs"]
 mod mock_llm;
 
 use std::path::PathBuf;

@@ -89,7 +89,7 @@ class Child {
   }
 }
 
-/** The mock LLM (tests/support/mock_llm.rs) with its HTTP controls. */
+/** The mock LLM (tests/suite/support/mock_llm.rs) with its HTTP controls. */
 export async function startMockLlm() {
   const child = new Child("mock_llm", MOCK_LLM_BIN, ["--port", "0"], {});
   const [, url] = await child.waitForOutput(/listening on (http:\/\/\S+)/);

@@ -1,12 +1,10 @@
 //! The fan-out really runs at once: the mock sees as many calls in flight as there are tasks when
 //! the backend limit allows it, and exactly the limit when it does not.
 
-mod support;
-
 use std::time::Duration;
 
-use support::mock_llm::MockLlm;
-use support::parallelization::{finished, prompt, server_with};
+use crate::support::mock_llm::MockLlm;
+use crate::support::parallelization::{finished, prompt, server_with};
 
 /// Every reply waits before its first byte, so calls that run at once overlap.
 async fn slow_mock() -> MockLlm {

@@ -1,10 +1,8 @@
 //! A client that leaves stops the run: every in-flight LLM call of it is closed at once.
 
-mod support;
-
-use support::harness::eventually;
-use support::mock_llm::{auto_reply, MockLlm, MockReply};
-use support::parallelization::{prompt, server, system_of};
+use crate::support::harness::eventually;
+use crate::support::mock_llm::{auto_reply, MockLlm, MockReply};
+use crate::support::parallelization::{prompt, server, system_of};
 
 #[tokio::test]
 async fn leaving_closes_every_call_of_each_strategy() {

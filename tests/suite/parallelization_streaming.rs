@@ -1,12 +1,10 @@
 //! How a task's tokens reach the client: coalesced deltas, and thinking kept out of answers or
 //! shown as the subagent's reasoning.
 
-mod support;
-
+use crate::support::harness::RunResult;
+use crate::support::mock_llm::{MockLlm, MockReply};
+use crate::support::parallelization::{finished, prompt, server, subagents};
 use serde_json::Value;
-use support::harness::RunResult;
-use support::mock_llm::{MockLlm, MockReply};
-use support::parallelization::{finished, prompt, server, subagents};
 
 const SECTIONS: &str = "Energy: Wind, Sun";
 

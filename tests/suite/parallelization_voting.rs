@@ -1,13 +1,11 @@
 //! Voting through the router with the mock LLM: the tally, the schema voters answer with, ties
 //! broken by a judge or by the earliest voter, and the quorum.
 
-mod support;
-
-use serde_json::{json, Value};
-use support::mock_llm::{auto_reply, MockLlm, MockReply, MockRequest};
-use support::parallelization::{
+use crate::support::mock_llm::{auto_reply, MockLlm, MockReply, MockRequest};
+use crate::support::parallelization::{
     backend_down, failed, finished, position, prompt, server, subagents, system_of,
 };
+use serde_json::{json, Value};
 
 const LANGUAGES: &str = "Which is better: Python or JavaScript?";
 

@@ -3,16 +3,16 @@
 //! other sections are kept, the failed one is marked) or a clear `RUN_ERROR`; never a hang or a
 //! cut stream; and afterwards no call, slot or run task is left.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::harness::{RunResult, TestServer};
+use crate::support::mock_llm::{MockLlm, MockReply, MockRequest};
+use crate::support::parallelization::{
+    assert_idle, failed, finished, server_with, subagents, ROOM,
+};
 use futures::future::join_all;
 use roomhost::config::Settings;
 use serde_json::{json, Value};
-use support::harness::{RunResult, TestServer};
-use support::mock_llm::{MockLlm, MockReply, MockRequest};
-use support::parallelization::{assert_idle, failed, finished, server_with, subagents, ROOM};
 
 /// Longer than any of these runs may take: reaching it means a run hangs.
 const HANG: Duration = Duration::from_secs(20);

@@ -1,12 +1,12 @@
 //! Runs through the host: event order, errors as RUN_ERROR, disconnects, keep-alive, shutdown.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::harness::{
+    eventually, test_settings, types_of, verify_agui, TempDir, TestServer,
+};
+use crate::support::test_agent;
 use serde_json::json;
-use support::harness::{eventually, test_settings, types_of, verify_agui, TempDir, TestServer};
-use support::test_agent;
 
 async fn server_with(
     room_yaml: &str,

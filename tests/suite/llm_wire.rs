@@ -1,13 +1,11 @@
 //! The LLM client on the wire: what it sends and how it decodes both formats, byte for byte.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::llm_calls::{ask, call, client, settings, BOTH_APIS};
+use crate::support::mock_llm::{MockLlm, MockReply};
 use roomhost::llm::{ChatRequest, LlmApi, LlmError, OpenAiJsonMode, Think, ThinkLevel, Usage};
 use serde_json::json;
-use support::llm_calls::{ask, call, client, settings, BOTH_APIS};
-use support::mock_llm::{MockLlm, MockReply};
 
 #[tokio::test]
 async fn text_streams_in_chunks_and_ends_with_done() {

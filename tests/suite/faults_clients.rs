@@ -2,15 +2,13 @@
 //! reduce): the backend sees every call it was serving closed, queued calls never start, and the
 //! limiter and the run tracker are back to idle. Nothing leaks.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::harness::TestServer;
+use crate::support::mock_llm::{auto_reply, MockLlm, MockReply, MockRequest};
+use crate::support::parallelization::{assert_idle, server_with, system_of, ROOM};
 use futures::future::join_all;
 use serde_json::{json, Value};
-use support::harness::TestServer;
-use support::mock_llm::{auto_reply, MockLlm, MockReply, MockRequest};
-use support::parallelization::{assert_idle, server_with, system_of, ROOM};
 
 const CLIENTS: usize = 60;
 const MAP: &str = "You summarize one document";
@@ -49,7 +47,7 @@ async fn leave(server: &TestServer, i: usize, after: Option<usize>) {
     };
     let resp = request.await.expect("the run starts");
     assert_eq!(resp.status().as_u16(), 200);
-    let mut reader = support::harness::SseReader::new(resp);
+    let mut reader = crate::support::harness::SseReader::new(resp);
     for _ in 0..events {
         if reader.next_event().await.is_none() {
             break;

@@ -1,16 +1,14 @@
 //! The real binary as a user runs it: start-up errors on stderr with a failing exit code, and
 //! SIGTERM draining running streams before the process exits.
 
-mod support;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::harness::{types_of, verify_agui, SseReader, TempDir, TestServer};
+use crate::support::mock_llm::MockLlm;
 use serde_json::json;
-use support::harness::{types_of, verify_agui, SseReader, TempDir, TestServer};
-use support::mock_llm::MockLlm;
 
-const ROOM: &str = include_str!("../rooms/parallelization/room_config.yaml");
+const ROOM: &str = include_str!("../../rooms/parallelization/room_config.yaml");
 
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

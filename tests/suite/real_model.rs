@@ -3,16 +3,14 @@
 //! `scripts/with-real-model.sh`. Asserts structure, never wording.
 #![cfg(feature = "real-model")]
 
-mod support;
-
+use crate::support::harness::{real_llm, real_ollama};
+use crate::support::llm_calls::{call, client};
 use futures::StreamExt;
 use roomhost::llm::{
     ChatChunk, ChatMessage, ChatRequest, LlmApi, LlmError, LlmSettings, OpenAiJsonMode, Think,
     ThinkLevel,
 };
 use serde_json::{json, Value};
-use support::harness::{real_llm, real_ollama};
-use support::llm_calls::{call, client};
 
 fn real_settings(api: LlmApi) -> (LlmSettings, String) {
     let (url, model) = match api {

@@ -1,13 +1,11 @@
 //! What the agent refuses before the stream starts (HTTP 400) and which room configs it refuses.
 
-mod support;
-
+use crate::support::mock_llm::MockLlm;
+use crate::support::parallelization::{finished, prompt, server};
 use roomhost::agents::parallelization::create;
 use roomhost::agents::AgentDeps;
 use roomhost::llm::{build_client, LlmSettings};
 use serde_json::json;
-use support::mock_llm::MockLlm;
-use support::parallelization::{finished, prompt, server};
 
 #[tokio::test]
 async fn bad_choices_are_refused_before_the_stream() {

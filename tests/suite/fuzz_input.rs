@@ -4,21 +4,19 @@
 //! request is answered with an error status and JSON body, or with a stream that ends in
 //! `RUN_FINISHED` or `RUN_ERROR`.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::support::harness::{test_settings, verify_agui, RunResult, TempDir, TestServer};
+use crate::support::mock_llm::MockLlm;
+use crate::support::parallelization::{room_yaml, ROOM};
+use crate::support::test_agent;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use roomhost::agents::parallelization::detect::{choose, Job, Source};
 use roomhost::agents::parallelization::Strategy as Plan;
 use roomhost::server::{parse_input, ApiError};
 use serde_json::{json, Map, Value};
-use support::harness::{test_settings, verify_agui, RunResult, TempDir, TestServer};
-use support::mock_llm::MockLlm;
-use support::parallelization::{room_yaml, ROOM};
-use support::test_agent;
 
 const BODY_LIMIT: usize = 16 * 1024;
 

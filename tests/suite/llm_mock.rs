@@ -1,12 +1,10 @@
 //! The mock LLM server itself: both wire formats, the auto answers, the HTTP control endpoints.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::harness::eventually;
+use crate::support::mock_llm::{MockLlm, MockReply};
 use serde_json::{json, Value};
-use support::harness::eventually;
-use support::mock_llm::{MockLlm, MockReply};
 
 async fn post(url: String, body: Value) -> (u16, String) {
     let resp = reqwest::Client::new()

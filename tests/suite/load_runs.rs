@@ -4,17 +4,15 @@
 //! the final activity, and every mock reply lands in exactly one place: nothing lost, nothing
 //! duplicated, nothing crossed between runs.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::support::harness::eventually;
+use crate::support::harness::RunResult;
+use crate::support::mock_llm::{auto_reply, MockLlm, MockReply};
+use crate::support::parallelization::{finished, server_with, subagents, ROOM};
 use futures::future::join_all;
 use serde_json::{json, Value};
-use support::harness::eventually;
-use support::harness::RunResult;
-use support::mock_llm::{auto_reply, MockLlm, MockReply};
-use support::parallelization::{finished, server_with, subagents, ROOM};
 
 const RUNS: usize = 200;
 const LIMIT: usize = 16;

@@ -1,17 +1,15 @@
 //! The concurrency limit: never exceeded, always used, FIFO, bounded queue, freed on drop, and
 //! spread over endpoints by load.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::harness::eventually;
+use crate::support::llm_calls::{ask, call, client, settings, BOTH_APIS};
+use crate::support::mock_llm::{MockLlm, MockReply};
 use futures::future::join_all;
 use futures::StreamExt;
 use roomhost::llm::{LlmApi, LlmClient, LlmError, LlmLoad};
-use support::harness::eventually;
-use support::llm_calls::{ask, call, client, settings, BOTH_APIS};
-use support::mock_llm::{MockLlm, MockReply};
 
 #[tokio::test]
 async fn fifty_calls_never_exceed_the_limit_and_fill_it() {

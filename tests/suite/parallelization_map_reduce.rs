@@ -1,13 +1,11 @@
 //! Map-reduce through the router with the mock LLM: documents from the prompt or attached, the
 //! reduce over what succeeded, and long input collapsed level by level or truncated, never failing.
 
-mod support;
-
-use serde_json::json;
-use support::mock_llm::{auto_reply, MockLlm, MockReply, MockRequest};
-use support::parallelization::{
+use crate::support::mock_llm::{auto_reply, MockLlm, MockReply, MockRequest};
+use crate::support::parallelization::{
     backend_down, failed, finished, prompt, server, server_with, subagents, system_of,
 };
+use serde_json::json;
 
 fn is_reduce(req: &MockRequest) -> bool {
     system_of(req).contains("final answer")

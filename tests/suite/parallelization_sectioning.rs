@@ -1,18 +1,16 @@
 //! Sectioning through the router with the mock LLM: the document, its progressive stream, planned
 //! sections and failed sections.
 
-mod support;
-
 use std::time::Duration;
 
-use support::mock_llm::{MockLlm, MockReply};
-use support::parallelization::{
+use crate::support::mock_llm::{MockLlm, MockReply};
+use crate::support::parallelization::{
     backend_down, failed, finished, position, prompt, server, subagents,
 };
 
 const AI_ETHICS: &str = "Write about AI ethics: Privacy, Bias, Transparency";
 
-fn section_of(request: &support::mock_llm::MockRequest) -> String {
+fn section_of(request: &crate::support::mock_llm::MockRequest) -> String {
     request
         .last_user()
         .unwrap_or_default()
@@ -24,7 +22,7 @@ fn section_of(request: &support::mock_llm::MockRequest) -> String {
 }
 
 /// Types without the streaming noise, to compare whole runs.
-fn outline(run: &support::harness::RunResult) -> Vec<String> {
+fn outline(run: &crate::support::harness::RunResult) -> Vec<String> {
     run.events
         .iter()
         .filter(|e| {

@@ -1,11 +1,9 @@
 //! Errors before the stream starts: status plus `{"error": {code, message}}`; health routes;
 //! the soliplex-compatible run routes.
 
-mod support;
-
+use crate::support::harness::{test_settings, verify_agui, RunResult, TempDir, TestServer};
+use crate::support::test_agent;
 use serde_json::{json, Value};
-use support::harness::{test_settings, verify_agui, RunResult, TempDir, TestServer};
-use support::test_agent;
 
 async fn server() -> TestServer {
     let dir = TempDir::with_rooms(&[&test_agent::room("echo", 2, 0, false)]);
@@ -147,7 +145,7 @@ async fn health_and_readiness() {
 
 #[tokio::test]
 async fn ready_when_the_llm_backend_answers() {
-    let mock = support::mock_llm::MockLlm::start().await;
+    let mock = crate::support::mock_llm::MockLlm::start().await;
     let dir = TempDir::with_rooms(&[&test_agent::room("echo", 1, 0, false)]);
     let settings = test_settings(&mock.url(), dir.path.clone());
     let s = TestServer::start_with(settings, test_agent::registry(), dir).await;

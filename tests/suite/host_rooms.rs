@@ -1,13 +1,11 @@
 //! Rooms: loading, listing and every start-up validation error, each with its message.
 
-mod support;
-
+use crate::support::harness::{test_settings, TempDir, TestServer};
 use roomhost::agents::Registry;
 use roomhost::state::StartupError;
 use roomhost::App;
-use support::harness::{test_settings, TempDir, TestServer};
 
-const SHIPPED: &str = include_str!("../rooms/parallelization/room_config.yaml");
+const SHIPPED: &str = include_str!("../../rooms/parallelization/room_config.yaml");
 
 fn room(id: &str, extra: &str) -> String {
     format!(

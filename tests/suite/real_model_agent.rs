@@ -4,14 +4,14 @@
 //! (`scripts/ollama_shim.py`, what `ROOMHOST_LLM_API=ollama` talks to), both started by
 //! `scripts/with-real-model.sh`. Asserts structure, never wording.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::harness::{
+    real_llm, real_ollama, test_settings, RunResult, TempDir, TestServer,
+};
+use crate::support::parallelization::{finished, prompt, room_yaml, subagents, ROOM};
 use roomhost::agents::Registry;
 use roomhost::llm::{LlmApi, OpenAiJsonMode};
-use support::harness::{real_llm, real_ollama, test_settings, RunResult, TempDir, TestServer};
-use support::parallelization::{finished, prompt, room_yaml, subagents, ROOM};
 
 /// The router against the real model through `api`. The room leaves `think` off (`room_yaml`), as
 /// a model without a thinking mode needs on Ollama.

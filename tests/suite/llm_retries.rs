@@ -1,10 +1,8 @@
 //! Retries: counted per status code, only before anything was streamed, within the budget.
 
-mod support;
-
+use crate::support::llm_calls::{ask, call, client, settings, BOTH_APIS};
+use crate::support::mock_llm::{MockLlm, MockReply};
 use roomhost::llm::{LlmApi, LlmError};
-use support::llm_calls::{ask, call, client, settings, BOTH_APIS};
-use support::mock_llm::{MockLlm, MockReply};
 
 /// Pushes `failures` replies of `status`, then lets the auto answer follow; returns the number of
 /// requests the call made and its error, if it failed.

@@ -1,12 +1,10 @@
 //! Each timeout fires on its own and names itself.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::llm_calls::{ask, call, client, settings, BOTH_APIS};
+use crate::support::mock_llm::{MockLlm, MockReply};
 use roomhost::llm::{LlmApi, LlmError, LlmSettings};
-use support::llm_calls::{ask, call, client, settings, BOTH_APIS};
-use support::mock_llm::{MockLlm, MockReply};
 
 /// Generous limits, so that only the one a test shortens can fire on a busy machine.
 fn generous(mock: &MockLlm, api: LlmApi) -> LlmSettings {

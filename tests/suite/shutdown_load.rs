@@ -1,17 +1,17 @@
 //! Shutdown under load: with 100 runs in flight, every stream ends with `RUN_FINISHED` (it made
 //! the grace period) or `RUN_ERROR` code `shutdown` (it did not); none is cut without a final event.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::harness::eventually;
+use crate::support::harness::{
+    test_settings, verify_agui, RunResult, SseReader, TempDir, TestServer,
+};
+use crate::support::mock_llm::{MockLlm, MockReply};
+use crate::support::parallelization;
+use crate::support::test_agent;
 use futures::future::join_all;
 use serde_json::{json, Value};
-use support::harness::eventually;
-use support::harness::{test_settings, verify_agui, RunResult, SseReader, TempDir, TestServer};
-use support::mock_llm::{MockLlm, MockReply};
-use support::parallelization;
-use support::test_agent;
 
 const SHORT_WORDS: u64 = 5;
 

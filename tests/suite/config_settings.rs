@@ -1,12 +1,10 @@
 //! Server settings: defaults, YAML file, environment overrides, flags, and their errors.
 
-mod support;
-
 use std::collections::HashMap;
 
+use crate::support::harness::TempDir;
 use roomhost::config::{Cli, Settings};
 use roomhost::llm::LlmApi;
-use support::harness::TempDir;
 
 fn load(cli: &Cli, env: &[(&str, &str)]) -> Result<Settings, String> {
     let env: HashMap<String, String> = env

@@ -1,10 +1,8 @@
 //! `GET /` serves the chat page from the binary; every asset it loads is served with its type and
 //! the page's security headers; unknown assets are a JSON 404.
 
-mod support;
-
-use support::harness::{test_settings, TempDir, TestServer};
-use support::test_agent;
+use crate::support::harness::{test_settings, TempDir, TestServer};
+use crate::support::test_agent;
 
 async fn server() -> TestServer {
     let dir = TempDir::with_rooms(&[&test_agent::room("echo", 2, 0, false)]);

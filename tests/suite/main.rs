@@ -1,0 +1,31 @@
+//! The test suite as one binary: one module per feature, sharing the mock LLM and harness in
+//! `support` (one link instead of one per file keeps test builds fast).
+
+mod support;
+
+mod config_settings;
+mod faults_backend;
+mod faults_clients;
+mod fuzz_input;
+mod host_http_errors;
+mod host_rooms;
+mod host_runs;
+mod llm_limits;
+mod llm_mock;
+mod llm_retries;
+mod llm_timeouts;
+mod llm_wire;
+mod load_runs;
+mod page;
+mod parallelization_cancel;
+mod parallelization_concurrency;
+mod parallelization_detect;
+mod parallelization_input;
+mod parallelization_map_reduce;
+mod parallelization_sectioning;
+mod parallelization_streaming;
+mod parallelization_voting;
+mod process_lifecycle;
+mod real_model;
+mod real_model_agent;
+mod shutdown_load;
