@@ -1,43 +1,102 @@
 //! Server settings: defaults, then an optional YAML file, then environment variables, then flags.
-//! Checked once at start-up; every error names where the bad value came from.
+//! Each setting is declared once below (`settings!`, see `declare`); every value is checked when
+//! it is taken, and an error names where it came from: the variable, the flag or `file: key`.
+
+#[macro_use]
+pub mod declare;
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use serde::{Deserialize, Serialize};
 
-use crate::llm::{normalize_base_url, LlmSettings};
+use crate::llm::{LlmApi, LlmSettings, OpenAiJsonMode};
+use declare::{at_least, at_most, endpoints, positive};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Settings {
-    pub addr: SocketAddr,
-    pub rooms_dir: PathBuf,
-    /// Replaces every room's `model_name` (e.g. to try another model without editing rooms).
-    pub model: Option<String>,
-    /// Origins allowed by CORS; `*` allows any.
-    pub cors_origins: Vec<String>,
-    pub body_limit_bytes: usize,
-    /// Seconds between SSE keep-alive comments.
-    pub keep_alive_secs: f64,
-    /// On SIGTERM, how long running streams may go on before they are ended with `RUN_ERROR`.
-    pub shutdown_grace_secs: f64,
-    pub llm: LlmSettings,
+settings! {
+    /// Server settings: the top level of the YAML file.
+    pub struct Settings, flags Flags, prefix "" {
+        /// listen address (the Docker image uses `0.0.0.0:8000`)
+        addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8000)), env ["ROOMHOST_ADDR"];
+        /// folder of room configs
+        rooms_dir: PathBuf = PathBuf::from("rooms"), env ["ROOMHOST_ROOMS_DIR"];
+        /// replaces every room's `model_name` (to try another model without editing rooms)
+        model: Option<String> = None, env ["ROOMHOST_MODEL"];
+        /// allowed browser origins, comma-separated; `*` allows any
+        cors_origins: Vec<String> = vec!["*".into()], env ["ROOMHOST_CORS_ORIGINS"];
+        /// larger request bodies get 413
+        body_limit_bytes: usize = 1024 * 1024, env ["ROOMHOST_BODY_LIMIT"], flag "body-limit",
+            check at_least(1024);
+        /// SSE keep-alive comment interval
+        keep_alive: Duration = Duration::from_secs(15), env ["ROOMHOST_KEEPALIVE_SECS"],
+            check positive, serde(with = "declare::duration", alias = "keep_alive_secs");
+        /// on SIGTERM, how long running streams may finish before they end with `RUN_ERROR`
+        shutdown_grace: Duration = Duration::from_secs(30), env ["ROOMHOST_SHUTDOWN_GRACE_SECS"],
+            serde(with = "declare::duration", alias = "shutdown_grace_secs");
+    }
+    sections { llm: LlmConfig / LlmFlags }
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
-            rooms_dir: PathBuf::from("rooms"),
-            model: None,
-            cors_origins: vec!["*".into()],
-            body_limit_bytes: 1024 * 1024,
-            keep_alive_secs: 15.0,
-            shutdown_grace_secs: 30.0,
-            llm: LlmSettings::default(),
+settings! {
+    /// The LLM backend: the `llm:` section of the YAML file.
+    pub struct LlmConfig, flags LlmFlags, prefix "llm." {
+        /// `ollama` (`/api/chat`) or `openai` (`/v1/chat/completions`)
+        api: LlmApi = LlmApi::Ollama, env ["ROOMHOST_LLM_API"], flag "llm-api";
+        /// one or more endpoints, comma-separated; each call goes to the least busy
+        base_urls: Vec<String> = vec!["http://localhost:11434".into()],
+            env ["OLLAMA_BASE_URL", "OLLAMA_HOST"], flag "llm-url", check endpoints;
+        /// bearer token for OpenAI-compatible gateways
+        api_key: Option<String> = None, env ["ROOMHOST_LLM_API_KEY"], flag "llm-api-key",
+            serde(skip_serializing);
+        /// LLM calls in flight **per endpoint**, shared by every run; match the backend's
+        /// parallel slots (`OLLAMA_NUM_PARALLEL`)
+        max_concurrency: NonZeroUsize = (const { NonZeroUsize::new(4).expect("4 is not zero") }),
+            env ["ROOMHOST_MAX_CONCURRENCY"], check at_most(1024);
+        /// calls that may wait for a slot; past that a call fails at once with "backend saturated"
+        max_queue: usize = 256, env ["ROOMHOST_MAX_QUEUE"];
+        /// TCP/TLS connect
+        connect_timeout: Duration = Duration::from_secs(10), env ["ROOMHOST_CONNECT_TIMEOUT_SECS"],
+            check positive, serde(with = "declare::duration", alias = "connect_timeout_secs");
+        /// until the first token; long because a cold model load takes tens of seconds
+        first_byte_timeout: Duration = Duration::from_secs(180),
+            env ["ROOMHOST_FIRST_BYTE_TIMEOUT_SECS"], check positive,
+            serde(with = "declare::duration", alias = "first_byte_timeout_secs");
+        /// between two chunks
+        idle_timeout: Duration = Duration::from_secs(60), env ["ROOMHOST_IDLE_TIMEOUT_SECS"],
+            check positive, serde(with = "declare::duration", alias = "idle_timeout_secs");
+        /// one whole call, queueing excluded
+        request_timeout: Duration = Duration::from_secs(600), env ["ROOMHOST_REQUEST_TIMEOUT_SECS"],
+            check positive, serde(with = "declare::duration", alias = "request_timeout_secs");
+        /// retries on connection errors, 429, 502, 503, 504 (500 once), with exponential back-off
+        /// and jitter; never on 400/404, never after tokens were streamed
+        max_retries: u32 = 2, env ["ROOMHOST_MAX_RETRIES"];
+        /// the first retry's back-off, doubled on each further retry
+        retry_base_delay: Duration = Duration::from_millis(250), env ["ROOMHOST_RETRY_BASE_DELAY"],
+            serde(with = "declare::duration");
+        /// structured output form for OpenAI servers; `json_object` for llama-cpp-python
+        openai_json_mode: OpenAiJsonMode = OpenAiJsonMode::JsonSchema,
+            env ["ROOMHOST_OPENAI_JSON_MODE"];
+    }
+}
+
+impl LlmConfig {
+    /// What the LLM client takes. The values are as checked when they were loaded.
+    pub fn settings(&self) -> LlmSettings {
+        LlmSettings {
+            api: self.api,
+            base_urls: self.base_urls.clone(),
+            api_key: self.api_key.clone(),
+            max_concurrency: self.max_concurrency,
+            max_queue: self.max_queue,
+            connect_timeout: self.connect_timeout,
+            first_byte_timeout: self.first_byte_timeout,
+            idle_timeout: self.idle_timeout,
+            request_timeout: self.request_timeout,
+            max_retries: self.max_retries,
+            retry_base_delay: self.retry_base_delay,
+            openai_json_mode: self.openai_json_mode,
         }
     }
 }
@@ -59,28 +118,15 @@ impl ConfigError {
     }
 }
 
-/// Command-line flags; each has an environment variable too (see `Settings::apply_env`).
+/// The command line: the settings file and one flag per setting.
 #[derive(Debug, Default, Parser)]
 #[command(name = "roomhost", version, about = "Hosts AG-UI rooms over SSE")]
 pub struct Cli {
-    /// YAML settings file (env ROOMHOST_CONFIG).
+    /// YAML settings file (env ROOMHOST_CONFIG)
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Address to listen on (env ROOMHOST_ADDR; default 127.0.0.1:8000).
-    #[arg(long)]
-    pub addr: Option<SocketAddr>,
-    /// Folder of room configs (env ROOMHOST_ROOMS_DIR; default ./rooms).
-    #[arg(long)]
-    pub rooms_dir: Option<PathBuf>,
-    /// LLM base URL(s), comma-separated (env OLLAMA_BASE_URL or OLLAMA_HOST).
-    #[arg(long)]
-    pub llm_url: Option<String>,
-    /// Backend API: ollama or openai (env ROOMHOST_LLM_API).
-    #[arg(long)]
-    pub llm_api: Option<String>,
-    /// In-flight LLM calls per endpoint (env ROOMHOST_MAX_CONCURRENCY; default 4).
-    #[arg(long)]
-    pub max_concurrency: Option<usize>,
+    #[command(flatten)]
+    pub flags: Flags,
 }
 
 impl Settings {
@@ -90,177 +136,37 @@ impl Settings {
     }
 
     pub fn load_with(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let file = cli
-            .config
-            .clone()
-            .or_else(|| env("ROOMHOST_CONFIG").map(PathBuf::from));
+        let file = cli.config.clone().or_else(|| {
+            declare::first_set(&env, &["ROOMHOST_CONFIG"]).map(|(_, v)| PathBuf::from(v))
+        });
         let mut settings = match &file {
             Some(path) => Self::from_file(path)?,
             None => Self::default(),
         };
-        settings.apply_env(&env)?;
-        if let Some(v) = cli.addr {
-            settings.addr = v;
-        }
-        if let Some(v) = &cli.rooms_dir {
-            settings.rooms_dir = v.clone();
-        }
-        if let Some(v) = &cli.llm_url {
-            settings.llm.base_urls = split_list(v);
-        }
-        if let Some(v) = &cli.llm_api {
-            settings.llm.api = v.parse().map_err(|e| ConfigError::new("--llm-api", e))?;
-        }
-        if let Some(v) = cli.max_concurrency {
-            settings.llm.max_concurrency = v;
-        }
-        settings.validate()?;
+        settings.apply(&env, &cli.flags)?;
         Ok(settings)
     }
 
+    /// Reads and checks a YAML settings file; keys it leaves out keep their defaults.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(&name, format!("cannot read: {e}")))?;
         let de = serde_yaml::Deserializer::from_str(&text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut settings: Self = serde_path_to_error::deserialize(de).map_err(|e| {
             ConfigError::new(format!("{name}: {}", e.path()), e.into_inner().to_string())
-        })
+        })?;
+        settings.check(&|key| format!("{name}: {key}"))?;
+        Ok(settings)
     }
 
-    fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        fn parse<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError>
-        where
-            T::Err: std::fmt::Display,
-        {
-            v.trim()
-                .parse()
-                .map_err(|e| ConfigError::new(key, format!("'{v}': {e}")))
-        }
-        let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
-        if let Some(v) = get("ROOMHOST_ADDR") {
-            self.addr = parse("ROOMHOST_ADDR", &v)?;
-        }
-        if let Some(v) = get("ROOMHOST_ROOMS_DIR") {
-            self.rooms_dir = PathBuf::from(v);
-        }
-        if let Some(v) = get("ROOMHOST_MODEL") {
-            self.model = Some(v);
-        }
-        if let Some(v) = get("ROOMHOST_CORS_ORIGINS") {
-            self.cors_origins = split_list(&v);
-        }
-        if let Some(v) = get("ROOMHOST_BODY_LIMIT") {
-            self.body_limit_bytes = parse("ROOMHOST_BODY_LIMIT", &v)?;
-        }
-        if let Some(v) = get("ROOMHOST_KEEPALIVE_SECS") {
-            self.keep_alive_secs = parse("ROOMHOST_KEEPALIVE_SECS", &v)?;
-        }
-        if let Some(v) = get("ROOMHOST_SHUTDOWN_GRACE_SECS") {
-            self.shutdown_grace_secs = parse("ROOMHOST_SHUTDOWN_GRACE_SECS", &v)?;
-        }
-        // OLLAMA_BASE_URL wins over Ollama's own OLLAMA_HOST.
-        if let Some(v) = get("OLLAMA_BASE_URL").or_else(|| get("OLLAMA_HOST")) {
-            self.llm.base_urls = split_list(&v);
-        }
-        let llm = &mut self.llm;
-        if let Some(v) = get("ROOMHOST_LLM_API") {
-            llm.api = parse("ROOMHOST_LLM_API", &v)?;
-        }
-        if let Some(v) = get("ROOMHOST_LLM_API_KEY") {
-            llm.api_key = Some(v);
-        }
-        if let Some(v) = get("ROOMHOST_MAX_CONCURRENCY") {
-            llm.max_concurrency = parse("ROOMHOST_MAX_CONCURRENCY", &v)?;
-        }
-        if let Some(v) = get("ROOMHOST_MAX_QUEUE") {
-            llm.max_queue = parse("ROOMHOST_MAX_QUEUE", &v)?;
-        }
-        if let Some(v) = get("ROOMHOST_CONNECT_TIMEOUT_SECS") {
-            llm.connect_timeout_secs = parse("ROOMHOST_CONNECT_TIMEOUT_SECS", &v)?;
-        }
-        if let Some(v) = get("ROOMHOST_FIRST_BYTE_TIMEOUT_SECS") {
-            llm.first_byte_timeout_secs = parse("ROOMHOST_FIRST_BYTE_TIMEOUT_SECS", &v)?;
-        }
-        if let Some(v) = get("ROOMHOST_IDLE_TIMEOUT_SECS") {
-            llm.idle_timeout_secs = parse("ROOMHOST_IDLE_TIMEOUT_SECS", &v)?;
-        }
-        if let Some(v) = get("ROOMHOST_REQUEST_TIMEOUT_SECS") {
-            llm.request_timeout_secs = parse("ROOMHOST_REQUEST_TIMEOUT_SECS", &v)?;
-        }
-        if let Some(v) = get("ROOMHOST_MAX_RETRIES") {
-            llm.max_retries = parse("ROOMHOST_MAX_RETRIES", &v)?;
-        }
-        if let Some(v) = get("ROOMHOST_OPENAI_JSON_MODE") {
-            llm.openai_json_mode = parse("ROOMHOST_OPENAI_JSON_MODE", &v)?;
-        }
-        Ok(())
-    }
-
-    /// Checks ranges and normalises the backend URLs.
+    /// Checks settings built in code; errors name the YAML key.
     pub fn validate(&mut self) -> Result<(), ConfigError> {
-        let llm = &mut self.llm;
-        if llm.base_urls.is_empty() {
-            return Err(ConfigError::new(
-                "llm.base_urls",
-                "no LLM endpoint given; set OLLAMA_BASE_URL",
-            ));
-        }
-        llm.base_urls = llm
-            .base_urls
-            .iter()
-            .map(|u| normalize_base_url(u))
-            .collect::<Result<_, _>>()
-            .map_err(|e| ConfigError::new("llm.base_urls (OLLAMA_BASE_URL)", e))?;
-        if !(1..=1024).contains(&llm.max_concurrency) {
-            return Err(ConfigError::new(
-                "llm.max_concurrency (ROOMHOST_MAX_CONCURRENCY)",
-                format!("{} is out of range 1..=1024", llm.max_concurrency),
-            ));
-        }
-        let secs = [
-            ("llm.connect_timeout_secs", llm.connect_timeout_secs),
-            ("llm.first_byte_timeout_secs", llm.first_byte_timeout_secs),
-            ("llm.idle_timeout_secs", llm.idle_timeout_secs),
-            ("llm.request_timeout_secs", llm.request_timeout_secs),
-            ("keep_alive_secs", self.keep_alive_secs),
-        ];
-        for (name, v) in secs {
-            if !(v.is_finite() && v > 0.0 && v < 1e7) {
-                return Err(ConfigError::new(
-                    name,
-                    format!("{v} must be a positive number of seconds"),
-                ));
-            }
-        }
-        if !(self.shutdown_grace_secs.is_finite() && self.shutdown_grace_secs >= 0.0) {
-            return Err(ConfigError::new(
-                "shutdown_grace_secs",
-                "must be zero or more seconds",
-            ));
-        }
-        if self.body_limit_bytes < 1024 {
-            return Err(ConfigError::new(
-                "body_limit_bytes (ROOMHOST_BODY_LIMIT)",
-                "must be at least 1024",
-            ));
-        }
-        Ok(())
+        self.check(&str::to_owned)
     }
 
-    pub fn keep_alive(&self) -> Duration {
-        Duration::from_secs_f64(self.keep_alive_secs)
+    /// Every declared setting, for the README's table.
+    pub fn table() -> String {
+        declare::table(&Self::declarations())
     }
-
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_secs_f64(self.shutdown_grace_secs)
-    }
-}
-
-fn split_list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
 }

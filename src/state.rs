@@ -42,6 +42,8 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Rooms(#[from] RoomError),
+    #[error("LLM client: {0}")]
+    Llm(#[from] llm::BuildError),
     #[error("cannot listen on {addr}: {detail}")]
     Bind { addr: String, detail: String },
 }
@@ -49,7 +51,7 @@ pub enum StartupError {
 impl App {
     /// Loads the rooms from `settings.rooms_dir`, builds the LLM client and every room's agent.
     pub fn build(settings: Settings, registry: &Registry) -> Result<AppState, StartupError> {
-        let llm = llm::build_client(&settings.llm)?;
+        let llm = llm::build_client(&settings.llm.settings())?;
         let rooms = load_rooms_dir(&settings.rooms_dir)?;
         Self::build_with(settings, registry, llm, rooms)
     }

@@ -9,6 +9,7 @@ use roomhost::config::Settings;
 use serde_json::json;
 
 use crate::client::{client, timed_run, Timing};
+use crate::harness::slots;
 use crate::mock_llm::MockLlm;
 use crate::script::paced;
 use crate::server::{room, ServerProc};
@@ -151,7 +152,7 @@ pub async fn calibrate(
 pub fn settings(mocks: &[&MockLlm], limit: usize, queue: usize) -> Settings {
     let mut settings = Settings::default();
     settings.llm.base_urls = mocks.iter().map(|m| m.url()).collect();
-    settings.llm.max_concurrency = limit;
+    settings.llm.max_concurrency = slots(limit);
     settings.llm.max_queue = queue;
     settings
 }

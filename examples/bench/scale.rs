@@ -110,8 +110,8 @@ pub async fn idle_streams(streams: usize) -> Result<(), BenchError> {
     let mock = MockLlm::start().await;
     hanging(&mock);
     let mut settings = settings(&[&mock], 64, streams * TASKS);
-    settings.llm.first_byte_timeout_secs = 3600.0;
-    settings.llm.request_timeout_secs = 3600.0;
+    settings.llm.first_byte_timeout = Duration::from_secs(3600);
+    settings.llm.request_timeout = Duration::from_secs(3600);
     let mut server = ServerProc::start(settings, &rooms()).await?;
     let before = server.usage().await?;
     println!(

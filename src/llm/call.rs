@@ -28,11 +28,11 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn timeout(which: &'static str, after: Duration) -> LlmError {
     let hint = match which {
-        CONNECT => "the backend did not accept the connection; check the URL, or raise ROOMHOST_CONNECT_TIMEOUT_SECS",
-        FIRST_BYTE => "the backend did not start answering; a cold model load can take minutes: raise ROOMHOST_FIRST_BYTE_TIMEOUT_SECS or warm the model first",
-        IDLE => "the backend stopped sending mid-answer; it may be overloaded: raise ROOMHOST_IDLE_TIMEOUT_SECS or lower ROOMHOST_MAX_CONCURRENCY",
+        CONNECT => "the backend did not accept the connection; check the URL, or raise the connect timeout",
+        FIRST_BYTE => "the backend did not start answering; a cold model load can take minutes: raise the first-byte timeout or warm the model first",
+        IDLE => "the backend stopped sending mid-answer; it may be overloaded: raise the idle timeout or lower the LLM concurrency",
         HEALTH => "the backend accepted the connection but did not answer its model listing",
-        _ => "the call took longer than allowed; raise ROOMHOST_REQUEST_TIMEOUT_SECS or ask for a shorter answer (max_tokens)",
+        _ => "the call took longer than allowed; raise the request timeout or ask for a shorter answer (max_tokens)",
     };
     LlmError::Timeout { which, after, hint }
 }
@@ -48,10 +48,10 @@ pub(crate) struct Timeouts {
 impl Timeouts {
     pub(crate) fn from_settings(s: &LlmSettings) -> Self {
         Self {
-            connect: s.connect_timeout(),
-            first_byte: s.first_byte_timeout(),
-            idle: s.idle_timeout(),
-            total: s.request_timeout(),
+            connect: s.connect_timeout,
+            first_byte: s.first_byte_timeout,
+            idle: s.idle_timeout,
+            total: s.request_timeout,
         }
     }
 
@@ -237,7 +237,7 @@ async fn status_error(
         return LlmError::Status {
             status,
             message: format!(
-                "{message} (no {}; does the server speak the '{}' API? see ROOMHOST_LLM_API)",
+                "{message} (no {}; does the server speak the '{}' API? check the backend API setting)",
                 target.url, target.provider
             ),
         };

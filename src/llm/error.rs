@@ -13,7 +13,7 @@ pub enum LlmError {
     ModelNotFound { model: String, url: String },
     #[error("the LLM backend answered HTTP {status}: {message}")]
     Status { status: u16, message: String },
-    #[error("the LLM backend is saturated: {waiting} calls already wait for a slot (queue limit {limit}); try again shortly or raise ROOMHOST_MAX_QUEUE")]
+    #[error("the LLM backend is saturated: {waiting} calls already wait for a slot (queue limit {limit}); try again shortly or raise the LLM queue limit")]
     Saturated { waiting: usize, limit: usize },
     #[error("{which} timeout after {after:?}: {hint}")]
     Timeout {

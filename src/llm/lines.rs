@@ -1,5 +1,9 @@
 //! Splits a byte stream into lines, whatever the read boundaries: a read may end inside a line or
-//! inside a multi-byte character, so lines are cut on bytes and decoded only once whole.
+//! inside a multi-byte character, so lines are cut on bytes (by `LinesCodec`) and decoded only
+//! once whole.
+
+use bytes::BytesMut;
+use tokio_util::codec::{Decoder, LinesCodec, LinesCodecError};
 
 use super::LlmError;
 
@@ -7,9 +11,19 @@ use super::LlmError;
 /// stream is not what we expect, and buffering it without bound would let it eat memory.
 pub(crate) const MAX_LINE_BYTES: usize = 1024 * 1024;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct LineBuffer {
-    buf: Vec<u8>,
+    codec: LinesCodec,
+    buf: BytesMut,
+}
+
+impl Default for LineBuffer {
+    fn default() -> Self {
+        Self {
+            codec: LinesCodec::new_with_max_length(MAX_LINE_BYTES),
+            buf: BytesMut::new(),
+        }
+    }
 }
 
 impl LineBuffer {
@@ -19,49 +33,32 @@ impl LineBuffer {
         bytes: &[u8],
         mut line: impl FnMut(&[u8]) -> Result<(), LlmError>,
     ) -> Result<(), LlmError> {
-        let mut rest = bytes;
-        while let Some(at) = rest.iter().position(|&b| b == b'\n') {
-            let (head, tail) = rest.split_at(at);
-            rest = &tail[1..];
-            if self.buf.is_empty() {
-                check_len(head.len())?;
-                line(trim_cr(head))?;
-            } else {
-                check_len(self.buf.len() + head.len())?;
-                self.buf.extend_from_slice(head);
-                let whole = std::mem::take(&mut self.buf);
-                line(trim_cr(&whole))?;
-            }
+        self.buf.extend_from_slice(bytes);
+        while let Some(whole) = self.codec.decode(&mut self.buf).map_err(protocol)? {
+            line(whole.as_bytes())?;
         }
-        check_len(self.buf.len() + rest.len())?;
-        self.buf.extend_from_slice(rest);
         Ok(())
     }
 
     /// At end of stream: the last line, if it had no newline.
     pub(crate) fn finish(
         &mut self,
-        line: impl FnOnce(&[u8]) -> Result<(), LlmError>,
+        mut line: impl FnMut(&[u8]) -> Result<(), LlmError>,
     ) -> Result<(), LlmError> {
-        if self.buf.is_empty() {
-            return Ok(());
+        while let Some(whole) = self.codec.decode_eof(&mut self.buf).map_err(protocol)? {
+            line(whole.as_bytes())?;
         }
-        let whole = std::mem::take(&mut self.buf);
-        line(trim_cr(&whole))
+        Ok(())
     }
 }
 
-fn check_len(len: usize) -> Result<(), LlmError> {
-    if len > MAX_LINE_BYTES {
-        return Err(LlmError::Protocol(format!(
+fn protocol(e: LinesCodecError) -> LlmError {
+    LlmError::Protocol(match e {
+        LinesCodecError::MaxLineLengthExceeded => format!(
             "a line longer than {MAX_LINE_BYTES} bytes; is the URL a chat API of the configured kind?"
-        )));
-    }
-    Ok(())
-}
-
-fn trim_cr(line: &[u8]) -> &[u8] {
-    line.strip_suffix(b"\r").unwrap_or(line)
+        ),
+        LinesCodecError::Io(e) => format!("a line that is not UTF-8 text: {e}"),
+    })
 }
 
 #[cfg(test)]
@@ -71,29 +68,30 @@ mod tests {
     fn split(reads: &[&[u8]]) -> Vec<String> {
         let mut buf = LineBuffer::default();
         let mut out = Vec::new();
-        for r in reads {
-            buf.push(r, |l| {
-                out.push(String::from_utf8(l.to_vec()).expect("whole lines are UTF-8"));
-                Ok(())
-            })
-            .expect("within bounds");
-        }
-        buf.finish(|l| {
-            out.push(String::from_utf8_lossy(l).into_owned());
+        let mut keep = |l: &[u8]| {
+            out.push(String::from_utf8(l.to_vec()).expect("whole lines are UTF-8"));
             Ok(())
-        })
-        .expect("within bounds");
+        };
+        for r in reads {
+            buf.push(r, &mut keep).expect("within bounds");
+        }
+        buf.finish(&mut keep).expect("within bounds");
         out
     }
 
     #[test]
     fn lines_and_characters_split_across_reads_come_out_whole() {
-        let text = "é—x\r\nsecond\nthird";
+        let text = "é—x\r\nsecond\n\nthird";
         let bytes = text.as_bytes();
         for cut in 0..bytes.len() {
             let (a, b) = bytes.split_at(cut);
-            assert_eq!(split(&[a, b]), ["é—x", "second", "third"], "cut at {cut}");
+            assert_eq!(
+                split(&[a, b]),
+                ["é—x", "second", "", "third"],
+                "cut at {cut}"
+            );
         }
+        assert_eq!(split(&[b"last\r\n"]), ["last"]);
     }
 
     #[test]
@@ -102,12 +100,20 @@ mod tests {
         let piece = vec![b'x'; 64 * 1024];
         let mut failed = false;
         for _ in 0..(MAX_LINE_BYTES / piece.len() + 2) {
-            if buf.push(&piece, |_| Ok(())).is_err() {
+            if let Err(e) = buf.push(&piece, |_| Ok(())) {
+                assert!(matches!(e, LlmError::Protocol(_)), "{e}");
                 failed = true;
                 break;
             }
         }
         assert!(failed);
-        assert!(buf.buf.len() <= MAX_LINE_BYTES);
+        assert!(buf.buf.len() <= MAX_LINE_BYTES + piece.len());
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_a_protocol_error() {
+        let mut buf = LineBuffer::default();
+        let err = buf.push(b"\xff\xfe\n", |_| Ok(())).unwrap_err();
+        assert!(matches!(err, LlmError::Protocol(_)), "{err}");
     }
 }

@@ -8,13 +8,9 @@
 //! attempt with its timeouts; `limiter` holds the per-endpoint slots and the bounded FIFO queue;
 //! `retry` says what to retry and how long to wait; `pool` puts them together as the client.
 //!
-//! Settings (`LlmSettings`, env in brackets): `api` (ROOMHOST_LLM_API: `ollama` for `/api/chat`,
-//! `openai` for `/v1/chat/completions`), `base_urls` (OLLAMA_BASE_URL or OLLAMA_HOST,
-//! comma-separated; calls go to the least busy), `api_key` (ROOMHOST_LLM_API_KEY, sent as a bearer
-//! token), `max_concurrency` per endpoint (ROOMHOST_MAX_CONCURRENCY; match `OLLAMA_NUM_PARALLEL`),
-//! `max_queue` (ROOMHOST_MAX_QUEUE), the connect / first-byte / idle / total timeouts
-//! (ROOMHOST_*_TIMEOUT_SECS), `max_retries` (ROOMHOST_MAX_RETRIES) and `openai_json_mode`
-//! (ROOMHOST_OPENAI_JSON_MODE: `json_schema`, or `json_object` for llama-cpp-python's server).
+//! Settings come in as one typed `LlmSettings`, already checked; where each comes from (file key,
+//! environment variable, flag) is the server's business (`config`), so errors and hints here speak
+//! of a setting by what it does ("the first-byte timeout").
 
 mod call;
 mod error;
@@ -29,7 +25,7 @@ mod types;
 mod wire;
 
 pub use error::LlmError;
-pub use pool::build_client;
+pub use pool::{build_client, BuildError};
 pub use settings::{normalize_base_url, LlmApi, LlmSettings, OpenAiJsonMode};
 pub use types::{
     ChatChunk, ChatMessage, ChatRequest, ChatRole, ChatStream, Completion, GenerationOptions,

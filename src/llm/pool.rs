@@ -18,25 +18,20 @@ use super::wire::Wire;
 use super::{
     ChatChunk, ChatRequest, ChatStream, LlmApi, LlmClient, LlmError, LlmLoad, LlmSettings,
 };
-use crate::config::ConfigError;
+
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("no LLM endpoint given")]
+    NoEndpoint,
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+}
 
 /// Builds the configured client.
-pub fn build_client(settings: &LlmSettings) -> Result<Arc<dyn LlmClient>, ConfigError> {
-    let error = |source: &str, message: String| ConfigError {
-        source_name: source.to_owned(),
-        message,
-    };
+pub fn build_client(settings: &LlmSettings) -> Result<Arc<dyn LlmClient>, BuildError> {
     if settings.base_urls.is_empty() {
-        return Err(error(
-            "llm.base_urls (OLLAMA_BASE_URL)",
-            "no LLM endpoint given".into(),
-        ));
-    }
-    if settings.max_concurrency == 0 {
-        return Err(error(
-            "llm.max_concurrency (ROOMHOST_MAX_CONCURRENCY)",
-            "must be at least 1".into(),
-        ));
+        return Err(BuildError::NoEndpoint);
     }
     let wire: Box<dyn Wire> = match settings.api {
         LlmApi::Ollama => Box::new(Ollama),
@@ -44,8 +39,7 @@ pub fn build_client(settings: &LlmSettings) -> Result<Arc<dyn LlmClient>, Config
             json_mode: settings.openai_json_mode,
         }),
     };
-    let http = Http::new(settings)
-        .map_err(|e| error("llm", format!("cannot build the HTTP client: {e}")))?;
+    let http = Http::new(settings).map_err(|e| BuildError::Http(e.to_string()))?;
     Ok(Arc::new(Client {
         wire,
         http,
@@ -56,11 +50,11 @@ pub fn build_client(settings: &LlmSettings) -> Result<Arc<dyn LlmClient>, Config
             .collect(),
         limiter: Arc::new(Limiter::new(
             settings.base_urls.len(),
-            settings.max_concurrency,
+            settings.max_concurrency.get(),
             settings.max_queue,
         )),
         max_retries: settings.max_retries,
-        retry_base_delay: settings.retry_base_delay(),
+        retry_base_delay: settings.retry_base_delay,
     }))
 }
 

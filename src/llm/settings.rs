@@ -1,3 +1,5 @@
+use std::fmt;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -10,6 +12,15 @@ pub enum LlmApi {
     Ollama,
     /// `/v1/chat/completions` (SSE): vLLM, llama.cpp, LM Studio, gateways, Ollama's `/v1`.
     Openai,
+}
+
+impl fmt::Display for LlmApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LlmApi::Ollama => "ollama",
+            LlmApi::Openai => "openai",
+        })
+    }
 }
 
 impl std::str::FromStr for LlmApi {
@@ -37,6 +48,15 @@ pub enum OpenAiJsonMode {
     JsonObject,
 }
 
+impl fmt::Display for OpenAiJsonMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OpenAiJsonMode::JsonSchema => "json_schema",
+            OpenAiJsonMode::JsonObject => "json_object",
+        })
+    }
+}
+
 impl std::str::FromStr for OpenAiJsonMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -50,67 +70,28 @@ impl std::str::FromStr for OpenAiJsonMode {
     }
 }
 
-/// LLM backend settings (the `llm:` section of the config file, or `OLLAMA_*`/`ROOMHOST_*` env).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// What the client needs, typed and already checked by whoever built it (the server's config).
+#[derive(Debug, Clone, PartialEq)]
 pub struct LlmSettings {
     pub api: LlmApi,
-    /// One or more endpoints; calls go to the least busy one.
+    /// One or more base URLs (see [`normalize_base_url`]); calls go to the least busy one.
     pub base_urls: Vec<String>,
-    #[serde(skip_serializing)]
+    /// Sent as a bearer token.
     pub api_key: Option<String>,
-    /// In-flight calls per endpoint; match it to the backend's parallel slots (`OLLAMA_NUM_PARALLEL`).
-    pub max_concurrency: usize,
+    /// In-flight calls per endpoint.
+    pub max_concurrency: NonZeroUsize,
     /// Calls that may wait for a slot, over all endpoints; past that a call fails at once.
     pub max_queue: usize,
-    pub connect_timeout_secs: f64,
-    /// Until the response starts; long, since a cold model load takes tens of seconds.
-    pub first_byte_timeout_secs: f64,
+    pub connect_timeout: Duration,
+    /// Until the response starts.
+    pub first_byte_timeout: Duration,
     /// Between two chunks of a streaming response.
-    pub idle_timeout_secs: f64,
+    pub idle_timeout: Duration,
     /// The whole call, queueing excluded.
-    pub request_timeout_secs: f64,
+    pub request_timeout: Duration,
     pub max_retries: u32,
-    pub retry_base_delay_ms: u64,
-    /// Structured-output form for the OpenAI-compatible API.
+    pub retry_base_delay: Duration,
     pub openai_json_mode: OpenAiJsonMode,
-}
-
-impl Default for LlmSettings {
-    fn default() -> Self {
-        Self {
-            api: LlmApi::Ollama,
-            base_urls: vec!["http://localhost:11434".into()],
-            api_key: None,
-            max_concurrency: 4,
-            max_queue: 256,
-            connect_timeout_secs: 10.0,
-            first_byte_timeout_secs: 180.0,
-            idle_timeout_secs: 60.0,
-            request_timeout_secs: 600.0,
-            max_retries: 2,
-            retry_base_delay_ms: 250,
-            openai_json_mode: OpenAiJsonMode::JsonSchema,
-        }
-    }
-}
-
-impl LlmSettings {
-    pub fn connect_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.connect_timeout_secs)
-    }
-    pub fn first_byte_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.first_byte_timeout_secs)
-    }
-    pub fn idle_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.idle_timeout_secs)
-    }
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.request_timeout_secs)
-    }
-    pub fn retry_base_delay(&self) -> Duration {
-        Duration::from_millis(self.retry_base_delay_ms)
-    }
 }
 
 /// Turns `OLLAMA_HOST`-style values (`0.0.0.0`, `host:port`, `https://host`) into a base URL.

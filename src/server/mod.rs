@@ -78,7 +78,7 @@ pub async fn serve(
     let drain = async move {
         signal.await;
         let app = drain_app;
-        let grace = app.settings.shutdown_grace();
+        let grace = app.settings.shutdown_grace;
         tracing::info!(
             runs = app.runs.len(),
             ?grace,

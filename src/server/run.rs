@@ -143,7 +143,7 @@ pub(super) fn start_run(
         .spawn(drive(app.clone(), run, started, ids, tx, cancel.clone()).instrument(span));
 
     let keep_alive = KeepAlive::new()
-        .interval(app.settings.keep_alive())
+        .interval(app.settings.keep_alive)
         .text("keep-alive");
     let stream = event_stream(rx, cancel);
     Ok((

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::support::harness::{RunResult, TestServer};
+use crate::support::harness::{slots, RunResult, TestServer};
 use crate::support::mock_llm::{MockLlm, MockReply, MockRequest};
 use crate::support::parallelization::{
     assert_idle, failed, finished, server_with, subagents, ROOM,
@@ -197,8 +197,8 @@ async fn a_backend_hanging_past_the_deadlines_is_abandoned() {
         _ => MockReply::new().text("Alpha text here"),
     });
     let tweak = |s: &mut Settings| {
-        s.llm.first_byte_timeout_secs = 0.3;
-        s.llm.idle_timeout_secs = 0.3;
+        s.llm.first_byte_timeout = Duration::from_millis(300);
+        s.llm.idle_timeout = Duration::from_millis(300);
     };
     let server = server_with(&mock, "", tweak).await;
     let run = run_bounded(&server, sections_body(&["Alpha", "Bravo", "Charlie"])).await;
@@ -238,7 +238,7 @@ async fn the_backend_dying_mid_run_fails_only_what_it_was_writing() {
                 .chunk_delay(Duration::from_millis(10))
         }
     });
-    let server = server_with(&mock, "", |s| s.llm.max_concurrency = 3 * RUNS).await;
+    let server = server_with(&mock, "", |s| s.llm.max_concurrency = slots(3 * RUNS)).await;
     let mut readers = join_all((0..RUNS).map(|i| {
         let names = [
             format!("Alpha{i}"),

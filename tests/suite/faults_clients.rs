@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::harness::TestServer;
+use crate::support::harness::{slots, TestServer};
 use crate::support::mock_llm::{auto_reply, MockLlm, MockReply, MockRequest};
 use crate::support::parallelization::{assert_idle, server_with, system_of, ROOM};
 use futures::future::join_all;
@@ -71,7 +71,7 @@ async fn clients_leaving_at_random_points_leave_nothing_behind() {
         }
     });
     let server = server_with(&mock, "num_voters: 3", |s| {
-        s.llm.max_concurrency = LIMIT;
+        s.llm.max_concurrency = slots(LIMIT);
         s.llm.max_queue = CLIENTS * 4;
     })
     .await;

@@ -141,7 +141,7 @@ async fn client_disconnect_cancels_the_agent() {
 #[tokio::test]
 async fn keep_alive_comments_flow_while_the_agent_is_quiet() {
     let server = server_with(&test_agent::room("quiet", 1, 600, false), |s| {
-        s.keep_alive_secs = 0.05
+        s.keep_alive = Duration::from_millis(50)
     })
     .await;
     let mut reader = server.open_run("quiet", json!({"prompt": "go"})).await;
@@ -160,7 +160,7 @@ async fn shutdown_lets_short_runs_finish_and_ends_long_ones_with_run_error() {
     let long = test_agent::room("long", 1000, 50, false);
     let dir = TempDir::with_rooms(&[&short, &long]);
     let mut settings = test_settings("http://127.0.0.1:9", dir.path.clone());
-    settings.shutdown_grace_secs = 1.0;
+    settings.shutdown_grace = Duration::from_secs(1);
     let mut server = TestServer::start_with(settings, test_agent::registry(), dir).await;
 
     let mut short_run = server.open_run("short", json!({"prompt": "a"})).await;

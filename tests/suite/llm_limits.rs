@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::harness::eventually;
+use crate::support::harness::{eventually, slots};
 use crate::support::llm_calls::{ask, call, client, settings, BOTH_APIS};
 use crate::support::mock_llm::{MockLlm, MockReply};
 use futures::future::join_all;
@@ -17,7 +17,7 @@ async fn fifty_calls_never_exceed_the_limit_and_fill_it() {
         let mock = MockLlm::start().await;
         mock.set_timing(Duration::ZERO, Duration::from_millis(2));
         let mut settings = settings(&[&mock], api);
-        settings.max_concurrency = 4;
+        settings.max_concurrency = slots(4);
         let client = client(&settings);
         let calls = (0..50).map(|i| {
             let client = client.clone();
@@ -66,7 +66,7 @@ async fn waiting_calls_are_served_in_arrival_order() {
     let mock = MockLlm::start().await;
     mock.push(MockReply::new().text("holding").hang());
     let mut settings = settings(&[&mock], LlmApi::Ollama);
-    settings.max_concurrency = 1;
+    settings.max_concurrency = slots(1);
     let client = client(&settings);
     let holder = spawn_call(&client, "holder");
     eventually("the holder is in flight", || mock.in_flight() == 1).await;
@@ -97,7 +97,7 @@ async fn a_full_queue_fails_fast_with_saturated() {
     let mock = MockLlm::start().await;
     mock.respond_with(|_| MockReply::new().hang());
     let mut settings = settings(&[&mock], LlmApi::Ollama);
-    settings.max_concurrency = 1;
+    settings.max_concurrency = slots(1);
     settings.max_queue = 2;
     let client = client(&settings);
     let mut tasks = vec![spawn_call(&client, "in flight")];
@@ -172,7 +172,7 @@ async fn calls_go_to_the_least_busy_endpoint() {
         mock.respond_with(|_| MockReply::new().hang());
     }
     let mut settings = settings(&[&a, &b], LlmApi::Ollama);
-    settings.max_concurrency = 3;
+    settings.max_concurrency = slots(3);
     let client = client(&settings);
     let mut tasks = Vec::new();
     for i in 0..4 {

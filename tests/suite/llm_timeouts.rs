@@ -4,20 +4,21 @@ use std::time::Duration;
 
 use crate::support::llm_calls::{ask, call, client, settings, BOTH_APIS};
 use crate::support::mock_llm::{MockLlm, MockReply};
+use roomhost::config::LlmConfig;
 use roomhost::llm::{LlmApi, LlmError, LlmSettings};
 
 /// Generous limits, so that only the one a test shortens can fire on a busy machine.
 fn generous(mock: &MockLlm, api: LlmApi) -> LlmSettings {
     LlmSettings {
-        first_byte_timeout_secs: 5.0,
-        idle_timeout_secs: 5.0,
-        request_timeout_secs: 30.0,
+        first_byte_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(30),
         max_retries: 0,
         ..settings(&[mock], api)
     }
 }
 
-const SHORT: f64 = 0.3;
+const SHORT: Duration = Duration::from_millis(300);
 
 fn assert_timeout(result: &Result<roomhost::llm::Completion, LlmError>, expected: &str) {
     match result {
@@ -43,7 +44,7 @@ async fn slow_headers_hit_the_first_byte_timeout() {
                 .first_byte_delay(Duration::from_secs(10)),
         );
         let client = client(&LlmSettings {
-            first_byte_timeout_secs: SHORT,
+            first_byte_timeout: SHORT,
             ..generous(&mock, api)
         });
         let out = call(&*client, ask("q")).await;
@@ -63,7 +64,7 @@ async fn headers_without_a_body_hit_the_first_byte_timeout() {
         let mock = MockLlm::start().await;
         mock.push(MockReply::new().hang());
         let settings = LlmSettings {
-            first_byte_timeout_secs: SHORT,
+            first_byte_timeout: SHORT,
             ..generous(&mock, api)
         };
         let out = call(&*client(&settings), ask("q")).await;
@@ -81,7 +82,7 @@ async fn a_stall_between_chunks_hits_the_idle_timeout() {
                 .chunk_delay(Duration::from_secs(10)),
         );
         let settings = LlmSettings {
-            idle_timeout_secs: SHORT,
+            idle_timeout: SHORT,
             ..generous(&mock, api)
         };
         let out = call(&*client(&settings), ask("q")).await;
@@ -105,7 +106,7 @@ async fn a_steady_but_long_answer_hits_the_total_timeout() {
                 .chunk_delay(Duration::from_millis(20)),
         );
         let settings = LlmSettings {
-            request_timeout_secs: SHORT,
+            request_timeout: SHORT,
             ..generous(&mock, api)
         };
         let out = call(&*client(&settings), ask("q")).await;
@@ -144,9 +145,9 @@ async fn an_unanswered_connect_hits_the_connect_timeout() {
     }
     let settings = LlmSettings {
         base_urls: vec![format!("http://{addr}")],
-        connect_timeout_secs: SHORT,
+        connect_timeout: SHORT,
         max_retries: 0,
-        ..LlmSettings::default()
+        ..LlmConfig::default().settings()
     };
     let out = call(&*client(&settings), ask("q")).await;
     assert_timeout(&out.result, "connect");

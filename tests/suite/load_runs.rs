@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::support::harness::eventually;
 use crate::support::harness::RunResult;
+use crate::support::harness::{eventually, slots};
 use crate::support::mock_llm::{auto_reply, MockLlm, MockReply};
 use crate::support::parallelization::{finished, server_with, subagents, ROOM};
 use futures::future::join_all;
@@ -138,7 +138,7 @@ async fn two_hundred_concurrent_runs_are_complete_and_exact() {
         reply.chunk_delay(Duration::from_millis(2))
     });
     let server = server_with(&mock, "num_voters: 3", |s| {
-        s.llm.max_concurrency = LIMIT;
+        s.llm.max_concurrency = slots(LIMIT);
         s.llm.max_queue = RUNS * 6;
     })
     .await;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::support::harness::slots;
 use crate::support::mock_llm::MockLlm;
 use crate::support::parallelization::{finished, prompt, server_with};
 
@@ -22,7 +23,7 @@ async fn every_task_is_in_flight_at_once_when_the_limit_allows() {
     ];
     for (text, extra, tasks) in cases {
         let mock = slow_mock().await;
-        let server = server_with(&mock, extra, |s| s.llm.max_concurrency = 8).await;
+        let server = server_with(&mock, extra, |s| s.llm.max_concurrency = slots(8)).await;
         let run = server.run("par", prompt(text)).await;
         finished(&run);
         assert_eq!(mock.peak_in_flight(), tasks, "{text}");
@@ -32,7 +33,7 @@ async fn every_task_is_in_flight_at_once_when_the_limit_allows() {
 #[tokio::test]
 async fn the_backend_limit_holds() {
     let mock = slow_mock().await;
-    let server = server_with(&mock, "num_voters: 5", |s| s.llm.max_concurrency = 2).await;
+    let server = server_with(&mock, "num_voters: 5", |s| s.llm.max_concurrency = slots(2)).await;
     let run = server
         .run("par", prompt("Which is better: Python or JavaScript?"))
         .await;
@@ -46,7 +47,7 @@ async fn the_backend_limit_holds() {
 async fn the_rooms_task_limit_holds() {
     let mock = slow_mock().await;
     let server = server_with(&mock, "num_voters: 5\nmax_parallel_tasks: 3", |s| {
-        s.llm.max_concurrency = 8
+        s.llm.max_concurrency = slots(8)
     })
     .await;
     let run = server

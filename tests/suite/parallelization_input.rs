@@ -4,7 +4,8 @@ use crate::support::mock_llm::MockLlm;
 use crate::support::parallelization::{finished, prompt, server};
 use roomhost::agents::parallelization::create;
 use roomhost::agents::AgentDeps;
-use roomhost::llm::{build_client, LlmSettings};
+use roomhost::config::LlmConfig;
+use roomhost::llm::build_client;
 use serde_json::json;
 
 #[tokio::test]
@@ -51,7 +52,7 @@ async fn an_explicit_strategy_overrides_the_pattern() {
 #[test]
 fn room_configs_are_checked() {
     let deps = AgentDeps {
-        llm: build_client(&LlmSettings::default()).expect("client"),
+        llm: build_client(&LlmConfig::default().settings()).expect("client"),
         model_override: Some("override:1b".into()),
     };
     assert!(create(&json!({}), &deps).is_ok());

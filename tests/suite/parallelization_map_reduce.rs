@@ -1,6 +1,7 @@
 //! Map-reduce through the router with the mock LLM: documents from the prompt or attached, the
 //! reduce over what succeeded, and long input collapsed level by level or truncated, never failing.
 
+use crate::support::harness::slots;
 use crate::support::mock_llm::{auto_reply, MockLlm, MockReply, MockRequest};
 use crate::support::parallelization::{
     backend_down, failed, finished, prompt, server, server_with, subagents, system_of,
@@ -208,7 +209,7 @@ async fn two_megabytes_collapse_level_by_level_within_the_depth() {
     let mock = MockLlm::start().await;
     let server = server_with(&mock, "num_ctx: 4096\nmax_collapse_depth: 3", |s| {
         s.body_limit_bytes = 8 * 1024 * 1024;
-        s.llm.max_concurrency = 8;
+        s.llm.max_concurrency = slots(8);
     })
     .await;
     let body = json!({
@@ -258,7 +259,7 @@ async fn input_too_long_for_the_depth_is_truncated_and_says_so() {
     let mock = MockLlm::start().await;
     let server = server_with(&mock, "num_ctx: 4096\nmax_collapse_depth: 0", |s| {
         s.body_limit_bytes = 8 * 1024 * 1024;
-        s.llm.max_concurrency = 8;
+        s.llm.max_concurrency = slots(8);
     })
     .await;
     let body = json!({
@@ -295,7 +296,7 @@ async fn summaries_that_cannot_be_combined_say_each_reason_once() {
     });
     let server = server_with(&mock, "num_ctx: 4096", |s| {
         s.body_limit_bytes = 8 * 1024 * 1024;
-        s.llm.max_concurrency = 8;
+        s.llm.max_concurrency = slots(8);
     })
     .await;
     let mut text = long_text();

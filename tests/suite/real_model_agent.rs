@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::support::harness::{
-    real_llm, real_ollama, test_settings, RunResult, TempDir, TestServer,
+    real_llm, real_ollama, slots, test_settings, RunResult, TempDir, TestServer,
 };
 use crate::support::parallelization::{finished, prompt, room_yaml, subagents, ROOM};
 use roomhost::agents::Registry;
@@ -30,7 +30,7 @@ async fn real_server(api: LlmApi) -> TestServer {
     // llama-cpp-python's server answers 500 to the standard json_schema form.
     settings.llm.openai_json_mode = OpenAiJsonMode::JsonObject;
     // Each serves one call at a time; the others wait in its queue (or in ours).
-    settings.llm.max_concurrency = 1;
+    settings.llm.max_concurrency = slots(1);
     settings.llm.first_byte_timeout_secs = 120.0;
     settings.llm.idle_timeout_secs = 60.0;
     settings.llm.request_timeout_secs = 180.0;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::support::harness::eventually;
 use crate::support::harness::{
-    test_settings, verify_agui, RunResult, SseReader, TempDir, TestServer,
+    slots, test_settings, verify_agui, RunResult, SseReader, TempDir, TestServer,
 };
 use crate::support::mock_llm::{MockLlm, MockReply};
 use crate::support::parallelization;
@@ -16,13 +16,13 @@ use serde_json::{json, Value};
 const SHORT_WORDS: u64 = 5;
 
 /// Rooms `{prefix}-short` and `{prefix}-long`; the prefix keeps each test's agent counters apart.
-async fn server(grace_secs: f64, prefix: &str) -> TestServer {
+async fn server(grace: Duration, prefix: &str) -> TestServer {
     // Short runs take 0.5 s, well inside the grace period; long ones 20 s, far past it.
     let short = test_agent::room(&format!("{prefix}-short"), SHORT_WORDS, 100, false);
     let long = test_agent::room(&format!("{prefix}-long"), 1000, 20, false);
     let dir = TempDir::with_rooms(&[&short, &long]);
     let mut settings = test_settings("http://127.0.0.1:9", dir.path.clone());
-    settings.shutdown_grace_secs = grace_secs;
+    settings.shutdown_grace = grace;
     TestServer::start_with(settings, test_agent::registry(), dir).await
 }
 
@@ -50,7 +50,7 @@ async fn read_all(readers: Vec<SseReader>) -> Vec<Vec<Value>> {
 
 #[tokio::test]
 async fn a_hundred_runs_in_flight_each_end_with_a_final_event() {
-    let mut server = server(1.5, "drain").await;
+    let mut server = server(Duration::from_millis(1500), "drain").await;
     let short = open_runs(&server, "drain-short", 50).await;
     let long = open_runs(&server, "drain-long", 50).await;
     assert_eq!(server.app.runs.len(), 100);
@@ -95,7 +95,7 @@ async fn a_hundred_runs_in_flight_each_end_with_a_final_event() {
 /// a `200` is never followed by a cut stream.
 #[tokio::test]
 async fn runs_requested_during_shutdown_are_refused_or_complete() {
-    let mut server = server(5.0, "race").await;
+    let mut server = server(Duration::from_secs(5), "race").await;
     let in_flight = open_runs(&server, "race-short", 100).await;
     let url = server.url.clone();
     let late = (0..50).map(|i| {
@@ -167,9 +167,9 @@ async fn a_hundred_fan_outs_in_flight_end_and_release_their_calls() {
             .chunk_delay(Duration::from_millis(10))
     });
     let mut server = parallelization::server_with(&mock, "", |s| {
-        s.llm.max_concurrency = 32;
+        s.llm.max_concurrency = slots(32);
         s.llm.max_queue = 512;
-        s.shutdown_grace_secs = 0.5;
+        s.shutdown_grace = Duration::from_millis(500);
     })
     .await;
     let readers = join_all((0..100).map(|i| {

@@ -1,5 +1,6 @@
 //! Serves the real router on a loopback port and reads AG-UI runs back as JSON events.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,6 +22,11 @@ pub struct TestServer {
     task: JoinHandle<std::io::Result<()>>,
 }
 
+/// A concurrency limit for settings; tests only pick non-zero ones.
+pub fn slots(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).expect("a non-zero limit")
+}
+
 /// Settings for tests: the given LLM endpoint, short timeouts, no retry back-off to speak of.
 pub fn test_settings(llm_url: &str, rooms_dir: PathBuf) -> Settings {
     let mut settings = Settings {
@@ -28,12 +34,12 @@ pub fn test_settings(llm_url: &str, rooms_dir: PathBuf) -> Settings {
         ..Settings::default()
     };
     settings.llm.base_urls = vec![llm_url.to_owned()];
-    settings.llm.connect_timeout_secs = 2.0;
-    settings.llm.first_byte_timeout_secs = 10.0;
-    settings.llm.idle_timeout_secs = 10.0;
-    settings.llm.request_timeout_secs = 30.0;
-    settings.llm.retry_base_delay_ms = 10;
-    settings.shutdown_grace_secs = 5.0;
+    settings.llm.connect_timeout = Duration::from_secs(2);
+    settings.llm.first_byte_timeout = Duration::from_secs(10);
+    settings.llm.idle_timeout = Duration::from_secs(10);
+    settings.llm.request_timeout = Duration::from_secs(30);
+    settings.llm.retry_base_delay = Duration::from_millis(10);
+    settings.shutdown_grace = Duration::from_secs(5);
     settings
 }
 

@@ -1,11 +1,13 @@
 //! Building LLM clients against the mock, and draining their streams.
 
 use futures::StreamExt;
+use roomhost::config::LlmConfig;
 use roomhost::llm::{
     build_client, ChatChunk, ChatMessage, ChatRequest, ChatStream, Completion, LlmApi, LlmClient,
     LlmError, LlmSettings,
 };
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::mock_llm::MockLlm;
 
@@ -16,8 +18,8 @@ pub fn settings(mocks: &[&MockLlm], api: LlmApi) -> LlmSettings {
     LlmSettings {
         api,
         base_urls: mocks.iter().map(|m| m.url()).collect(),
-        retry_base_delay_ms: 1,
-        ..LlmSettings::default()
+        retry_base_delay: Duration::from_millis(1),
+        ..LlmConfig::default().settings()
     }
 }
 
