@@ -157,11 +157,8 @@ pub fn serve_child(config: &Path) -> ExitCode {
 }
 
 async fn serve(config: &Path) -> Result<(), BenchError> {
-    let mut settings =
-        Settings::from_file(config).map_err(|e| BenchError::Server(e.to_string()))?;
-    settings
-        .validate()
-        .map_err(|e| BenchError::Server(e.to_string()))?;
+    // Reading the file checks it.
+    let settings = Settings::from_file(config).map_err(|e| BenchError::Server(e.to_string()))?;
     let app = App::build(settings, &Registry::builtin())
         .map_err(|e| BenchError::Server(e.to_string()))?;
     let listener = tokio::net::TcpListener::bind(app.settings.addr).await?;

@@ -96,10 +96,10 @@ macro_rules! settings {
                 env: &dyn Fn(&str) -> Option<String>,
                 flags: &$Flags,
             ) -> Result<(), ConfigError> {
-                use $crate::config::declare::{first_set, flag_name, run_checks, Value};
+                use $crate::config::declare::{first_set, flag_name, run_checks, Check, Value};
                 $(
                     let key = concat!($prefix, stringify!($field));
-                    let checks: &[&dyn Fn(&mut $ty) -> Result<(), String>] = &[$(&$check)?];
+                    let checks: &[&Check<$ty>] = &[$(&$check)?];
                     let flag = flags.$field.clone().map(|text| {
                         (flag_name(stringify!($field), None $(.or(Some($flag)))?), text)
                     });
@@ -118,9 +118,9 @@ macro_rules! settings {
             /// Runs every check on the current values; `source` names where a key's value came
             /// from.
             fn check(&mut self, source: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
-                use $crate::config::declare::run_checks;
+                use $crate::config::declare::{run_checks, Check};
                 $(
-                    let checks: &[&dyn Fn(&mut $ty) -> Result<(), String>] = &[$(&$check)?];
+                    let checks: &[&Check<$ty>] = &[$(&$check)?];
                     run_checks(&mut self.$field, checks).map_err(|message| {
                         ConfigError::new(source(concat!($prefix, stringify!($field))), message)
                     })?;
@@ -318,10 +318,10 @@ pub fn first_set(
     })
 }
 
-pub fn run_checks<T>(
-    value: &mut T,
-    checks: &[&dyn Fn(&mut T) -> Result<(), String>],
-) -> Result<(), String> {
+/// A check on a setting's value; the error says what is wrong with it.
+pub type Check<T> = dyn Fn(&mut T) -> Result<(), String>;
+
+pub fn run_checks<T>(value: &mut T, checks: &[&Check<T>]) -> Result<(), String> {
     checks.iter().try_for_each(|check| check(value))
 }
 

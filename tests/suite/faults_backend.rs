@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use crate::support::harness::{slots, RunResult, TestServer};
-use crate::support::mock_llm::{MockLlm, MockReply, MockRequest};
+use crate::support::mock_llm::{MockLlm, MockReply};
 use crate::support::parallelization::{
-    assert_idle, failed, finished, server_with, subagents, ROOM,
+    assert_idle, failed, finished, section_of, server_with, subagents, ROOM,
 };
 use futures::future::join_all;
 use roomhost::config::Settings;
@@ -16,15 +16,6 @@ use serde_json::{json, Value};
 
 /// Longer than any of these runs may take: reaching it means a run hangs.
 const HANG: Duration = Duration::from_secs(20);
-
-/// The section a writer's request is for (the first line of its prompt).
-fn section_of(req: &MockRequest) -> String {
-    req.last_user()
-        .and_then(|u| u.lines().next())
-        .and_then(|l| l.strip_prefix("Your section: "))
-        .unwrap_or_default()
-        .to_owned()
-}
 
 fn sections_body(names: &[&str]) -> Value {
     json!({

@@ -6,17 +6,16 @@ use std::time::Duration;
 
 use crate::support::harness::{slots, TestServer};
 use crate::support::mock_llm::{auto_reply, MockLlm, MockReply, MockRequest};
-use crate::support::parallelization::{assert_idle, server_with, system_of, ROOM};
+use crate::support::parallelization::{asks, assert_idle, server_with, ROOM};
 use futures::future::join_all;
+use roomhost::agents::parallelization::prompts;
 use serde_json::{json, Value};
 
 const CLIENTS: usize = 60;
-const MAP: &str = "You summarize one document";
-const REDUCE: &str = "You write the final answer";
 
 /// Calls that stream for longer than the test runs: everything but ballots and map summaries.
 fn is_long(req: &MockRequest) -> bool {
-    req.schema().is_none() && !system_of(req).starts_with(MAP)
+    req.schema().is_none() && !asks(req, prompts::MAP_SYSTEM)
 }
 const LIMIT: usize = 8;
 
@@ -97,7 +96,7 @@ async fn clients_leaving_at_random_points_leave_nothing_behind() {
     let long = requests.iter().filter(|r| is_long(r)).count();
     let reduces = requests
         .iter()
-        .filter(|r| system_of(r).starts_with(REDUCE))
+        .filter(|r| asks(r, prompts::REDUCE_SYSTEM))
         .count();
     assert!(
         long > 0 && reduces > 0,

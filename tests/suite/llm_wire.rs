@@ -245,7 +245,7 @@ async fn model_not_found_says_to_pull_and_a_wrong_path_says_so() {
         );
         let wrong = call(&*client, ask("q")).await.result.expect_err("404");
         assert!(
-            matches!(&wrong, LlmError::Status { status: 404, message } if message.contains("ROOMHOST_LLM_API")),
+            matches!(&wrong, LlmError::Status { status: 404, message } if message.contains("backend API setting")),
             "{api:?}: {wrong}"
         );
     }

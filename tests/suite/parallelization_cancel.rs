@@ -2,7 +2,8 @@
 
 use crate::support::harness::eventually;
 use crate::support::mock_llm::{auto_reply, MockLlm, MockReply};
-use crate::support::parallelization::{prompt, server, system_of};
+use crate::support::parallelization::{asks, prompt, server};
+use roomhost::agents::parallelization::prompts;
 
 #[tokio::test]
 async fn leaving_closes_every_call_of_each_strategy() {
@@ -30,7 +31,7 @@ async fn leaving_closes_every_call_of_each_strategy() {
 async fn leaving_during_the_reduce_closes_it() {
     let mock = MockLlm::start().await;
     mock.respond_with(|req| {
-        if system_of(req).contains("final answer") {
+        if asks(req, prompts::REDUCE_SYSTEM) {
             MockReply::new().text("the combined").hang()
         } else {
             auto_reply(req, 8)

@@ -4,16 +4,19 @@
 use crate::support::harness::slots;
 use crate::support::mock_llm::{auto_reply, MockLlm, MockReply, MockRequest};
 use crate::support::parallelization::{
-    backend_down, failed, finished, prompt, server, server_with, subagents, system_of,
+    asks, backend_down, failed, finished, prompt, prompt_start, server, server_with, subagents,
+};
+use roomhost::agents::parallelization::prompts::{
+    COLLAPSE_SYSTEM, MAP_USER, REDUCE_SYSTEM, SUMMARIES_USER,
 };
 use serde_json::json;
 
 fn is_reduce(req: &MockRequest) -> bool {
-    system_of(req).contains("final answer")
+    asks(req, REDUCE_SYSTEM)
 }
 
 fn is_collapse(req: &MockRequest) -> bool {
-    system_of(req).contains("combine summaries")
+    asks(req, COLLAPSE_SYSTEM)
 }
 
 #[tokio::test]
@@ -42,17 +45,24 @@ async fn documents_are_summarised_then_reduced_in_order() {
         "reduce comes last"
     );
     let reduce_prompt = reduce[0].last_user().unwrap_or_default();
-    assert!(reduce_prompt.starts_with("Task: Summarize"));
+    assert!(reduce_prompt.starts_with(&prompt_start(SUMMARIES_USER, "Summarize")));
     let at = |s: &str| reduce_prompt.find(s).expect(s);
     assert!(at("Document 1:") < at("Document 2:") && at("Document 2:") < at("Document 3:"));
     for r in requests.iter().filter(|r| !is_reduce(r)) {
         let user = r.last_user().unwrap_or_default();
-        assert!(user.starts_with("Task: Summarize"), "{user}");
+        assert!(
+            user.starts_with(&prompt_start(MAP_USER, "Summarize")),
+            "{user}"
+        );
         assert!(user.contains("Article"), "{user}");
     }
     // The answer is the reduce call's text, streamed as the run's one answer message.
     let text = run.final_text();
-    assert!(text.starts_with("Task: Summarize Document 1:"), "{text}");
+    let reduce_start = prompt_start(SUMMARIES_USER, "Summarize");
+    assert!(
+        text.starts_with(&format!("{reduce_start} Document 1:")),
+        "{text}"
+    );
     assert_eq!(run.step_names(), ["fan_out", "aggregate"]);
 }
 
@@ -77,7 +87,7 @@ async fn attached_documents_are_mapped_with_the_question_as_the_task() {
     assert_eq!(maps.len(), 2);
     assert!(maps
         .iter()
-        .all(|m| m.starts_with("Task: What do these notes agree on?")));
+        .all(|m| m.starts_with(&prompt_start(MAP_USER, "What do these notes agree on?"))));
     assert!(maps.iter().any(|m| m.contains("Notes from Tuesday.")));
 }
 
@@ -186,7 +196,11 @@ async fn a_failed_reduce_still_answers_with_the_summaries() {
     finished(&run);
     let text = run.final_text();
     assert!(text.contains("could not be combined"), "{text}");
-    assert!(text.contains("**Document 1:** Task: Summarize"), "{text}");
+    let map_start = prompt_start(MAP_USER, "Summarize");
+    assert!(
+        text.contains(&format!("**Document 1:** {map_start}")),
+        "{text}"
+    );
     assert!(text.contains("**Document 2:**"), "{text}");
 }
 

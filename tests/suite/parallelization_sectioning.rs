@@ -5,21 +5,10 @@ use std::time::Duration;
 
 use crate::support::mock_llm::{MockLlm, MockReply};
 use crate::support::parallelization::{
-    backend_down, failed, finished, position, prompt, server, subagents,
+    backend_down, failed, finished, position, prompt, section_of, server, subagents,
 };
 
 const AI_ETHICS: &str = "Write about AI ethics: Privacy, Bias, Transparency";
-
-fn section_of(request: &crate::support::mock_llm::MockRequest) -> String {
-    request
-        .last_user()
-        .unwrap_or_default()
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim_start_matches("Your section: ")
-        .to_owned()
-}
 
 /// Types without the streaming noise, to compare whole runs.
 fn outline(run: &crate::support::harness::RunResult) -> Vec<String> {

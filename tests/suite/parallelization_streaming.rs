@@ -3,7 +3,8 @@
 
 use crate::support::harness::RunResult;
 use crate::support::mock_llm::{MockLlm, MockReply};
-use crate::support::parallelization::{finished, prompt, server, subagents};
+use crate::support::parallelization::{finished, opening, prompt, prompt_start, server, subagents};
+use roomhost::agents::parallelization::prompts;
 use serde_json::Value;
 
 const SECTIONS: &str = "Energy: Wind, Sun";
@@ -72,7 +73,7 @@ async fn shown_thinking_is_each_subagents_reasoning() {
             .filter_map(|e| e["delta"].as_str())
             .collect();
         assert!(
-            thought.starts_with("Considering Your section:"),
+            thought.starts_with(&format!("Considering {}", opening(prompts::SECTION_USER))),
             "{thought}"
         );
     }
@@ -91,5 +92,7 @@ async fn the_reduce_calls_thinking_is_the_runs_own_reasoning() {
         .collect();
     assert!(!run_level.is_empty());
     assert!(!run.final_text().contains("Considering"));
-    assert!(run.final_text().starts_with("Task: Summarize"));
+    assert!(run
+        .final_text()
+        .starts_with(&prompt_start(prompts::SUMMARIES_USER, "Summarize")));
 }

@@ -3,14 +3,15 @@
 
 use crate::support::mock_llm::{auto_reply, MockLlm, MockReply, MockRequest};
 use crate::support::parallelization::{
-    backend_down, failed, finished, position, prompt, server, subagents, system_of,
+    asks, backend_down, failed, finished, position, prompt, server, subagents, system_of,
 };
+use roomhost::agents::parallelization::prompts;
 use serde_json::{json, Value};
 
 const LANGUAGES: &str = "Which is better: Python or JavaScript?";
 
 fn is_judge(req: &MockRequest) -> bool {
-    system_of(req).contains("votes are tied")
+    asks(req, prompts::JUDGE_SYSTEM)
 }
 
 fn json_reply(answer: &str, reasoning: &str) -> MockReply {

@@ -3,9 +3,10 @@
 //! `scripts/with-real-model.sh`. Asserts structure, never wording.
 #![cfg(feature = "real-model")]
 
-use crate::support::harness::{real_llm, real_ollama};
+use crate::support::harness::{real_llm, real_ollama, slots};
 use crate::support::llm_calls::{call, client};
 use futures::StreamExt;
+use roomhost::config::LlmConfig;
 use roomhost::llm::{
     ChatChunk, ChatMessage, ChatRequest, LlmApi, LlmError, LlmSettings, OpenAiJsonMode, Think,
     ThinkLevel,
@@ -23,8 +24,8 @@ fn real_settings(api: LlmApi) -> (LlmSettings, String) {
         // llama-cpp-python's server answers 500 to the standard json_schema form.
         openai_json_mode: OpenAiJsonMode::JsonObject,
         // Both serve one call at a time.
-        max_concurrency: 1,
-        ..LlmSettings::default()
+        max_concurrency: slots(1),
+        ..LlmConfig::default().settings()
     };
     (settings, model)
 }

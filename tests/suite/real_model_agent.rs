@@ -31,9 +31,9 @@ async fn real_server(api: LlmApi) -> TestServer {
     settings.llm.openai_json_mode = OpenAiJsonMode::JsonObject;
     // Each serves one call at a time; the others wait in its queue (or in ours).
     settings.llm.max_concurrency = slots(1);
-    settings.llm.first_byte_timeout_secs = 120.0;
-    settings.llm.idle_timeout_secs = 60.0;
-    settings.llm.request_timeout_secs = 180.0;
+    settings.llm.first_byte_timeout = Duration::from_secs(120);
+    settings.llm.idle_timeout = Duration::from_secs(60);
+    settings.llm.request_timeout = Duration::from_secs(180);
     TestServer::start_with(settings, Registry::builtin(), dir).await
 }
 

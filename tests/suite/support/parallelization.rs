@@ -1,6 +1,7 @@
 //! The parallelization room served through the real router against the mock LLM, and the checks
 //! every run of it must pass.
 
+use roomhost::agents::parallelization::prompts;
 use roomhost::agents::Registry;
 use roomhost::config::Settings;
 use serde_json::Value;
@@ -149,6 +150,36 @@ pub fn system_of(request: &MockRequest) -> String {
         .find(|m| m.role == "system")
         .map(|m| m.content.clone())
         .unwrap_or_default()
+}
+
+/// The start of a prompt template, up to its first line break or `{placeholder}`: tests tell
+/// prompts apart by it, so rewording the rest of a prompt breaks no test.
+pub fn opening(template: &'static str) -> &'static str {
+    template
+        .find(['\n', '{'])
+        .map_or(template, |end| &template[..end])
+}
+
+/// The start of a prompt made from `template` whose first placeholder is `value`:
+/// `prompt_start(prompts::MAP_USER, "Summarize")` is `Task: Summarize`.
+pub fn prompt_start(template: &'static str, value: &str) -> String {
+    format!("{}{value}", opening(template))
+}
+
+/// Whether `request`'s system prompt is the one made from `template`.
+pub fn asks(request: &MockRequest, template: &'static str) -> bool {
+    system_of(request).starts_with(opening(template))
+}
+
+/// The section a writer's request is for (the first line of its prompt).
+pub fn section_of(request: &MockRequest) -> String {
+    let head = opening(prompts::SECTION_USER);
+    request
+        .last_user()
+        .and_then(|u| u.lines().next())
+        .and_then(|l| l.strip_prefix(head))
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Nothing is left once the runs are over: no run task, no LLM slot, no call open at the mock.
