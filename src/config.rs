@@ -72,7 +72,7 @@ settings! {
         /// retries on connection errors, 429, 502, 503, 504 (500 once), with exponential back-off
         /// and jitter; never on 400/404, never after tokens were streamed
         max_retries: u32 = 2, env ["ROOMHOST_MAX_RETRIES"];
-        /// the first retry's back-off, doubled on each further retry
+        /// the first retry's back-off, doubled on each further retry (less up to half, at random)
         retry_base_delay: Duration = Duration::from_millis(250), env ["ROOMHOST_RETRY_BASE_DELAY"],
             serde(with = "declare::duration");
         /// structured output form for OpenAI servers; `json_object` for llama-cpp-python
