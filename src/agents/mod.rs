@@ -51,11 +51,20 @@ pub struct RunOutput {
 
 pub type RunFuture = BoxFuture<'static, Result<RunOutput, AgentError>>;
 
+/// A run the agent accepted: its future, and the most LLM calls it has open at once (in flight or
+/// waiting for a slot). The host reserves that many places in the LLM client's queue before the
+/// stream starts, or refuses the run; calls beyond it wait inside the run.
+pub struct Accepted {
+    pub run: RunFuture,
+    pub max_calls: usize,
+}
+
 pub trait Agent: Send + Sync {
-    /// Checks the input and returns the run's future. Errors here are answered as HTTP 400 before
-    /// any stream opens. The future must not send `RUN_STARTED`/`RUN_FINISHED`/`RUN_ERROR`: the host
-    /// does, and it sends `RUN_STARTED` before first polling the future.
-    fn start(&self, input: RunAgentInput, events: EventSink) -> Result<RunFuture, AgentError>;
+    /// Checks the input, decides what the run will cost, and returns the run. Errors here are
+    /// answered as HTTP 400 before any stream opens. The future must not send
+    /// `RUN_STARTED`/`RUN_FINISHED`/`RUN_ERROR`: the host does, and it sends `RUN_STARTED` before
+    /// first polling the future.
+    fn start(&self, input: RunAgentInput, events: EventSink) -> Result<Accepted, AgentError>;
 }
 
 /// Why a run could not start or did not finish.

@@ -7,6 +7,8 @@
 //! stream decoder, behind `wire::Wire`); `lines` splits bytes into lines; `call` makes one HTTP
 //! attempt with its timeouts; `limiter` holds the per-endpoint slots and the bounded FIFO queue;
 //! `retry` says what to retry and how long to wait; `pool` puts them together as the client.
+//! Admission (`LlmClient::reserve`): a job of many calls holds its queue places up front, at most
+//! max(slots, `max_queue` / 4) of them, or is refused with a `Retry-After` estimate.
 //!
 //! Settings come in as one typed `LlmSettings`, already checked; where each comes from (file key,
 //! environment variable, flag) is the server's business (`config`), so errors and hints here speak
@@ -25,6 +27,7 @@ mod types;
 mod wire;
 
 pub use error::LlmError;
+pub use limiter::{Refused, Reservation};
 pub use pool::{build_client, BuildError};
 pub use settings::{normalize_base_url, LlmApi, LlmSettings, OpenAiJsonMode};
 pub use types::{
@@ -52,5 +55,13 @@ pub trait LlmClient: Send + Sync {
     /// Calls in flight and waiting, summed over endpoints. Clients without a limiter report zeros.
     fn load(&self) -> LlmLoad {
         LlmLoad::default()
+    }
+
+    /// Holds places in the queue for a job that makes at most `calls` calls at once (a run),
+    /// before it starts, or refuses it with when to retry. Run the job under
+    /// [`Reservation::scope`]: its calls then never fail for a full queue. Clients without a
+    /// limit admit everything.
+    fn reserve(&self, _calls: usize) -> Result<Reservation, Refused> {
+        Ok(Reservation::default())
     }
 }

@@ -9,14 +9,15 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use super::call::{BodyReader, Http, Target};
+use super::call::{BodyReader, Http, Target, CONNECT};
 use super::limiter::{Limiter, Permit};
 use super::ollama::Ollama;
 use super::openai::OpenAi;
 use super::retry::{backoff, is_retryable};
 use super::wire::Wire;
 use super::{
-    ChatChunk, ChatRequest, ChatStream, LlmApi, LlmClient, LlmError, LlmLoad, LlmSettings,
+    ChatChunk, ChatRequest, ChatStream, LlmApi, LlmClient, LlmError, LlmLoad, LlmSettings, Refused,
+    Reservation,
 };
 
 /// Why the client could not be built.
@@ -87,11 +88,17 @@ impl LlmClient for Client {
         let mut attempt = 0;
         let reader = loop {
             attempt += 1;
-            let error = match self
+            let opened = self
                 .http
                 .open(&target, body.clone(), self.wire.decoder(), deadline)
-                .await
-            {
+                .await;
+            let unreachable = matches!(
+                &opened,
+                Err(LlmError::Connect { .. } | LlmError::Timeout { which: CONNECT, .. })
+            );
+            self.limiter
+                .record_reachable(permit.endpoint(), !unreachable);
+            let error = match opened {
                 Ok(reader) => break reader,
                 Err(e) => e,
             };
@@ -122,6 +129,10 @@ impl LlmClient for Client {
 
     fn load(&self) -> LlmLoad {
         self.limiter.load()
+    }
+
+    fn reserve(&self, calls: usize) -> Result<Reservation, Refused> {
+        self.limiter.reserve(calls)
     }
 }
 

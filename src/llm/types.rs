@@ -135,6 +135,8 @@ pub struct LlmLoad {
     pub queued: usize,
     /// Slots: the per-endpoint limit times the number of endpoints.
     pub capacity: usize,
+    /// Places (slots and queue) held by admitted runs and by calls made outside a run.
+    pub reserved: usize,
 }
 
 pub type ChatStream = BoxStream<'static, Result<ChatChunk, LlmError>>;

@@ -1,9 +1,10 @@
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
 use crate::agents::AgentError;
+use crate::llm::Refused;
 
 /// An error answered before any stream starts: an HTTP status and `{"error": {code, message}}`.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,10 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("the server is shutting down; retry on another instance or in a moment")]
     ShuttingDown,
+    /// The run's LLM calls cannot all be admitted to the queue: 429, or 503 when no backend is
+    /// reachable, with `Retry-After`.
+    #[error("{0}")]
+    Overloaded(#[from] Refused),
 }
 
 impl ApiError {
@@ -48,6 +53,8 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded(Refused::Saturated { .. }) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded(Refused::Unreachable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -64,6 +71,8 @@ impl ApiError {
             ApiError::TooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::ShuttingDown => "shutting_down",
+            ApiError::Overloaded(Refused::Saturated { .. }) => "backend_saturated",
+            ApiError::Overloaded(Refused::Unreachable { .. }) => "backend_unreachable",
         }
     }
 }
@@ -77,6 +86,13 @@ impl From<AgentError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code(), "message": self.to_string()}});
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if let ApiError::Overloaded(refused) = &self {
+            let secs = refused.retry_after().as_secs().max(1);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }

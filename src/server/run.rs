@@ -130,13 +130,16 @@ pub(super) fn start_run(
         thread_id = %input.thread_id,
         strategy = tracing::field::Empty,
     );
-    let run = room
+    let accepted = room
         .agent
         .start(input, EventSink::new(tx.clone()))
         .map_err(|e| match e {
             AgentError::BadInput(msg) => ApiError::BadRequest(msg),
             other => ApiError::BadRequest(other.to_string()),
         })?;
+    // The whole run is admitted to the LLM queue before its stream starts, or refused with 429/503.
+    let reservation = app.llm.reserve(accepted.max_calls)?;
+    let run: RunFuture = Box::pin(reservation.scope(accepted.run));
 
     let cancel = CancellationToken::new();
     app.runs

@@ -139,7 +139,7 @@ async fn health_and_readiness() {
     assert_eq!(stats["runs_in_flight"], 0);
     assert_eq!(
         stats["llm"],
-        json!({"in_flight": 0, "queued": 0, "capacity": 4})
+        json!({"in_flight": 0, "queued": 0, "capacity": 4, "reserved": 0})
     );
 }
 

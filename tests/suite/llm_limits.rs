@@ -47,6 +47,7 @@ fn idle(capacity: usize) -> LlmLoad {
         in_flight: 0,
         queued: 0,
         capacity,
+        reserved: 0,
     }
 }
 

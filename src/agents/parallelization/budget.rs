@@ -12,7 +12,7 @@ const BYTES_PER_TOKEN: usize = 3;
 /// Chat-template tokens around each message.
 const MESSAGE_OVERHEAD: usize = 16;
 /// A chunk is never smaller than this, whatever the prompt around it takes.
-const MIN_CHUNK_TOKENS: usize = 64;
+pub const MIN_CHUNK_TOKENS: usize = 64;
 
 pub fn estimate_tokens(text: &str) -> usize {
     text.len().div_ceil(BYTES_PER_TOKEN)
@@ -22,6 +22,7 @@ pub fn estimate_tokens(text: &str) -> usize {
 pub struct Budget {
     /// Tokens a prompt may take.
     prompt_tokens: usize,
+    num_ctx: u32,
 }
 
 impl Budget {
@@ -34,6 +35,7 @@ impl Budget {
             .min(context / 2);
         Self {
             prompt_tokens: context - reply,
+            num_ctx,
         }
     }
 
@@ -45,11 +47,28 @@ impl Budget {
         Self::prompt_size(prompt) <= self.prompt_tokens
     }
 
+    /// Tokens left beside `prompt`: what it may still grow by and fit.
+    pub fn left_beside(&self, prompt: &Prompt) -> usize {
+        self.prompt_tokens.saturating_sub(Self::prompt_size(prompt))
+    }
+
     /// Tokens left for the material of a prompt that is `empty` without it.
     pub fn room_beside(&self, empty: &Prompt) -> usize {
-        self.prompt_tokens
-            .saturating_sub(Self::prompt_size(empty))
-            .max(MIN_CHUNK_TOKENS)
+        self.left_beside(empty).max(MIN_CHUNK_TOKENS)
+    }
+
+    /// Ok when `prompt` leaves `spare` tokens free, else why not, naming `what` (the part the user
+    /// wrote) as what to shorten.
+    pub fn check(&self, prompt: &Prompt, spare: usize, what: &str) -> Result<(), String> {
+        let size = Self::prompt_size(prompt) + spare;
+        if size <= self.prompt_tokens {
+            return Ok(());
+        }
+        Err(format!(
+            "{what} is too long for this room's model: its prompt needs about {size} tokens where \
+             {} fit (num_ctx {} less room for the answer); shorten it",
+            self.prompt_tokens, self.num_ctx
+        ))
     }
 }
 

@@ -91,9 +91,12 @@ pub struct ParallelizationConfig {
     pub think: ThinkSetting,
     /// Stream the model's thinking as `REASONING_*` events of each task's subagent.
     pub show_thinking: bool,
-    /// Sections a planned (un-listed) sectioning run may have.
+    /// Sections a planned sectioning run may have; `max_sections` also caps the sections a
+    /// request may list (more is a 400), so one request never makes more calls than this.
     pub min_sections: u32,
     pub max_sections: u32,
+    /// Documents one map-reduce request may carry (more is a 400).
+    pub max_documents: u32,
     /// Tasks of one run in flight at once; the LLM client's own limit and queue still apply, this
     /// only keeps one huge map-reduce from filling the shared queue.
     pub max_parallel_tasks: u32,
@@ -117,7 +120,8 @@ impl Default for ParallelizationConfig {
             think: ThinkSetting::Low,
             show_thinking: false,
             min_sections: 3,
-            max_sections: 6,
+            max_sections: 8,
+            max_documents: 64,
             max_parallel_tasks: 32,
         }
     }
@@ -191,6 +195,12 @@ impl ParallelizationConfig {
                     "need 1 <= min_sections ({}) <= max_sections ({}) <= 20",
                     self.min_sections, self.max_sections
                 ),
+            );
+        }
+        if !(1..=512).contains(&self.max_documents) {
+            return err(
+                "max_documents",
+                format!("{} is out of range 1..=512", self.max_documents),
             );
         }
         if !(1..=256).contains(&self.max_parallel_tasks) {

@@ -5,12 +5,13 @@
 
 use serde_json::json;
 
-use super::budget::{estimate_tokens, pack, split_to_fit, truncate, Budget};
+use super::budget::{estimate_tokens, pack, split_to_fit, truncate, Budget, MIN_CHUNK_TOKENS};
+use super::config::ParallelizationConfig;
 use super::failures::Failures;
 use super::messages::TextMessage;
 use super::progress::RunStatus;
 use super::prompts;
-use super::runner::{Quiet, Run, TaskResult, TaskSpec};
+use super::runner::{Ctx, Quiet, Run, TaskResult, TaskSpec};
 use super::Outcome;
 use crate::agents::AgentError;
 
@@ -92,21 +93,37 @@ struct Losses {
     truncated: Vec<String>,
 }
 
-pub async fn run(
-    run: &mut Run,
+/// The label of the longest a map call's label can be, for sizing its prompt.
+const WIDEST_LABEL: &str = "Document 0000, part 00000 of 00000";
+
+/// Checks a map-reduce request before its stream: at most `max_documents`, and an instruction
+/// that leaves room for some material in the map and the reduce prompts (the documents
+/// themselves are split or collapsed to fit). Returns the most calls the run has at once.
+pub fn admit(
+    config: &ParallelizationConfig,
     instruction: &str,
     documents: &[String],
-) -> Result<Outcome, AgentError> {
-    let config = run.ctx.config.clone();
+) -> Result<usize, String> {
+    let max = config.max_documents as usize;
+    if documents.len() > max {
+        return Err(format!(
+            "{} documents given; this room reads at most {max} in one request (max_documents): send fewer, or join short ones",
+            documents.len()
+        ));
+    }
     let budget = Budget::new(config.num_ctx, config.max_tokens);
-    let mut losses = Losses::default();
+    let map = prompts::map(instruction, WIDEST_LABEL, "");
+    budget.check(&map, MIN_CHUNK_TOKENS, "the instruction")?;
+    let reduce = prompts::reduce(instruction, &[]);
+    let two_summaries = 2 * (MIN_SUMMARY_TOKENS + estimate_tokens(WIDEST_LABEL) + 2);
+    budget.check(&reduce, two_summaries, "the instruction")?;
+    Ok(parts(instruction, documents, &budget).len())
+}
 
-    let room = budget.room_beside(&prompts::map(
-        instruction,
-        "Document 0000, part 00000 of 00000",
-        "",
-    ));
-    let mut parts: Vec<(Span, &str)> = Vec::new();
+/// The documents split into parts that each fit one map call, at most `MAX_MAP_TASKS`.
+fn parts<'a>(instruction: &str, documents: &'a [String], budget: &Budget) -> Vec<(Span, &'a str)> {
+    let room = budget.room_beside(&prompts::map(instruction, WIDEST_LABEL, ""));
+    let mut parts = Vec::new();
     for (d, document) in documents.iter().enumerate() {
         let chunks = split_to_fit(document, room);
         let count = chunks.len();
@@ -125,6 +142,19 @@ pub async fn run(
             ));
         }
     }
+    parts
+}
+
+pub async fn run(
+    run: &mut Run,
+    instruction: &str,
+    documents: &[String],
+) -> Result<Outcome, AgentError> {
+    let config = run.ctx.config.clone();
+    let budget = Budget::new(config.num_ctx, config.max_tokens);
+    let mut losses = Losses::default();
+
+    let mut parts = parts(instruction, documents, &budget);
     if parts.len() > MAX_MAP_TASKS {
         losses.truncated.push(format!(
             "the input is too long: only the first {MAX_MAP_TASKS} of its {} parts were read",
@@ -135,18 +165,17 @@ pub async fn run(
     let part_count = parts.len();
     let tasks = parts
         .iter()
-        .map(|(span, text)| {
-            let label = span.label();
-            TaskSpec {
-                request: run.ctx.request(
-                    prompts::map(instruction, &label, text),
-                    config.temperature,
-                    config.seed,
+        .map(|&(span, text)| TaskSpec {
+            label: span.label(),
+            request: Box::new(move |ctx: &Ctx| {
+                ctx.request(
+                    prompts::map(instruction, &span.label(), text),
+                    ctx.config.temperature,
+                    ctx.config.seed,
                     None,
-                ),
-                label,
-                check: None,
-            }
+                )
+            }),
+            check: None,
         })
         .collect();
     run.progress.set_status(RunStatus::Running);
@@ -221,7 +250,10 @@ pub async fn run(
             config.seed,
             None,
         );
-        run.call(request, Some(&mut message)).await.map(|_| ())
+        match request {
+            Ok(request) => run.call(request, Some(&mut message)).await.map(|_| ()),
+            Err(e) => Err(e),
+        }
     };
     if let Err(error) = answer {
         // The summaries are still worth having when the combining call fails.
@@ -308,7 +340,6 @@ async fn collapse(
     budget: &Budget,
     level: u32,
 ) -> (Vec<Summary>, Failures) {
-    let config = run.ctx.config.clone();
     let room = budget.room_beside(&prompts::collapse(instruction, &[]));
     // A summary too long for a call of its own is cut so that every group fits.
     let summaries: Vec<Summary> = summaries
@@ -326,17 +357,20 @@ async fn collapse(
         .iter()
         .filter_map(|g| Span::covering(&summaries[g.clone()]))
         .collect();
+    let summaries = &summaries;
     let tasks = groups
         .iter()
         .zip(&spans)
         .map(|(group, span)| TaskSpec {
             label: format!("Collapse {level}: {}", span.label()),
-            request: run.ctx.request(
-                prompts::collapse(instruction, &labelled(&summaries[group.clone()])),
-                config.temperature,
-                config.seed,
-                None,
-            ),
+            request: Box::new(move |ctx: &Ctx| {
+                ctx.request(
+                    prompts::collapse(instruction, &labelled(&summaries[group.clone()])),
+                    ctx.config.temperature,
+                    ctx.config.seed,
+                    None,
+                )
+            }),
             check: None,
         })
         .collect();

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{Agent, AgentDeps, AgentError, EventSink, FactoryError, RunFuture, RunOutput};
+use super::{Accepted, Agent, AgentDeps, AgentError, EventSink, FactoryError, RunOutput};
 use crate::agui::RunAgentInput;
 use detect::{Choice, Job};
 use progress::{Progress, RunStatus, SectionsSource};
@@ -61,12 +61,24 @@ pub(crate) struct Outcome {
 }
 
 impl Agent for ParallelizationAgent {
-    fn start(&self, input: RunAgentInput, events: EventSink) -> Result<RunFuture, AgentError> {
+    fn start(&self, input: RunAgentInput, events: EventSink) -> Result<Accepted, AgentError> {
         let text = input
             .last_user_text()
             .ok_or_else(|| AgentError::BadInput("the run has no user message with text".into()))?;
         let choice = detect::choose(&text, &input.forwarded_props, self.config.default_strategy)
             .map_err(AgentError::BadInput)?;
+        let config = &self.config;
+        let calls = match &choice.job {
+            Job::Sections {
+                topic, sections, ..
+            } => sectioning::admit(config, topic, sections),
+            Job::Vote { question, answers } => voting::admit(config, question, answers),
+            Job::Summarize {
+                instruction,
+                documents,
+            } => map_reduce::admit(config, instruction, documents),
+        }
+        .map_err(AgentError::BadInput)?;
         let sections_source = match &choice.job {
             Job::Sections { sections, .. } if sections.is_empty() => Some(SectionsSource::Planned),
             Job::Sections { .. } => Some(SectionsSource::Listed),
@@ -81,7 +93,12 @@ impl Agent for ParallelizationAgent {
             progress: Progress::new(choice.strategy, choice.source, sections_source),
             usage: UsageBook::default(),
         };
-        Ok(Box::pin(execute(run, choice)))
+        Ok(Accepted {
+            run: Box::pin(execute(run, choice)),
+            // Fan-outs keep at most `max_parallel_tasks` calls open; the other calls come one at
+            // a time (plan, judge, reduce).
+            max_calls: calls.clamp(1, config.max_parallel_tasks as usize),
+        })
     }
 }
 

@@ -72,12 +72,35 @@ Task: {instruction}
 /// Words a map or collapse summary may have: short enough that many fit one reduce call.
 pub const SUMMARY_WORDS: usize = 150;
 
+/// Fills the `{name}` placeholders of `template` in one pass: an inserted value is never scanned
+/// again, so braces in user text (`{text}`, `{topic}`) reach the model as written. Braces that
+/// name no value (the JSON examples) stay as they are.
 fn fill(template: &str, values: &[(&str, &str)]) -> String {
-    values
-        .iter()
-        .fold(template.to_owned(), |text, (name, value)| {
-            text.replace(&format!("{{{name}}}"), value)
-        })
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let value = after.find('}').and_then(|close| {
+            let name = &after[..close];
+            values
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, value)| (close, *value))
+        });
+        match value {
+            Some((close, value)) => {
+                out.push_str(value);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 pub fn planner(topic: &str, min: u32, max: u32) -> (String, String) {
@@ -90,15 +113,41 @@ pub fn planner(topic: &str, min: u32, max: u32) -> (String, String) {
     )
 }
 
-pub fn section(topic: &str, sections: &[String], section: &str) -> (String, String) {
+/// Titles a section writer sees: its own and its neighbours', so that a long plan is not repeated
+/// in every writer's prompt.
+pub const SECTION_VIEW: usize = 9;
+/// Characters of a title as the writers see it.
+pub const VIEW_TITLE_CHARS: usize = 80;
+
+/// The prompt of the writer of `sections[index]`.
+pub fn section(topic: &str, sections: &[String], index: usize) -> (String, String) {
+    let short = |title: &str| -> String {
+        match title.char_indices().nth(VIEW_TITLE_CHARS) {
+            Some((cut, _)) => format!("{}…", &title[..cut]),
+            None => title.to_owned(),
+        }
+    };
+    let start = index
+        .saturating_sub(SECTION_VIEW / 2)
+        .min(sections.len().saturating_sub(SECTION_VIEW));
+    let end = (start + SECTION_VIEW).min(sections.len());
+    let mut view = Vec::with_capacity(SECTION_VIEW + 2);
+    if start > 0 {
+        view.push(format!("({start} before)"));
+    }
+    view.extend(sections[start..end].iter().map(|t| short(t)));
+    if end < sections.len() {
+        view.push(format!("({} after)", sections.len() - end));
+    }
+    let own = sections.get(index).map_or(String::new(), |t| short(t));
     (
         SECTION_SYSTEM.to_owned(),
         fill(
             SECTION_USER,
             &[
                 ("topic", topic),
-                ("sections", &sections.join("; ")),
-                ("section", section),
+                ("sections", &view.join("; ")),
+                ("section", &own),
             ],
         ),
     )
@@ -198,7 +247,7 @@ mod tests {
         let summaries = vec![("Document 1".to_owned(), "text".to_owned())];
         let filled = [
             planner("Energy", 3, 6),
-            section("Energy", &sections, "Wind"),
+            section("Energy", &sections, 0),
             voter("Tea or coffee?", Some(&sections), Some("a chemist")),
             judge("Q?", &[("Tea".into(), vec!["warm".into()])]),
             map("Summarize", "Document 1", "text"),

@@ -11,11 +11,12 @@ use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::mpsc::{self, UnboundedSender};
 
+use super::budget::Budget;
 use super::config::ParallelizationConfig;
 use super::messages::{Coalescer, ReasoningMessage, TextMessage};
 use super::progress::Progress;
 use super::usage::UsageBook;
-use crate::agents::EventSink;
+use crate::agents::{AgentError, EventSink};
 use crate::agui::Event;
 use crate::llm::{
     ChatChunk, ChatMessage, ChatRequest, GenerationOptions, LlmClient, LlmError, Think, Usage,
@@ -38,16 +39,24 @@ impl Ctx {
         }
     }
 
-    /// A request with the room's model, context size, token limit and think level.
+    /// A request with the room's model, context size, token limit and think level; a prompt the
+    /// context cannot hold is refused here rather than sent.
     pub fn request(
         &self,
-        (system, user): Prompt,
+        prompt: Prompt,
         temperature: f32,
         seed: i64,
         format: Option<Value>,
-    ) -> ChatRequest {
+    ) -> Result<ChatRequest, AgentError> {
         let config = &self.config;
-        ChatRequest {
+        Budget::new(config.num_ctx, config.max_tokens)
+            .check(&prompt, 0, "the material of this call")
+            .map_err(|message| AgentError::Failed {
+                code: "prompt_too_long",
+                message,
+            })?;
+        let (system, user) = prompt;
+        Ok(ChatRequest {
             model: config.model_name.clone(),
             messages: vec![ChatMessage::system(system), ChatMessage::user(user)],
             options: GenerationOptions {
@@ -59,17 +68,21 @@ impl Ctx {
             },
             format,
             think: config.think.level().map(Think::Level),
-        }
+        })
     }
 }
 
 /// One parallel task: a call streamed as a subagent named `label`.
-pub struct TaskSpec {
+pub struct TaskSpec<'a> {
     pub label: String,
-    pub request: ChatRequest,
+    /// Builds the call when the task starts, so that a run holds the prompts of the tasks in
+    /// flight only, not of every task it will run.
+    pub request: MakeRequest<'a>,
     /// Accepts the answer (returning what `SUBAGENT_FINISHED.result` carries) or says why not.
     pub check: Option<Check>,
 }
+
+pub type MakeRequest<'a> = Box<dyn FnOnce(&Ctx) -> Result<ChatRequest, AgentError> + Send + 'a>;
 
 pub type Check = Box<dyn Fn(&str) -> Result<Option<Value>, String> + Send + Sync>;
 
@@ -159,7 +172,7 @@ impl Run {
         &mut self,
         request: ChatRequest,
         text: Option<&mut TextMessage>,
-    ) -> Result<String, LlmError> {
+    ) -> Result<String, AgentError> {
         let model = request.model.clone();
         let reasoning = self
             .ctx
@@ -175,7 +188,7 @@ impl Run {
     /// rest of what the backend cannot take) and returns their results in input order.
     pub async fn fan_out(
         &mut self,
-        tasks: Vec<TaskSpec>,
+        tasks: Vec<TaskSpec<'_>>,
         observer: &mut dyn Observer,
     ) -> Vec<TaskResult> {
         let Run {
@@ -266,10 +279,22 @@ async fn run_task(
     ctx: &Ctx,
     index: usize,
     id: String,
-    task: TaskSpec,
+    task: TaskSpec<'_>,
     tap: Option<&UnboundedSender<(usize, String)>>,
 ) -> (usize, String, String, TaskResult) {
-    let model = task.request.model.clone();
+    let model = ctx.config.model_name.clone();
+    let request = match (task.request)(ctx) {
+        Ok(request) => request,
+        Err(e) => {
+            let failure = TaskFailure {
+                code: e.code(),
+                message: e.to_string(),
+                usage: Usage::default(),
+                from_llm: false,
+            };
+            return (index, id, model, Err(failure));
+        }
+    };
     let mut message = TextMessage::new(Some(id.clone()));
     let reasoning = ctx
         .config
@@ -277,7 +302,7 @@ async fn run_task(
         .then(|| ReasoningMessage::new(Some(id.clone())));
     let reply = stream_reply(
         ctx,
-        task.request,
+        request,
         Some(&mut message),
         reasoning,
         tap.map(|tx| (index, tx)),

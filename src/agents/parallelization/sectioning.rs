@@ -3,15 +3,49 @@
 
 use serde_json::{json, Value};
 
+use super::budget::Budget;
+use super::config::ParallelizationConfig;
 use super::failures::Failures;
 use super::progress::RunStatus;
 use super::prompts;
 use super::reply::json_object;
-use super::runner::{Observer, Run, TaskResult, TaskSpec};
+use super::runner::{Ctx, Observer, Run, TaskResult, TaskSpec};
 use super::vote::normalize;
 use super::{messages::TextMessage, Outcome};
 use crate::agents::AgentError;
 use crate::agui::Event;
+
+/// Checks a sectioning request before its stream: at most `max_sections` listed, and a topic
+/// whose prompts fit the model's context. Returns the most calls the run has at once.
+pub fn admit(
+    config: &ParallelizationConfig,
+    topic: &str,
+    sections: &[String],
+) -> Result<usize, String> {
+    let max = config.max_sections as usize;
+    if sections.len() > max {
+        return Err(format!(
+            "{} sections listed; this room writes at most {max} (max_sections): list fewer, or split the request",
+            sections.len()
+        ));
+    }
+    let budget = Budget::new(config.num_ctx, config.max_tokens);
+    if sections.is_empty() {
+        budget.check(
+            &prompts::planner(topic, config.min_sections, config.max_sections),
+            0,
+            "the topic",
+        )?;
+        // The plan is the model's: check the largest view of it a writer can get.
+        let widest = vec!["x".repeat(prompts::VIEW_TITLE_CHARS + 1); max];
+        budget.check(&prompts::section(topic, &widest, 0), 0, "the topic")?;
+        return Ok(max);
+    }
+    for i in 0..sections.len() {
+        budget.check(&prompts::section(topic, sections, i), 0, "the topic")?;
+    }
+    Ok(sections.len())
+}
 
 pub async fn run(
     run: &mut Run,
@@ -22,19 +56,23 @@ pub async fn run(
     if sections.is_empty() {
         sections = plan(run, topic).await?;
     }
-    let config = run.ctx.config.clone();
     let tasks = sections
         .iter()
         .enumerate()
-        .map(|(i, section)| TaskSpec {
-            label: format!("Section: {section}"),
-            request: run.ctx.request(
-                prompts::section(topic, &sections, section),
-                config.temperature,
-                config.seed + i as i64,
-                None,
-            ),
-            check: None,
+        .map(|(i, section)| {
+            let sections = &sections;
+            TaskSpec {
+                label: format!("Section: {section}"),
+                request: Box::new(move |ctx: &Ctx| {
+                    ctx.request(
+                        prompts::section(topic, sections, i),
+                        ctx.config.temperature,
+                        ctx.config.seed + i as i64,
+                        None,
+                    )
+                }),
+                check: None,
+            }
         })
         .collect();
     run.progress.set_status(RunStatus::Running);
@@ -109,7 +147,7 @@ async fn plan(run: &mut Run, topic: &str) -> Result<Vec<String>, AgentError> {
         config.temperature,
         config.seed,
         Some(schema),
-    );
+    )?;
     run.step_started("plan").await;
     let answer = run.call(request, None).await;
     run.step_finished("plan").await;

@@ -4,13 +4,14 @@
 
 use serde_json::{json, Value};
 
-use super::config::TieBreak;
+use super::budget::Budget;
+use super::config::{ParallelizationConfig, TieBreak};
 use super::failures::Failures;
 use super::messages::TextMessage;
 use super::progress::RunStatus;
 use super::prompts;
 use super::reply::{json_object, text_field};
-use super::runner::{Quiet, Run, TaskFailure, TaskResult, TaskSpec};
+use super::runner::{Ctx, Quiet, Run, TaskFailure, TaskResult, TaskSpec};
 use super::vote::{leaders, tally, Answers, Count, Counted};
 use super::Outcome;
 use crate::agents::AgentError;
@@ -37,24 +38,50 @@ fn parse_ballot(text: &str, answers: &Answers) -> Result<Ballot, String> {
     })
 }
 
-pub async fn run(run: &mut Run, question: &str, answers: &Answers) -> Result<Outcome, AgentError> {
-    let config = run.ctx.config.clone();
-    let voters = config.num_voters as usize;
-    let allowed = answers.allowed();
+/// The perspective of voter `i`, if the room gives any.
+fn perspective(config: &ParallelizationConfig, i: usize) -> Option<&str> {
     let perspectives = &config.voter_perspectives;
+    (!perspectives.is_empty()).then(|| perspectives[i % perspectives.len()].as_str())
+}
+
+/// Checks a voting request before its stream: every voter's prompt and the judge's (before the
+/// answers) must fit the model's context. Returns the most calls the run has at once: the voters
+/// (the room's `num_voters`; a request cannot change it).
+pub fn admit(
+    config: &ParallelizationConfig,
+    question: &str,
+    answers: &Answers,
+) -> Result<usize, String> {
+    let budget = Budget::new(config.num_ctx, config.max_tokens);
+    let allowed = answers.allowed();
+    let voters = config.num_voters as usize;
+    // Perspectives cycle, so the first `voters` of them are every prompt there is.
+    for i in 0..voters.min(config.voter_perspectives.len().max(1)) {
+        let prompt = prompts::voter(question, allowed.as_deref(), perspective(config, i));
+        budget.check(&prompt, 0, "the question")?;
+    }
+    budget.check(&prompts::judge(question, &[]), 0, "the question")?;
+    Ok(voters)
+}
+
+pub async fn run(run: &mut Run, question: &str, answers: &Answers) -> Result<Outcome, AgentError> {
+    let voters = run.ctx.config.num_voters as usize;
+    let allowed = answers.allowed();
+    let allowed = allowed.as_deref();
     let tasks = (0..voters)
         .map(|i| {
-            let perspective =
-                (!perspectives.is_empty()).then(|| perspectives[i % perspectives.len()].as_str());
             let accepted = answers.clone();
             TaskSpec {
                 label: format!("Voter {}", i + 1),
-                request: run.ctx.request(
-                    prompts::voter(question, allowed.as_deref(), perspective),
-                    config.voter_temperature,
-                    config.seed + i as i64,
-                    Some(answers.schema()),
-                ),
+                request: Box::new(move |ctx: &Ctx| {
+                    let config = &ctx.config;
+                    ctx.request(
+                        prompts::voter(question, allowed, perspective(config, i)),
+                        config.voter_temperature,
+                        config.seed + i as i64,
+                        Some(answers.schema()),
+                    )
+                }),
                 check: Some(Box::new(move |text: &str| {
                     let ballot = parse_ballot(text, &accepted)?;
                     Ok(Some(json!({
@@ -227,12 +254,15 @@ async fn judge(
 ) -> Result<(usize, String), String> {
     let config = run.ctx.config.clone();
     let options = Answers::Options(candidates.iter().map(|(a, _)| a.clone()).collect());
-    let request = run.ctx.request(
-        prompts::judge(question, candidates),
-        config.temperature,
-        config.seed,
-        Some(options.schema()),
-    );
+    let request = run
+        .ctx
+        .request(
+            prompts::judge(question, candidates),
+            config.temperature,
+            config.seed,
+            Some(options.schema()),
+        )
+        .map_err(|e| e.to_string())?;
     run.step_started("tie_break").await;
     let answer = run.call(request, None).await;
     run.step_finished("tie_break").await;

@@ -7,7 +7,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use roomhost::agents::{
-    Agent, AgentDeps, AgentError, EventSink, FactoryError, Registry, RunFuture, RunOutput,
+    Accepted, Agent, AgentDeps, AgentError, EventSink, FactoryError, Registry, RunFuture, RunOutput,
 };
 use roomhost::agui::{Event, RunAgentInput, TextRole};
 use serde_json::{json, Value};
@@ -85,10 +85,12 @@ impl Drop for CountDrop {
 }
 
 impl Agent for Scripted {
-    fn start(&self, input: RunAgentInput, events: EventSink) -> Result<RunFuture, AgentError> {
+    fn start(&self, input: RunAgentInput, events: EventSink) -> Result<Accepted, AgentError> {
         let prompt = input.last_user_text().unwrap_or_default();
+        // It makes no LLM calls, so it needs no place in the queue.
+        let accepted = |run: RunFuture| Ok(Accepted { run, max_calls: 0 });
         if prompt.starts_with("/panic") {
-            return Ok(Box::pin(async { panic!("scripted panic") }));
+            return accepted(Box::pin(async { panic!("scripted panic") }));
         }
         if prompt.starts_with("/reject") {
             return Err(AgentError::BadInput(
@@ -96,7 +98,7 @@ impl Agent for Scripted {
             ));
         }
         let (words, delay, fail, room) = (self.words, self.delay, self.fail, self.room.clone());
-        Ok(Box::pin(async move {
+        accepted(Box::pin(async move {
             count(&room, |c| c.0 += 1);
             let mut guard = CountDrop {
                 room,
