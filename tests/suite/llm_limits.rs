@@ -9,7 +9,7 @@ use crate::support::llm_calls::{ask, call, client, settings, BOTH_APIS};
 use crate::support::mock_llm::{MockLlm, MockReply};
 use futures::future::join_all;
 use futures::StreamExt;
-use roomhost::llm::{LlmApi, LlmClient, LlmError, LlmLoad};
+use roomhost::llm::{LlmApi, LlmClient, LlmError, LlmLoad, Refused, Reservation};
 
 #[tokio::test]
 async fn fifty_calls_never_exceed_the_limit_and_fill_it() {
@@ -200,4 +200,76 @@ async fn calls_go_to_the_least_busy_endpoint() {
         task.abort();
     }
     eventually("everything is released", || client.load().in_flight == 0).await;
+}
+
+#[tokio::test]
+async fn reservations_hold_a_fair_share_and_refuse_what_does_not_fit() {
+    let mock = MockLlm::start().await;
+    let mut settings = settings(&[&mock], LlmApi::Ollama);
+    settings.max_concurrency = slots(2);
+    settings.max_queue = 16;
+    let client = client(&settings);
+    // 18 places; a reservation holds at most max(2, 16 / 4) = 4 of them.
+    let held: Vec<Reservation> = (0..4)
+        .map(|_| client.reserve(100).expect("room for four"))
+        .collect();
+    assert!(held.iter().all(|r| r.places() == 4));
+    assert_eq!(client.load().reserved, 16);
+    let refused = match client.reserve(3) {
+        Err(refused) => refused,
+        Ok(_) => panic!("3 more places do not fit in 2"),
+    };
+    assert!(
+        matches!(
+            refused,
+            Refused::Saturated {
+                held: 16,
+                places: 18,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+    assert!((1..=60).contains(&refused.retry_after().as_secs()));
+    let last = client.reserve(2).expect("the last two places");
+    // A call outside any reservation finds no place and fails at once.
+    let outside = call(&*client, ask("outside")).await;
+    assert!(
+        matches!(outside.result, Err(LlmError::Saturated { .. })),
+        "{:?}",
+        outside.result
+    );
+    assert_eq!(mock.request_count(), 0);
+    assert!(
+        client.reserve(0).is_ok_and(|r| r.places() == 0),
+        "no calls, no places"
+    );
+    drop(held);
+    drop(last);
+    assert_eq!(client.load(), idle(2));
+}
+
+#[tokio::test]
+async fn calls_of_a_reservation_never_exceed_it_and_never_fail_for_a_full_queue() {
+    let mock = MockLlm::start().await;
+    mock.set_timing(Duration::ZERO, Duration::from_millis(2));
+    let mut settings = settings(&[&mock], LlmApi::Ollama);
+    settings.max_concurrency = slots(4);
+    settings.max_queue = 0;
+    let client = client(&settings);
+    let reservation = client.reserve(2).expect("two places");
+    assert!(client.reserve(3).is_err(), "4 places, 2 held");
+    let calls = (0..10).map(|i| {
+        let client = client.clone();
+        async move { call(&*client, ask(&format!("task {i}"))).await }
+    });
+    let outcomes = reservation.scope(join_all(calls)).await;
+    assert!(outcomes.iter().all(|o| o.result.is_ok()), "{outcomes:?}");
+    assert_eq!(mock.request_count(), 10);
+    assert_eq!(
+        mock.peak_in_flight(),
+        2,
+        "the reservation's two places, no more"
+    );
+    assert_eq!(client.load(), idle(4), "released with the job");
 }

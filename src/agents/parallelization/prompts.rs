@@ -271,4 +271,26 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn inserted_text_is_never_filled_again() {
+        let v = "{topic}{sections}{section}{text}{instruction}{summaries}{label}{question}\
+                 {candidates}{allowed}{perspective}{words}{min}{max}";
+        let list = vec![v.to_owned(), "B".to_owned()];
+        let summaries = vec![(v.to_owned(), v.to_owned())];
+        let filled = [
+            planner(v, 3, 6),
+            section(v, &list, 1),
+            voter(v, Some(&list), Some(v)),
+            judge(v, &[(v.into(), vec![v.into()])]),
+            map(v, v, v),
+            collapse(v, &summaries),
+            reduce(v, &summaries),
+        ];
+        for (system, user) in filled {
+            let text = format!("{system}\n{user}");
+            assert!(text.contains(v), "{text}");
+        }
+        assert_eq!(fill("{a} {b} {", &[("a", "{b}"), ("b", "x")]), "{b} x {");
+    }
 }
