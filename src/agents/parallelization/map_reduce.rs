@@ -120,7 +120,7 @@ pub fn admit(
     Ok(parts(instruction, documents, &budget).len())
 }
 
-/// The documents split into parts that each fit one map call, at most `MAX_MAP_TASKS`.
+/// The documents split into parts that each fit one map call (`run` reads `MAX_MAP_TASKS` of them).
 fn parts<'a>(instruction: &str, documents: &'a [String], budget: &Budget) -> Vec<(Span, &'a str)> {
     let room = budget.room_beside(&prompts::map(instruction, WIDEST_LABEL, ""));
     let mut parts = Vec::new();
