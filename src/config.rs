@@ -54,7 +54,8 @@ settings! {
         /// parallel slots (`OLLAMA_NUM_PARALLEL`)
         max_concurrency: NonZeroUsize = (const { NonZeroUsize::new(4).expect("4 is not zero") }),
             env ["ROOMHOST_MAX_CONCURRENCY"], check at_most(1024);
-        /// calls that may wait for a slot; a run is admitted only when all its calls fit (see [Admission](#admission))
+        /// calls that may wait for a slot; a run is admitted only when all its calls fit (see
+        /// [Admission](#admission))
         max_queue: usize = 256, env ["ROOMHOST_MAX_QUEUE"];
         /// TCP/TLS connect
         connect_timeout: Duration = Duration::from_secs(10), env ["ROOMHOST_CONNECT_TIMEOUT_SECS"],
