@@ -138,7 +138,9 @@ pub(super) fn start_run(
             other => ApiError::BadRequest(other.to_string()),
         })?;
     // The whole run is admitted to the LLM queue before its stream starts, or refused with 429/503.
-    let reservation = app.llm.reserve(accepted.max_calls)?;
+    let reservation = app.llm.reserve(accepted.max_calls).inspect_err(
+        |e| tracing::warn!(room = %room_id, calls = accepted.max_calls, "run refused: {e}"),
+    )?;
     let run: RunFuture = Box::pin(reservation.scope(accepted.run));
 
     let cancel = CancellationToken::new();
