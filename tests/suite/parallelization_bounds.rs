@@ -3,7 +3,7 @@
 //! (braces included), and prompts whose size does not grow with the number of sections.
 
 use crate::support::harness::RunResult;
-use crate::support::mock_llm::{MockLlm, MockRequest};
+use crate::support::mock_llm::{MockLlm, MockReply, MockRequest};
 use crate::support::parallelization::{finished, prompt, server, system_of};
 use roomhost::agents::parallelization::prompts;
 use serde_json::json;
@@ -220,4 +220,26 @@ fn section_prompts_stay_bounded_as_sections_grow() {
         "{user}"
     );
     assert!(user.len() < 4 * prompts::VIEW_TITLE_CHARS + 200, "{user}");
+}
+
+#[tokio::test]
+async fn a_prompt_grown_past_the_context_at_run_time_is_not_sent() {
+    let mock = MockLlm::start().await;
+    // Two voters tie, each with reasoning far longer than a 512-token context holds twice.
+    let reasoning = "because ".repeat(300);
+    mock.respond_with(move |req| {
+        let answer = if req.seed == Some(42) { "yes" } else { "no" };
+        MockReply::new().text(json!({"answer": answer, "reasoning": reasoning}).to_string())
+    });
+    let server = server(&mock, "num_ctx: 512\nnum_voters: 2").await;
+    let result = finished(
+        &server
+            .run("par", prompt("Is tea better than coffee?"))
+            .await,
+    );
+    let tie_break = &result["votes"]["tie_break"];
+    assert_eq!(tie_break["method"], "first", "{tie_break}");
+    let note = tie_break["note"].as_str().unwrap_or("");
+    assert!(note.contains("too long for this room's model"), "{note}");
+    assert_eq!(mock.request_count(), 2, "the judge's call was never sent");
 }
