@@ -35,6 +35,27 @@ settings! {
         /// on SIGTERM, how long running streams may finish before they end with `RUN_ERROR`
         shutdown_grace: Duration = Duration::from_secs(30), env ["ROOMHOST_SHUTDOWN_GRACE_SECS"],
             serde(with = "declare::duration", alias = "shutdown_grace_secs");
+        /// a client that leaves its stream's events unread this long is treated as gone: its run
+        /// is cancelled and its connection closed
+        client_stall: Duration = Duration::from_secs(30), env ["ROOMHOST_CLIENT_STALL_SECS"],
+            check positive, serde(with = "declare::duration");
+        /// events a run may hold for a client that reads slower than it streams; past it the
+        /// client is treated as gone
+        client_buffer_bytes: usize = 8 * 1024 * 1024, env ["ROOMHOST_CLIENT_BUFFER_BYTES"],
+            check at_least(4096);
+        /// time to send a request's head, counted from when the connection is ready for the next
+        /// request: also how long an idle keep-alive connection stays open
+        header_timeout: Duration = Duration::from_secs(15), env ["ROOMHOST_HEADER_TIMEOUT_SECS"],
+            check positive, serde(with = "declare::duration");
+        /// time for a request body to arrive; past it 408 and the connection is closed
+        body_timeout: Duration = Duration::from_secs(30), env ["ROOMHOST_BODY_TIMEOUT_SECS"],
+            check positive, serde(with = "declare::duration");
+        /// open connections; past it a new connection is answered 503 `too_many_connections` and
+        /// closed, while open ones keep working
+        max_connections: usize = 10_000, env ["ROOMHOST_MAX_CONNECTIONS"], check at_least(1);
+        /// largest request line plus headers; past it 431
+        max_header_bytes: usize = 16 * 1024, env ["ROOMHOST_MAX_HEADER_BYTES"],
+            check at_least(1024);
     }
     sections { llm: LlmConfig / LlmFlags }
 }

@@ -8,6 +8,7 @@ pub mod agents;
 pub mod agui;
 pub mod config;
 pub mod llm;
+pub mod logsafe;
 pub mod rooms;
 pub mod server;
 pub mod state;

@@ -3,9 +3,19 @@ use std::process::ExitCode;
 use clap::Parser;
 use roomhost::agents::Registry;
 use roomhost::config::{Cli, Settings};
-use roomhost::server::{serve, shutdown_signal};
+use roomhost::server::{raise_nofile_limit, serve, shutdown_signal};
 use roomhost::{App, StartupError};
 use tracing_subscriber::EnvFilter;
+
+/// The system allocator keeps a burst's memory for good; jemalloc with a background purge thread gives it back (figures in the
+/// README's benchmark section).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's start-up options: a background thread returns freed pages to the OS after a second.
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -31,6 +41,7 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
         addr: addr.to_string(),
         detail: e.to_string(),
     };
+    log_nofile_limit(app.settings.max_connections);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(bind_err)?;
@@ -39,4 +50,21 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
     serve(listener, app, shutdown_signal())
         .await
         .map_err(bind_err)
+}
+
+/// Every connection is a file: below the connection cap (plus room for backend calls and files),
+/// accept fails before the cap is reached.
+fn log_nofile_limit(max_connections: usize) {
+    const LOW: u64 = 4096;
+    match raise_nofile_limit() {
+        Ok((before, after)) => {
+            let wanted = (max_connections as u64).saturating_add(256).max(LOW);
+            if after < wanted {
+                tracing::warn!(before, after, wanted, "open-file limit is low for ROOMHOST_MAX_CONNECTIONS; raise the hard limit (ulimit -Hn)");
+            } else {
+                tracing::info!(before, after, "open-file limit");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
 }

@@ -148,8 +148,13 @@ fn build_room(room: LoadedRoom, registry: &Registry, deps: &AgentDeps) -> Result
     })
 }
 
-/// soliplex-style threads and their runs, so a run id can be used once only. Bounded: the oldest
-/// threads are forgotten first.
+/// Threads remembered; past it the oldest is forgotten (its run ids could then be used again).
+pub const MAX_THREADS: usize = 10_000;
+/// Runs one thread may have; past it a new run in the thread is refused.
+pub const MAX_RUNS_PER_THREAD: usize = 100;
+
+/// soliplex-style threads and their runs, so a run id can be used once only. Bounded: at most
+/// `MAX_THREADS` threads of at most `MAX_RUNS_PER_THREAD` runs, the oldest threads forgotten first.
 #[derive(Default)]
 pub(crate) struct ThreadBook {
     threads: HashMap<String, ThreadEntry>,
@@ -162,7 +167,14 @@ struct ThreadEntry {
     runs: HashMap<String, bool>,
 }
 
-const MAX_THREADS: usize = 10_000;
+/// Why the book refused a thread or run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BookError {
+    /// No such thread in this room.
+    NoThread,
+    RunReused,
+    ThreadFull,
+}
 
 impl ThreadBook {
     pub(crate) fn new_thread(&mut self, room: &str, thread_id: String, run_id: String) {
@@ -182,26 +194,51 @@ impl ThreadBook {
         self.order.push_back(thread_id);
     }
 
-    /// Adds a run to a thread of `room`; false if no such thread.
-    pub(crate) fn new_run(&mut self, room: &str, thread_id: &str, run_id: String) -> bool {
-        match self.threads.get_mut(thread_id) {
-            Some(t) if t.room == room => {
-                t.runs.insert(run_id, false);
-                true
-            }
-            _ => false,
-        }
+    fn thread(&mut self, room: &str, thread_id: &str) -> Result<&mut ThreadEntry, BookError> {
+        self.threads
+            .get_mut(thread_id)
+            .filter(|t| t.room == room)
+            .ok_or(BookError::NoThread)
     }
 
-    /// Marks a run as started; false if it had started before.
-    pub(crate) fn start_run(&mut self, room: &str, thread_id: &str, run_id: &str) -> bool {
+    /// Adds a run to a thread of `room`.
+    pub(crate) fn new_run(
+        &mut self,
+        room: &str,
+        thread_id: &str,
+        run_id: String,
+    ) -> Result<(), BookError> {
+        let thread = self.thread(room, thread_id)?;
+        if thread.runs.len() >= MAX_RUNS_PER_THREAD {
+            return Err(BookError::ThreadFull);
+        }
+        thread.runs.insert(run_id, false);
+        Ok(())
+    }
+
+    /// Marks a run as started, adding it (and its thread, if new) first.
+    pub(crate) fn start_run(
+        &mut self,
+        room: &str,
+        thread_id: &str,
+        run_id: &str,
+    ) -> Result<(), BookError> {
         if !self.threads.contains_key(thread_id) {
             self.new_thread(room, thread_id.to_owned(), run_id.to_owned());
         }
-        let Some(thread) = self.threads.get_mut(thread_id) else {
-            return false;
-        };
-        let started = thread.runs.entry(run_id.to_owned()).or_insert(false);
-        !std::mem::replace(started, true)
+        let thread = self.thread(room, thread_id)?;
+        let full = thread.runs.len() >= MAX_RUNS_PER_THREAD;
+        match thread.runs.get_mut(run_id) {
+            Some(true) => Err(BookError::RunReused),
+            Some(started) => {
+                *started = true;
+                Ok(())
+            }
+            None if full => Err(BookError::ThreadFull),
+            None => {
+                thread.runs.insert(run_id.to_owned(), true);
+                Ok(())
+            }
+        }
     }
 }

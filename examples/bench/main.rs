@@ -25,6 +25,13 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 
+/// The server runs in this executable (`--serve`): the same allocator as the roomhost binary.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error("the roomhost child process: {0}")]
@@ -76,7 +83,7 @@ fn main() -> ExitCode {
     if let Some(config) = &args.serve {
         return server::serve_child(config);
     }
-    match system::raise_nofile_limit() {
+    match roomhost::server::raise_nofile_limit() {
         Ok((before, after)) if before < after => {
             println!("RLIMIT_NOFILE raised from {before} to {after} (here and in the server)")
         }

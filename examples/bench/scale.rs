@@ -18,6 +18,8 @@ use crate::BenchError;
 /// Endpoints the calls are spread over: one endpoint's limit tops out at 1,024.
 const ENDPOINTS: usize = 5;
 const TASKS: usize = 5;
+/// Idle time before RSS is read again after a burst.
+const SETTLE: Duration = Duration::from_secs(20);
 
 pub async fn concurrent_runs(runs: usize, call: Duration) -> Result<(), BenchError> {
     let http = client();
@@ -48,6 +50,9 @@ pub async fn concurrent_runs(runs: usize, call: Duration) -> Result<(), BenchErr
     let after = server.usage().await?;
     let here_after = Usage::now()?;
     let (idle_ok, _) = server.wait_idle(&http, Duration::from_secs(10)).await?;
+    // Whether the allocator gives the burst's memory back once the server is idle again.
+    tokio::time::sleep(SETTLE).await;
+    let settled = server.usage().await?;
     let walls = warm_up + wall;
     let done: Vec<&Timing> = timings.iter().flatten().collect();
     let finished = done.iter().filter(|t| t.finished()).count();
@@ -77,10 +82,12 @@ pub async fn concurrent_runs(runs: usize, call: Duration) -> Result<(), BenchErr
         if idle_ok { "yes" } else { "NO" }
     );
     println!(
-        "  server RSS: idle {}, peak {} -> {} per open stream",
+        "  server RSS: idle {}, peak {} -> {} per open stream; {} s after the burst {}",
         mib(idle.rss_kib),
         mib(after.peak_rss_kib),
         kib_each(after.peak_rss_kib.saturating_sub(idle.rss_kib), runs),
+        SETTLE.as_secs(),
+        mib(settled.rss_kib),
     );
     println!(
         "  CPU over both waves: server {:.2} s, mock + load generator {:.2} s (2 waves, {:.1} s wall)",

@@ -14,8 +14,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::harness::TempDir;
-use crate::system::{raise_nofile_limit, Usage};
+use crate::system::Usage;
 use crate::BenchError;
+use roomhost::server::raise_nofile_limit;
 
 pub const SERVE_FLAG: &str = "--serve";
 const START_LIMIT: Duration = Duration::from_secs(20);

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::agui::{Event, RunAgentInput, UsageEntry};
 use crate::llm::{LlmClient, LlmError};
@@ -24,21 +23,26 @@ pub struct AgentDeps {
     pub model_override: Option<String>,
 }
 
-/// The agent side of a run's event channel. Sending never fails loudly: when the client has gone,
-/// the host drops the run's future, which stops the agent's work.
+/// Where the host puts a run's events. Pushing never waits for the client: an LLM call's life must
+/// not depend on how fast someone reads. The host bounds what it keeps and, when the client is
+/// gone or too slow, drops the run's future, which stops the agent's work.
+pub trait EventOutlet: Send + Sync {
+    fn push(&self, event: Event);
+}
+
+/// The agent side of a run's events.
 #[derive(Clone)]
 pub struct EventSink {
-    tx: mpsc::Sender<Event>,
+    out: Arc<dyn EventOutlet>,
 }
 
 impl EventSink {
-    pub fn new(tx: mpsc::Sender<Event>) -> Self {
-        Self { tx }
+    pub fn new(out: Arc<dyn EventOutlet>) -> Self {
+        Self { out }
     }
 
     pub async fn send(&self, event: Event) {
-        // A closed channel means the client left; the host cancels the run, so nothing to do here.
-        let _ = self.tx.send(event).await;
+        self.out.push(event);
     }
 }
 

@@ -63,7 +63,8 @@ impl Timeouts {
 
 /// What one call talks to, for requests and error messages.
 pub(crate) struct Target<'a> {
-    pub(crate) base: &'a str,
+    /// The endpoint's name in errors (`backend 1`): its URL stays in the log.
+    pub(crate) label: &'a str,
     pub(crate) url: String,
     pub(crate) model: &'a str,
     pub(crate) provider: &'static str,
@@ -118,13 +119,13 @@ impl Http {
         let response = wait
             .run(self.timeouts, deadline, request.send())
             .await?
-            .map_err(|e| self.transport(&e, target.base))?;
+            .map_err(|e| self.transport(&e, target.label))?;
         if !response.status().is_success() {
             let wait = self.idle_wait();
             return Err(status_error(target, response, wait, self.timeouts, deadline).await);
         }
         let mut reader = BodyReader {
-            base: target.base.to_owned(),
+            label: target.label.to_owned(),
             body: response.bytes_stream().boxed(),
             lines: LineBuffer::default(),
             decoder,
@@ -141,7 +142,7 @@ impl Http {
     }
 
     /// A GET that must answer 2xx (health checks).
-    pub(crate) async fn get_ok(&self, url: &str, base: &str) -> Result<(), LlmError> {
+    pub(crate) async fn get_ok(&self, url: &str, label: &str) -> Result<(), LlmError> {
         let mut request = self.client.get(url).timeout(HEALTH_TIMEOUT);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
@@ -150,7 +151,7 @@ impl Http {
             if e.is_timeout() && !e.is_connect() {
                 timeout(HEALTH, HEALTH_TIMEOUT)
             } else {
-                self.transport(&e, base)
+                self.transport(&e, label)
             }
         })?;
         if response.status().is_success() {
@@ -159,7 +160,7 @@ impl Http {
         let status = response.status().as_u16();
         Err(LlmError::Status {
             status,
-            message: format!("{url} answered {status} to a health check"),
+            message: format!("the {label} answered {status} to a health check"),
         })
     }
 
@@ -171,18 +172,18 @@ impl Http {
         }
     }
 
-    fn transport(&self, e: &reqwest::Error, base: &str) -> LlmError {
+    fn transport(&self, e: &reqwest::Error, label: &str) -> LlmError {
         if e.is_connect() && e.is_timeout() {
             timeout(CONNECT, self.timeouts.connect)
         } else if e.is_connect() {
             LlmError::Connect {
-                url: base.to_owned(),
-                detail: chain(e),
+                endpoint: label.to_owned(),
+                detail: detail(e),
             }
         } else {
             LlmError::Disconnected {
-                url: base.to_owned(),
-                detail: chain(e),
+                endpoint: label.to_owned(),
+                detail: detail(e),
             }
         }
     }
@@ -231,14 +232,14 @@ async fn status_error(
         if message.to_ascii_lowercase().contains("model") {
             return LlmError::ModelNotFound {
                 model: target.model.to_owned(),
-                url: target.base.to_owned(),
+                endpoint: target.label.to_owned(),
             };
         }
         return LlmError::Status {
             status,
             message: format!(
-                "{message} (no {}; does the server speak the '{}' API? check the backend API setting)",
-                target.url, target.provider
+                "{message} (no chat route on the {}; does it speak the '{}' API? check the backend API setting)",
+                target.label, target.provider
             ),
         };
     }
@@ -281,6 +282,15 @@ fn body_message(body: &[u8]) -> String {
     }
 }
 
+/// A transport error for a message: its causes, without the URL reqwest puts in it.
+fn detail(e: &reqwest::Error) -> String {
+    let text = chain(e);
+    match e.url() {
+        Some(url) => text.replace(url.as_str(), "the backend"),
+        None => text,
+    }
+}
+
 /// The error and its causes on one line: reqwest's own message hides the useful part.
 fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -296,7 +306,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// A streaming response body turned into chunks, with the first-byte limit until the first chunk
 /// and the idle limit between reads after that.
 pub(crate) struct BodyReader {
-    base: String,
+    label: String,
     body: BoxStream<'static, reqwest::Result<Bytes>>,
     lines: LineBuffer,
     decoder: Box<dyn Decoder>,
@@ -374,8 +384,8 @@ impl BodyReader {
             }
             Some(Err(e)) => {
                 return Err(LlmError::Disconnected {
-                    url: self.base.clone(),
-                    detail: chain(&e),
+                    endpoint: self.label.clone(),
+                    detail: detail(&e),
                 })
             }
             None => {

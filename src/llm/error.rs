@@ -1,16 +1,16 @@
 use std::time::Duration;
 
 /// Why an LLM call failed. Every message says what went wrong and, where it can, what to do.
+/// Messages reach anonymous clients, so they name an endpoint by its label (`backend 1`), never by
+/// its URL (which may carry credentials); the URL is logged where the call fails.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LlmError {
-    #[error("cannot connect to the LLM backend at {url}: {detail}; is the server running, and is the URL right?")]
-    Connect { url: String, detail: String },
-    #[error(
-        "the LLM backend at {url} closed the connection before the response was complete: {detail}"
-    )]
-    Disconnected { url: String, detail: String },
-    #[error("model '{model}' not found on {url}; pull it first (`ollama pull {model}`) or set the room's model_name")]
-    ModelNotFound { model: String, url: String },
+    #[error("cannot connect to the LLM {endpoint}: {detail}; is the server running, and is its URL right? (the server log names it)")]
+    Connect { endpoint: String, detail: String },
+    #[error("the LLM {endpoint} closed the connection before the response was complete: {detail}")]
+    Disconnected { endpoint: String, detail: String },
+    #[error("model '{model}' not found on the LLM {endpoint}; pull it first (`ollama pull {model}`) or set the room's model_name")]
+    ModelNotFound { model: String, endpoint: String },
     #[error("the LLM backend answered HTTP {status}: {message}")]
     Status { status: u16, message: String },
     #[error("the LLM backend is saturated: {waiting} calls already wait for a slot (queue limit {limit}); try again shortly or raise the LLM queue limit")]

@@ -47,7 +47,11 @@ pub fn build_client(settings: &LlmSettings) -> Result<Arc<dyn LlmClient>, BuildE
         endpoints: settings
             .base_urls
             .iter()
-            .map(|u| u.trim_end_matches('/').to_owned())
+            .enumerate()
+            .map(|(i, u)| Endpoint {
+                base: u.trim_end_matches('/').to_owned(),
+                label: format!("backend {}", i + 1),
+            })
             .collect(),
         limiter: Arc::new(Limiter::new(
             settings.base_urls.len(),
@@ -59,10 +63,16 @@ pub fn build_client(settings: &LlmSettings) -> Result<Arc<dyn LlmClient>, BuildE
     }))
 }
 
+/// An endpoint's URL, for calls and the log, and its label, for error messages.
+struct Endpoint {
+    base: String,
+    label: String,
+}
+
 struct Client {
     wire: Box<dyn Wire>,
     http: Http,
-    endpoints: Vec<String>,
+    endpoints: Vec<Endpoint>,
     limiter: Arc<Limiter>,
     max_retries: u32,
     retry_base_delay: Duration,
@@ -75,12 +85,12 @@ impl LlmClient for Client {
         let permit = self.limiter.acquire().await?;
         let started = Instant::now();
         let deadline = self.http.timeouts().deadline();
-        let base = self
+        let (base, label) = self
             .endpoints
             .get(permit.endpoint())
-            .map_or("", String::as_str);
+            .map_or(("", ""), |e| (e.base.as_str(), e.label.as_str()));
         let target = Target {
-            base,
+            label,
             url: self.wire.chat_url(base),
             model: &request.model,
             provider: self.wire.provider(),
@@ -103,22 +113,28 @@ impl LlmClient for Client {
                 Err(e) => e,
             };
             if attempt > self.max_retries || !is_retryable(&error, attempt) {
+                tracing::warn!(url = %target.url, attempt, "LLM call failed: {error}");
                 return Err(error);
             }
             let pause = backoff(self.retry_base_delay, attempt);
             if Instant::now() + pause >= deadline {
+                tracing::warn!(url = %target.url, attempt, "LLM call failed: {error}");
                 return Err(error);
             }
             tracing::warn!(url = %target.url, attempt, ?pause, "LLM call failed, retrying: {error}");
             tokio::time::sleep(pause).await;
         };
-        Ok(stream(reader, permit, started))
+        Ok(stream(reader, permit, started, target.url))
     }
 
     /// Every endpoint must answer.
     async fn health(&self) -> Result<(), LlmError> {
-        for base in &self.endpoints {
-            self.http.get_ok(&self.wire.health_url(base), base).await?;
+        for Endpoint { base, label } in &self.endpoints {
+            let url = self.wire.health_url(base);
+            if let Err(e) = self.http.get_ok(&url, label).await {
+                tracing::warn!(%url, "LLM health check failed: {e}");
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -137,10 +153,10 @@ impl LlmClient for Client {
 }
 
 /// The chunks of an opened call. The permit and the connection go as soon as the final chunk or
-/// an error is yielded, or when the stream is dropped.
-fn stream(reader: BodyReader, permit: Permit, started: Instant) -> ChatStream {
-    futures::stream::unfold(Some((reader, permit)), move |state| async move {
-        let (mut reader, permit) = state?;
+/// an error is yielded, or when the stream is dropped. `url` is for the log.
+fn stream(reader: BodyReader, permit: Permit, started: Instant, url: String) -> ChatStream {
+    futures::stream::unfold(Some((reader, permit, url)), move |state| async move {
+        let (mut reader, permit, url) = state?;
         match reader.next_chunk().await? {
             Ok(ChatChunk::Done(mut completion)) => {
                 // The OpenAI API reports no duration; the wall time of the call stands in.
@@ -149,8 +165,11 @@ fn stream(reader: BodyReader, permit: Permit, started: Instant) -> ChatStream {
                 }
                 Some((Ok(ChatChunk::Done(completion)), None))
             }
-            Ok(chunk) => Some((Ok(chunk), Some((reader, permit)))),
-            Err(e) => Some((Err(e), None)),
+            Ok(chunk) => Some((Ok(chunk), Some((reader, permit, url)))),
+            Err(e) => {
+                tracing::warn!(%url, "LLM call failed mid-stream: {e}");
+                Some((Err(e), None))
+            }
         }
     })
     .boxed()

@@ -26,11 +26,19 @@ pub enum ApiError {
     #[error("run '{0}' has already been run; start a new run")]
     RunIdReused(String),
     #[error("{0}")]
+    InvalidId(String),
+    #[error("thread '{0}' has reached its limit of {1} runs; start a new thread")]
+    TooManyRuns(String, usize),
+    #[error("{0}")]
     BadRequest(String),
     #[error("request body is larger than the limit of {0} bytes")]
     TooLarge(usize),
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
+    #[error("request bodies are not decompressed; send the JSON without Content-Encoding")]
+    UnsupportedEncoding,
     #[error("the server is shutting down; retry on another instance or in a moment")]
     ShuttingDown,
     /// The run's LLM calls cannot all be admitted to the queue: 429, or 503 when no backend is
@@ -49,9 +57,14 @@ impl ApiError {
             | ApiError::InvalidInput(_)
             | ApiError::NoUserMessage
             | ApiError::RunIdReused(_)
+            | ApiError::InvalidId(_)
             | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooManyRuns(..) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::UnsupportedMediaType | ApiError::UnsupportedEncoding => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Overloaded(Refused::Saturated { .. }) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Overloaded(Refused::Unreachable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
@@ -67,9 +80,13 @@ impl ApiError {
             ApiError::InvalidInput(_) => "invalid_input",
             ApiError::NoUserMessage => "no_user_message",
             ApiError::RunIdReused(_) => "run_id_reused",
+            ApiError::InvalidId(_) => "invalid_id",
+            ApiError::TooManyRuns(..) => "too_many_runs",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::TooLarge(_) => "payload_too_large",
+            ApiError::BodyTimeout(_) => "body_timeout",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::UnsupportedEncoding => "unsupported_encoding",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Overloaded(Refused::Saturated { .. }) => "backend_saturated",
             ApiError::Overloaded(Refused::Unreachable { .. }) => "backend_unreachable",

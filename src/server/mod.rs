@@ -1,26 +1,30 @@
 //! HTTP: routes, handlers and serving with graceful shutdown.
 
+mod conn;
 mod error;
 mod health;
 mod page;
 mod rooms;
 mod run;
 mod soliplex;
+mod stream;
 
+pub use conn::raise_nofile_limit;
 pub use error::ApiError;
 pub use run::parse_input;
 
 use std::future::Future;
 
 use axum::extract::DefaultBodyLimit;
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, Uri};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::logsafe::Shown;
 use crate::state::AppState;
 
 pub fn router(app: AppState) -> Router {
@@ -49,7 +53,12 @@ pub fn router(app: AppState) -> Router {
         )
         .layer(DefaultBodyLimit::max(app.settings.body_limit_bytes))
         .layer(cors(&app.settings.cors_origins))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let uri = request.uri().path_and_query().map_or("", |p| p.as_str());
+                tracing::debug_span!("request", method = %request.method(), uri = %Shown(uri))
+            }),
+        )
         .with_state(app)
 }
 
@@ -97,18 +106,7 @@ pub async fn serve(
             }
         });
     };
-    // Without TCP_NODELAY each small SSE frame waits for the client's delayed ACK (~40 ms on
-    // Linux) whenever the previous frame is still unacknowledged.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
-        }
-    });
-    // A plain `Router` is rebuilt for every connection (each route's service cloned); an SSE
-    // connection carries one request, so that cost ~23 KiB per open stream (heaptrack, bench).
-    axum::serve(listener, router(app).into_make_service())
-        .with_graceful_shutdown(drain)
-        .await
+    conn::serve_connections(listener, router(app.clone()), &app.settings, drain).await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -1,28 +1,25 @@
 //! `POST /rooms/{id}/run`: decode the run input, start the room's agent, stream its events as SSE.
 
-use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::sse::{self, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
-use futures::{FutureExt, Stream, StreamExt};
+use axum::response::Response;
+use futures::FutureExt;
 use serde_json::Value;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutError;
 use tracing::Instrument;
 
+use super::stream::{self, RunOutlet};
 use super::ApiError;
-use crate::agents::{AgentError, EventSink, RunFuture};
+use crate::agents::{AgentError, EventOutlet, EventSink, RunFuture};
 use crate::agui::{Event, Message, MessageContent, RunAgentInput};
+use crate::logsafe::Shown;
 use crate::state::AppState;
-
-/// Events buffered between the agent and a slow client before the agent waits.
-const EVENT_BUFFER: usize = 256;
 
 pub async fn run_room(
     State(app): State<AppState>,
@@ -31,7 +28,7 @@ pub async fn run_room(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let input = decode_input(&app, &room_id, &headers, body)?;
-    start_run(app, room_id, input)
+    start_run(app, room_id, input, || Ok(()))
 }
 
 /// Checks the room and body and turns them into a run input; shared by every run route.
@@ -58,11 +55,34 @@ pub(super) fn decode_input(
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }
+    // Bodies are not decompressed: a compressed one would read as invalid JSON (and decoding it
+    // would need its own size limit).
+    if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
+        let identity = encoding
+            .to_str()
+            .is_ok_and(|e| e.trim().eq_ignore_ascii_case("identity"));
+        if !identity {
+            return Err(ApiError::UnsupportedEncoding);
+        }
+    }
     let body = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(app.settings.body_limit_bytes),
+        _ if timed_out(&rejection) => ApiError::BodyTimeout(app.settings.body_timeout),
         _ => ApiError::BadRequest(rejection.body_text()),
     })?;
     parse_input(&body)
+}
+
+/// Whether reading the body failed because it did not arrive within the body timeout.
+fn timed_out(rejection: &BytesRejection) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(e) = cause {
+        if e.is::<TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Parses a `RunAgentInput`, or the `{"prompt": "..."}` shorthand, and fills in missing ids.
@@ -101,22 +121,49 @@ pub fn parse_input(body: &[u8]) -> Result<RunAgentInput, ApiError> {
     if input.run_id.is_empty() {
         input.run_id = uuid::Uuid::new_v4().to_string();
     }
+    check_id("threadId", &input.thread_id)?;
+    check_id("runId", &input.run_id)?;
+    if let Some(parent) = &input.parent_run_id {
+        check_id("parentRunId", parent)?;
+    }
     if input.last_user_text().is_none() {
         return Err(ApiError::NoUserMessage);
     }
     Ok(input)
 }
 
-/// Starts the room's agent on `input` and answers with its event stream.
+/// Longest thread or run id accepted.
+const MAX_ID_BYTES: usize = 128;
+
+/// Ids are echoed in events and logged: short, and of characters that need no escaping anywhere.
+/// The id itself is not repeated in the error (it may be huge).
+fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"_.:-".contains(&b);
+    if !id.is_empty() && id.len() <= MAX_ID_BYTES && id.bytes().all(allowed) {
+        return Ok(());
+    }
+    Err(ApiError::InvalidId(format!(
+        "`{field}` must be 1 to {MAX_ID_BYTES} characters of A-Z, a-z, 0-9, `_`, `.`, `:` and `-`"
+    )))
+}
+
+/// Starts the room's agent on `input` and answers with its event stream. `accept` runs once the
+/// agent has accepted the input, so that only runs that start are recorded.
 pub(super) fn start_run(
     app: AppState,
     room_id: String,
     input: RunAgentInput,
+    accept: impl FnOnce() -> Result<(), ApiError>,
 ) -> Result<Response, ApiError> {
     let room = app
         .room(&room_id)
         .ok_or_else(|| ApiError::RoomNotFound(room_id.clone()))?;
-    let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+    let cancel = CancellationToken::new();
+    let (outlet, response) = stream::channel(
+        app.settings.client_buffer_bytes,
+        app.settings.keep_alive,
+        cancel.clone(),
+    );
     let started = Event::RunStarted {
         thread_id: input.thread_id.clone(),
         run_id: input.run_id.clone(),
@@ -125,79 +172,50 @@ pub(super) fn start_run(
     let ids = (input.thread_id.clone(), input.run_id.clone());
     let span = tracing::info_span!(
         "run",
-        room = %room_id,
-        run_id = %input.run_id,
-        thread_id = %input.thread_id,
+        room = %Shown(&room_id),
+        run_id = %Shown(&input.run_id),
+        thread_id = %Shown(&input.thread_id),
         strategy = tracing::field::Empty,
     );
     let accepted = room
         .agent
-        .start(input, EventSink::new(tx.clone()))
+        .start(input, EventSink::new(outlet.clone()))
         .map_err(|e| match e {
             AgentError::BadInput(msg) => ApiError::BadRequest(msg),
             other => ApiError::BadRequest(other.to_string()),
         })?;
     // The whole run is admitted to the LLM queue before its stream starts, or refused with 429/503.
     let reservation = app.llm.reserve(accepted.max_calls).inspect_err(
-        |e| tracing::warn!(room = %room_id, calls = accepted.max_calls, "run refused: {e}"),
+        |e| tracing::warn!(room = %Shown(&room_id), calls = accepted.max_calls, "run refused: {e}"),
     )?;
+    // Only a run that starts is recorded (a refused reservation is dropped with this error).
+    accept()?;
     let run: RunFuture = Box::pin(reservation.scope(accepted.run));
 
-    let cancel = CancellationToken::new();
     app.runs
-        .spawn(drive(app.clone(), run, started, ids, tx, cancel.clone()).instrument(span));
-
-    let keep_alive = KeepAlive::new()
-        .interval(app.settings.keep_alive)
-        .text("keep-alive");
-    let stream = event_stream(rx, cancel);
-    Ok((
-        [
-            (header::CACHE_CONTROL, "no-cache"),
-            (header::HeaderName::from_static("x-accel-buffering"), "no"),
-        ],
-        Sse::new(stream).keep_alive(keep_alive),
-    )
-        .into_response())
-}
-
-/// The response body: the run's events as SSE frames. Dropping it (the client went away) cancels
-/// the run.
-fn event_stream(
-    rx: mpsc::Receiver<Event>,
-    cancel: CancellationToken,
-) -> impl Stream<Item = Result<sse::Event, Infallible>> {
-    let guard = cancel.drop_guard();
-    ReceiverStream::new(rx).map(move |event| {
-        let _keep = &guard;
-        // Our events always serialize; should one ever not, the client still gets a valid event.
-        Ok(sse::Event::default().json_data(&event).unwrap_or_else(|e| {
-            let error = Event::RunError {
-                message: format!("an event could not be encoded ({e}); this is a server bug"),
-                code: Some("internal".into()),
-            };
-            sse::Event::default().data(serde_json::to_string(&error).unwrap_or_default())
-        }))
-    })
+        .spawn(drive(app.clone(), run, started, ids, outlet, cancel).instrument(span));
+    Ok(response)
 }
 
 /// Runs the agent between `RUN_STARTED` and exactly one `RUN_FINISHED`/`RUN_ERROR`, unless the
-/// client leaves, in which case the agent's future is dropped and its LLM calls with it.
+/// client leaves or stops reading, in which case the agent's future is dropped and its LLM calls
+/// with it.
 async fn drive(
     app: AppState,
     run: RunFuture,
     started: Event,
     (thread_id, run_id): (String, String),
-    tx: mpsc::Sender<Event>,
+    outlet: Arc<RunOutlet>,
     cancel: CancellationToken,
 ) {
     tracing::info!("run started");
-    if tx.send(started).await.is_err() {
-        return;
-    }
+    outlet.push(started);
     let outcome = tokio::select! {
         _ = cancel.cancelled() => None,
-        _ = tx.closed() => None,
+        _ = outlet.until_gone(app.settings.client_stall) => {
+            tracing::info!("run cancelled");
+            return;
+        }
         _ = app.force_stop.cancelled() => Some(Err(AgentError::Failed {
             code: "shutdown",
             message: "the server is shutting down and stopped this run before it finished; retry it".into(),
@@ -237,5 +255,14 @@ async fn drive(
             }
         }
     };
-    let _ = tx.send(last).await;
+    outlet.push(last);
+    // A finished run's events may still wait for a slow client: it keeps its place among the runs
+    // in flight until they are taken, and a client that stalls is let go the same way.
+    tokio::select! {
+        _ = outlet.drained() => {}
+        _ = cancel.cancelled() => {}
+        _ = outlet.until_gone(app.settings.client_stall) => {}
+        // What is queued still goes out; the server's drain waits for the connection.
+        _ = app.force_stop.cancelled() => {}
+    }
 }

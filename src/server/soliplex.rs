@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::run::{decode_input, start_run};
 use super::ApiError;
-use crate::state::AppState;
+use crate::state::{AppState, BookError, MAX_RUNS_PER_THREAD};
 
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
@@ -38,10 +38,11 @@ pub async fn new_run(
 ) -> Result<Json<Value>, ApiError> {
     app.room(&room_id)
         .ok_or_else(|| ApiError::RoomNotFound(room_id.clone()))?;
+    check_uuid("thread id", &thread_id)?;
     let run_id = new_id();
-    if !lock(&app).new_run(&room_id, &thread_id, run_id.clone()) {
-        return Err(ApiError::ThreadNotFound(thread_id));
-    }
+    lock(&app)
+        .new_run(&room_id, &thread_id, run_id.clone())
+        .map_err(|e| refusal(e, &thread_id, &run_id))?;
     Ok(Json(
         json!({"room_id": room_id, "thread_id": thread_id, "run_id": run_id}),
     ))
@@ -53,13 +54,36 @@ pub async fn run(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    check_uuid("thread id", &thread_id)?;
+    check_uuid("run id", &run_id)?;
     let mut input = decode_input(&app, &room_id, &headers, body)?;
-    if !lock(&app).start_run(&room_id, &thread_id, &run_id) {
-        return Err(ApiError::RunIdReused(run_id));
+    input.thread_id = thread_id.clone();
+    input.run_id = run_id.clone();
+    let book = app.clone();
+    let room = room_id.clone();
+    start_run(app, room_id, input, move || {
+        lock(&book)
+            .start_run(&room, &thread_id, &run_id)
+            .map_err(|e| refusal(e, &thread_id, &run_id))
+    })
+}
+
+/// soliplex makes every thread and run id a UUID; so do these routes, and nothing else is accepted.
+fn check_uuid(what: &str, id: &str) -> Result<(), ApiError> {
+    match uuid::Uuid::try_parse(id) {
+        Ok(_) if id.len() == 36 => Ok(()),
+        _ => Err(ApiError::InvalidId(format!(
+            "the {what} must be a UUID such as soliplex routes create"
+        ))),
     }
-    input.thread_id = thread_id;
-    input.run_id = run_id;
-    start_run(app, room_id, input)
+}
+
+fn refusal(e: BookError, thread_id: &str, run_id: &str) -> ApiError {
+    match e {
+        BookError::NoThread => ApiError::ThreadNotFound(thread_id.to_owned()),
+        BookError::RunReused => ApiError::RunIdReused(run_id.to_owned()),
+        BookError::ThreadFull => ApiError::TooManyRuns(thread_id.to_owned(), MAX_RUNS_PER_THREAD),
+    }
 }
 
 fn lock(app: &AppState) -> std::sync::MutexGuard<'_, crate::state::ThreadBook> {

@@ -407,12 +407,11 @@ fn every_generated_request_gets_a_status_or_a_complete_stream() {
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client");
-    let seq = AtomicUsize::new(0);
     let (runs, errors) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let mut runner = TestRunner::new(config(2000));
     let outcome = runner.run(&request(), |req| {
-        let n = seq.fetch_add(1, Ordering::Relaxed);
-        let (thread, run) = (format!("t{n}"), format!("r{n}"));
+        // soliplex routes take UUIDs only.
+        let (thread, run) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
         let path = if req.soliplex {
             format!("/api/v1/rooms/{}/agui/{thread}/{run}", req.room)
         } else {

@@ -21,6 +21,7 @@ use crate::agui::Event;
 use crate::llm::{
     ChatChunk, ChatMessage, ChatRequest, GenerationOptions, LlmClient, LlmError, Think, Usage,
 };
+use crate::logsafe::Shown;
 
 /// A system and a user message.
 pub type Prompt = (String, String);
@@ -248,9 +249,9 @@ impl Run {
                         }
                         Err(failure) => {
                             tracing::warn!(
-                                task = %progress.label(base + i),
+                                task = %Shown(progress.label(base + i)),
                                 code = failure.code,
-                                error = %failure.message,
+                                error = %Shown(&failure.message),
                                 "task failed"
                             );
                             progress.task_failed(base + i, &failure.message);

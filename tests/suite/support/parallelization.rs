@@ -99,10 +99,14 @@ pub fn failed<'a>(run: &'a RunResult, code: &str) -> &'a str {
 /// `head` and saying the reason once. Returns the message.
 pub fn backend_down<'a>(run: &'a RunResult, mock: &MockLlm, head: &str) -> &'a str {
     let message = failed(run, "llm_unreachable");
-    let reason = format!("cannot connect to the LLM backend at {}", mock.url());
+    let reason = "cannot connect to the LLM backend 1";
     assert!(
         message.starts_with(&format!("{head}: {reason}")),
         "{message}"
+    );
+    assert!(
+        !message.contains(mock.url().trim_start_matches("http://")),
+        "the backend's URL reached the client: {message}"
     );
     assert_eq!(message.matches("cannot connect").count(), 1, "{message}");
     message
