@@ -91,31 +91,14 @@ async fn four_readers_that_never_read_do_not_hold_the_backend() {
     drop(clients);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reader_that_stalls_mid_run_has_its_run_cancelled() {
+/// A never-reading client whose calls would stream and then hang for ever: only being let go
+/// (by `stall` or `buffer_bytes`) ends its run, and the backend sees both calls closed.
+async fn let_go(stall: Duration, buffer_bytes: usize) {
     let mock = MockLlm::start().await;
     mock.respond_with(|_| flood().hang());
     let server = server_with(&mock, "", |s| {
-        s.client_stall = Duration::from_secs(1);
-        s.client_buffer_bytes = 64 << 20;
-    })
-    .await;
-    let client = never_read(&server, "stalled").await;
-    eventually("both calls have started", || mock.in_flight() == 2).await;
-    // The call would hang for ever; the stall ends it.
-    assert_idle(&server, &mock).await;
-    assert_eq!(mock.disconnects(), 2, "the backend saw both calls closed");
-    drop(client);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reader_past_the_buffer_limit_has_its_run_cancelled() {
-    let mock = MockLlm::start().await;
-    mock.respond_with(|_| flood().hang());
-    // The stall time is longer than the test waits: only the buffer limit can end this run.
-    let server = server_with(&mock, "", |s| {
-        s.client_stall = Duration::from_secs(600);
-        s.client_buffer_bytes = 64 << 10;
+        s.client_stall = stall;
+        s.client_buffer_bytes = buffer_bytes;
     })
     .await;
     let client = never_read(&server, "stalled").await;
@@ -123,4 +106,15 @@ async fn a_reader_past_the_buffer_limit_has_its_run_cancelled() {
     assert_idle(&server, &mock).await;
     assert_eq!(mock.disconnects(), 2, "the backend saw both calls closed");
     drop(client);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stalls_mid_run_has_its_run_cancelled() {
+    let_go(Duration::from_secs(1), 64 << 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_past_the_buffer_limit_has_its_run_cancelled() {
+    // The stall time is longer than the test waits: only the buffer limit can end this run.
+    let_go(Duration::from_secs(600), 64 << 10).await;
 }
