@@ -7,8 +7,8 @@ use roomhost::server::{raise_nofile_limit, serve, shutdown_signal};
 use roomhost::{App, StartupError};
 use tracing_subscriber::EnvFilter;
 
-/// The system allocator keeps a burst's memory for good; jemalloc with a background purge thread gives it back (figures in the
-/// README's benchmark section).
+/// The system allocator keeps a burst's memory for good; jemalloc with a background purge thread
+/// gives much of it back (figures in the README's benchmark section).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -60,7 +60,12 @@ fn log_nofile_limit(max_connections: usize) {
         Ok((before, after)) => {
             let wanted = (max_connections as u64).saturating_add(256).max(LOW);
             if after < wanted {
-                tracing::warn!(before, after, wanted, "open-file limit is low for ROOMHOST_MAX_CONNECTIONS; raise the hard limit (ulimit -Hn)");
+                tracing::warn!(
+                    before,
+                    after,
+                    wanted,
+                    "open-file limit is low for max_connections; raise the hard limit (ulimit -Hn)"
+                );
             } else {
                 tracing::info!(before, after, "open-file limit");
             }
