@@ -456,6 +456,8 @@ async function sendMessage(text) {
   const body = {
     threadId: state.threadId,
     runId: uuid(),
+    // The full AG-UI 1.0 stream: subagents with their own text messages (see README, Clients).
+    protocolVersion: "1.0",
     messages: [...state.history, userMessage],
     tools: [],
     context: [],

@@ -7,17 +7,16 @@ use crate::state::{AppState, Room};
 
 fn describe(room: &Room) -> Value {
     let c = &room.config;
-    let mut v = json!({
+    // soliplex's room view needs `welcome_message`; soliplex itself falls back to the description.
+    let welcome = c.welcome_message.as_ref().unwrap_or(&c.description);
+    json!({
         "id": c.id,
         "name": c.name,
         "description": c.description,
+        "welcome_message": welcome,
         "suggestions": c.suggestions,
         "agent": {"kind": c.agent.kind, "factory_name": room.factory_name},
-    });
-    if let Some(welcome) = &c.welcome_message {
-        v["welcome_message"] = json!(welcome);
-    }
-    v
+    })
 }
 
 pub async fn list(State(app): State<AppState>) -> Json<Value> {

@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::stream::{self, RunOutlet};
 use super::ApiError;
 use crate::agents::{AgentError, EventOutlet, EventSink, RunFuture};
-use crate::agui::{Event, Message, MessageContent, RunAgentInput};
+use crate::agui::{Event, Message, MessageContent, Profile, RunAgentInput};
 use crate::logsafe::Shown;
 use crate::state::AppState;
 
@@ -158,8 +158,10 @@ pub(super) fn start_run(
     let room = app
         .room(&room_id)
         .ok_or_else(|| ApiError::RoomNotFound(room_id.clone()))?;
+    let profile = Profile::for_input(&input).map_err(|e| ApiError::InvalidInput(e.to_string()))?;
     let cancel = CancellationToken::new();
     let (outlet, response) = stream::channel(
+        profile,
         app.settings.client_buffer_bytes,
         app.settings.keep_alive,
         cancel.clone(),

@@ -18,7 +18,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::agents::EventOutlet;
-use crate::agui::Event;
+use crate::agui::{Event, Profile, Shaper};
 
 /// Most events are a delta of a few words: one allocation holds the whole frame.
 const FRAME_CAPACITY: usize = 160;
@@ -50,10 +50,19 @@ pub(super) struct RunOutlet {
     shared: Arc<Shared>,
     cap: usize,
     overflow: CancellationToken,
+    /// Shapes the run's events for its client's profile before they are queued.
+    shaper: Mutex<Shaper>,
 }
 
 impl EventOutlet for RunOutlet {
     fn push(&self, event: Event) {
+        let mut shaper = self.shaper.lock().unwrap_or_else(|p| p.into_inner());
+        shaper.push(event, std::time::Instant::now(), &mut |e| self.enqueue(e));
+    }
+}
+
+impl RunOutlet {
+    fn enqueue(&self, event: Event) {
         if self.overflow.is_cancelled() {
             return;
         }
@@ -69,9 +78,7 @@ impl EventOutlet for RunOutlet {
         // A closed queue means the client left; the host cancels the run, so nothing to do here.
         let _ = self.tx.send(frame);
     }
-}
 
-impl RunOutlet {
     /// Resolves when the client is to be treated as gone, having dropped what was queued for it;
     /// the response body then ends the connection.
     pub(super) async fn until_gone(&self, stall: Duration) {
@@ -116,8 +123,10 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Option<mpsc::UnboundedRece
 }
 
 /// A run's queue: its outlet, and the SSE response that streams it (with keep-alive comments
-/// every `keep_alive` of quiet). Dropping the response (the client went away) fires `cancel`.
+/// every `keep_alive` of quiet), shaped for `profile`. Dropping the response (the client went
+/// away) fires `cancel`.
 pub(super) fn channel(
+    profile: Profile,
     cap: usize,
     keep_alive: Duration,
     cancel: CancellationToken,
@@ -134,6 +143,7 @@ pub(super) fn channel(
         shared: shared.clone(),
         cap,
         overflow: CancellationToken::new(),
+        shaper: Mutex::new(Shaper::new(profile)),
     };
     let body = EventBody {
         shared,

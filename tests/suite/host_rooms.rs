@@ -85,6 +85,39 @@ fn soliplex_room_files_load_with_their_extra_keys() {
     );
 }
 
+/// soliplex's clients read `welcome_message`, `description` and `suggestions` of every room;
+/// soliplex shows the description when a room has no welcome message.
+#[tokio::test]
+async fn every_listed_room_has_a_welcome_message_description_and_suggestions() {
+    let dir = TempDir::new();
+    dir.write("plain.yaml", &room("plain", "description: Plain\n"));
+    dir.write("bare.yaml", &room("bare", ""));
+    dir.write("greets.yaml", &room("greets", "welcome_message: Hi\n"));
+    let settings = test_settings("http://127.0.0.1:9", dir.path.clone());
+    let server = TestServer::start_with(settings, Registry::builtin(), dir).await;
+    let (_, list) = server.get("/rooms").await;
+    let (_, by_id) = server.get("/api/v1/rooms").await;
+    let (_, one) = server.get("/api/v1/rooms/plain").await;
+    let listed = list.as_array().cloned().unwrap_or_default();
+    let keyed = by_id
+        .as_object()
+        .map(|m| m.values().cloned().collect())
+        .unwrap_or_default();
+    for rooms in [listed, keyed, vec![one]] {
+        assert!(!rooms.is_empty());
+        for r in rooms {
+            let expected = match r["id"].as_str() {
+                Some("greets") => "Hi",
+                Some("plain") => "Plain",
+                _ => "",
+            };
+            assert_eq!(r["welcome_message"], expected, "{r}");
+            assert!(r["description"].is_string(), "{r}");
+            assert!(r["suggestions"].is_array(), "{r}");
+        }
+    }
+}
+
 #[test]
 fn yaml_syntax_error_names_file_and_line() {
     let msg = startup_error(&[("bad.yaml", "id: x\nagent: [unclosed\n")]);

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod agui_profiles;
 mod config_settings;
 mod faults_backend;
 mod faults_clients;
