@@ -10,6 +10,9 @@ import { HttpAgent } from "@ag-ui/client";
 import { EventSchemas } from "@ag-ui/core/schemas";
 import jsonpatch from "fast-json-patch";
 
+/** The client every suite uses unless it names another generation (lib/clients.js). */
+export const CURRENT = { name: "@ag-ui/client 1.0.0", HttpAgent, EventSchemas, profile: "full" };
+
 import { sseJson } from "../../../web/sse.js";
 
 const TERMINAL = new Set(["RUN_FINISHED", "RUN_ERROR"]);
@@ -19,7 +22,7 @@ const TERMINAL = new Set(["RUN_FINISHED", "RUN_ERROR"]);
  * the events the client delivered, the client's failure (HTTP error, schema or verifier error) and
  * everything it wrote to console.warn / console.error.
  */
-export async function runAgent(url, { messages, forwardedProps }) {
+export async function runAgent(url, { messages, forwardedProps, client = CURRENT }) {
   const raw = [];
   let rawRead = Promise.resolve();
   let contentType;
@@ -39,7 +42,7 @@ export async function runAgent(url, { messages, forwardedProps }) {
   console.warn = (...args) => console_.push(["warn", args.map(String).join(" ")]);
   console.error = (...args) => console_.push(["error", args.map(String).join(" ")]);
 
-  const agent = new HttpAgent({ url, threadId: randomUUID() });
+  const agent = new client.HttpAgent({ url, threadId: randomUUID() });
   agent.setMessages(messages.map((m) => ({ id: randomUUID(), ...m })));
   const delivered = [];
   let failure;
@@ -63,11 +66,11 @@ export async function runAgent(url, { messages, forwardedProps }) {
     globalThis.fetch = realFetch;
     Object.assign(console, real);
   }
-  return { raw, delivered, failure, console: console_, agent, result, contentType };
+  return { raw, delivered, failure, console: console_, agent, result, contentType, client };
 }
 
-export const ask = (url, prompt, forwardedProps) =>
-  runAgent(url, { messages: [{ role: "user", content: prompt }], forwardedProps });
+export const ask = (url, prompt, forwardedProps, client) =>
+  runAgent(url, { messages: [{ role: "user", content: prompt }], forwardedProps, client });
 
 // @ag-ui/core's schemas pass unknown fields through (the client strips them later, with a warning):
 // a strict copy of each event type's schema names them here.
@@ -83,6 +86,8 @@ export function checkStream(run) {
   for (const [i, event] of run.raw.entries()) {
     const parsed = EventSchemas.safeParse(event);
     assert.ok(parsed.success, `event ${i} ${JSON.stringify(event)} fails @ag-ui/core's schema: ${parsed.error}`);
+    const own = run.client.EventSchemas.safeParse(event);
+    assert.ok(own.success, `event ${i} ${JSON.stringify(event)} fails ${run.client.name}'s schema: ${own.error}`);
     const strict = STRICT.get(event.type).safeParse(event);
     assert.ok(strict.success, `event ${i} ${JSON.stringify(event)} has fields AG-UI does not define: ${strict.error}`);
   }
@@ -137,6 +142,11 @@ function checkActivity(run, last) {
 }
 
 function checkSubagents(run) {
+  if (run.client.profile === "legacy") {
+    // The legacy profile keeps subagents out of the stream: their tasks are in the activity only.
+    assert.ok(run.raw.every((e) => !e.type.startsWith("SUBAGENT") && e.subagentRunId === undefined));
+    return;
+  }
   const started = run.raw.filter((e) => e.type === "SUBAGENT_STARTED").map((e) => e.subagentRunId);
   const ended = new Map(
     run.raw
