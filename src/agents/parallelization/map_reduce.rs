@@ -6,6 +6,7 @@
 use serde_json::json;
 
 use super::budget::{estimate_tokens, pack, split_to_fit, truncate, Budget};
+use super::config::Role;
 use super::failures::Failures;
 use super::messages::TextMessage;
 use super::progress::RunStatus;
@@ -98,7 +99,11 @@ pub async fn run(
     documents: &[String],
 ) -> Result<Outcome, AgentError> {
     let config = run.ctx.config.clone();
-    let budget = Budget::new(config.num_ctx, config.max_tokens);
+    let caps = &config.max_tokens;
+    let budget = Budget::new(
+        config.num_ctx,
+        Some(caps.map.max(caps.collapse).max(caps.reduce)),
+    );
     let mut losses = Losses::default();
 
     let room = budget.room_beside(&prompts::map(
@@ -139,13 +144,14 @@ pub async fn run(
             let label = span.label();
             TaskSpec {
                 request: run.ctx.request(
+                    Role::Map,
                     prompts::map(instruction, &label, text),
                     config.temperature,
                     config.seed,
                     None,
                 ),
                 label,
-                check: None,
+                structured: None,
             }
         })
         .collect();
@@ -216,6 +222,7 @@ pub async fn run(
         Ok(())
     } else {
         let request = run.ctx.request(
+            Role::Reduce,
             prompts::reduce(instruction, &labelled(&summaries)),
             config.temperature,
             config.seed,
@@ -332,12 +339,13 @@ async fn collapse(
         .map(|(group, span)| TaskSpec {
             label: format!("Collapse {level}: {}", span.label()),
             request: run.ctx.request(
+                Role::Collapse,
                 prompts::collapse(instruction, &labelled(&summaries[group.clone()])),
                 config.temperature,
                 config.seed,
                 None,
             ),
-            check: None,
+            structured: None,
         })
         .collect();
     let results = run.fan_out(tasks, &mut Quiet).await;

@@ -3,11 +3,12 @@
 
 use serde_json::{json, Value};
 
+use super::config::Role;
 use super::failures::Failures;
 use super::progress::RunStatus;
 use super::prompts;
 use super::reply::json_object;
-use super::runner::{Observer, Run, TaskResult, TaskSpec};
+use super::runner::{Observer, Run, Structured, TaskResult, TaskSpec};
 use super::vote::normalize;
 use super::{messages::TextMessage, Outcome};
 use crate::agents::AgentError;
@@ -29,12 +30,13 @@ pub async fn run(
         .map(|(i, section)| TaskSpec {
             label: format!("Section: {section}"),
             request: run.ctx.request(
+                Role::Section,
                 prompts::section(topic, &sections, section),
                 config.temperature,
                 config.seed + i as i64,
                 None,
             ),
-            check: None,
+            structured: None,
         })
         .collect();
     run.progress.set_status(RunStatus::Running);
@@ -105,21 +107,40 @@ async fn plan(run: &mut Run, topic: &str) -> Result<Vec<String>, AgentError> {
         "required": ["sections"],
     });
     let request = run.ctx.request(
+        Role::Planner,
         prompts::planner(topic, min, max),
         config.temperature,
         config.seed,
         Some(schema),
     );
     run.step_started("plan").await;
-    let answer = run.call(request, None).await;
+    let reading = Structured {
+        parse: Box::new(move |text| {
+            parse_plan(text, max as usize)
+                .map(|titles| json!(titles))
+                .ok_or_else(|| {
+                    "it is not a JSON object with a `sections` list of titles".to_owned()
+                })
+        }),
+        free_text: None,
+    };
+    let answer = run.ask(request, &reading).await;
     run.step_finished("plan").await;
-    let answer = answer?;
-    parse_plan(&answer, max as usize).ok_or_else(|| AgentError::Failed {
+    let titles = match answer {
+        Ok(out) => out.value.and_then(|v| serde_json::from_value(v).ok()),
+        Err(failure) if failure.from_llm => {
+            return Err(AgentError::Failed {
+                code: failure.code,
+                message: failure.message,
+            })
+        }
+        Err(_) => None,
+    };
+    titles.ok_or_else(|| AgentError::Failed {
         code: "bad_plan",
-        message: format!(
-            "the model's section plan is not a JSON list of section titles: {}",
-            answer.chars().take(200).collect::<String>()
-        ),
+        message:
+            "the model's section plan is not a JSON list of section titles, even when asked again"
+                .into(),
     })
 }
 
@@ -306,6 +327,8 @@ mod tests {
             text: text.into(),
             value: None,
             usage: Usage::default(),
+            source: None,
+            cut: None,
         })
     }
 

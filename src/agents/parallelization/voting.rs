@@ -4,13 +4,13 @@
 
 use serde_json::{json, Value};
 
-use super::config::TieBreak;
+use super::config::{Role, TieBreak};
 use super::failures::Failures;
 use super::messages::TextMessage;
-use super::progress::RunStatus;
+use super::progress::{AnswerSource, RunStatus};
 use super::prompts;
 use super::reply::{json_object, text_field};
-use super::runner::{Quiet, Run, TaskFailure, TaskResult, TaskSpec};
+use super::runner::{Quiet, Run, Structured, TaskFailure, TaskResult, TaskSpec};
 use super::vote::{leaders, tally, Answers, Count, Counted};
 use super::Outcome;
 use crate::agents::AgentError;
@@ -20,6 +20,48 @@ use crate::agents::AgentError;
 struct Ballot {
     counted: Counted,
     reasoning: String,
+    source: Option<AnswerSource>,
+}
+
+impl Ballot {
+    /// What a voter's `SUBAGENT_FINISHED.result` carries, and what `from_value` reads back.
+    fn value(&self) -> Value {
+        json!({"answer": self.counted.answer, "reasoning": self.reasoning})
+    }
+
+    fn from_value(value: Option<&Value>, answers: &Answers) -> Option<Self> {
+        let object = value?.as_object()?;
+        Some(Ballot {
+            counted: answers.count_as(&text_field(object, "answer")?)?,
+            reasoning: text_field(object, "reasoning").unwrap_or_default(),
+            source: None,
+        })
+    }
+}
+
+/// A ballot from the JSON reply, or from prose that names exactly one allowed answer.
+fn reading(answers: &Answers) -> Structured {
+    let (json, prose) = (answers.clone(), answers.clone());
+    Structured {
+        parse: Box::new(move |text| parse_ballot(text, &json).map(|b| b.value())),
+        free_text: Some(Box::new(move |text| {
+            let ballot = Ballot {
+                counted: prose.named_in(text)?,
+                reasoning: text.trim().to_owned(),
+                source: None,
+            };
+            Some(ballot.value())
+        })),
+    }
+}
+
+/// A ballot from a task's result.
+fn read_ballot(result: &TaskResult, answers: &Answers) -> Result<Ballot, TaskFailure> {
+    let out = result.as_ref().map_err(Clone::clone)?;
+    let mut ballot = Ballot::from_value(out.value.as_ref(), answers)
+        .ok_or_else(|| TaskFailure::refused("the answer could not be read".into(), out.usage))?;
+    ballot.source = out.source;
+    Ok(ballot)
 }
 
 fn parse_ballot(text: &str, answers: &Answers) -> Result<Ballot, String> {
@@ -34,6 +76,7 @@ fn parse_ballot(text: &str, answers: &Answers) -> Result<Ballot, String> {
     Ok(Ballot {
         counted,
         reasoning: text_field(&object, "reasoning").unwrap_or_default(),
+        source: Some(AnswerSource::Json),
     })
 }
 
@@ -46,22 +89,16 @@ pub async fn run(run: &mut Run, question: &str, answers: &Answers) -> Result<Out
         .map(|i| {
             let perspective =
                 (!perspectives.is_empty()).then(|| perspectives[i % perspectives.len()].as_str());
-            let accepted = answers.clone();
             TaskSpec {
                 label: format!("Voter {}", i + 1),
                 request: run.ctx.request(
+                    Role::Voter,
                     prompts::voter(question, allowed.as_deref(), perspective),
                     config.voter_temperature,
                     config.seed + i as i64,
                     Some(answers.schema()),
                 ),
-                check: Some(Box::new(move |text: &str| {
-                    let ballot = parse_ballot(text, &accepted)?;
-                    Ok(Some(json!({
-                        "answer": ballot.counted.answer,
-                        "reasoning": ballot.reasoning,
-                    })))
-                })),
+                structured: Some(reading(answers)),
             }
         })
         .collect();
@@ -85,14 +122,8 @@ async fn aggregate(
     results: &[TaskResult],
 ) -> Result<Outcome, AgentError> {
     let config = run.ctx.config.clone();
-    let ballots: Vec<Result<Ballot, TaskFailure>> = results
-        .iter()
-        .map(|r| match r {
-            Ok(out) => parse_ballot(&out.text, answers)
-                .map_err(|message| TaskFailure::refused(message, out.usage)),
-            Err(f) => Err(f.clone()),
-        })
-        .collect();
+    let ballots: Vec<Result<Ballot, TaskFailure>> =
+        results.iter().map(|r| read_ballot(r, answers)).collect();
     let mut failures = Failures::default();
     for (i, ballot) in ballots.iter().enumerate() {
         if let Err(failure) = ballot {
@@ -193,7 +224,12 @@ async fn aggregate(
         .iter()
         .enumerate()
         .map(|(i, b)| match b {
-            Ok(b) => json!({"voter": i + 1, "answer": b.counted.answer, "reasoning": b.reasoning}),
+            Ok(b) => json!({
+                "voter": i + 1,
+                "answer": b.counted.answer,
+                "reasoning": b.reasoning,
+                "source": b.source,
+            }),
             Err(f) => json!({"voter": i + 1, "error": f.message}),
         })
         .collect();
@@ -228,15 +264,16 @@ async fn judge(
     let config = run.ctx.config.clone();
     let options = Answers::Options(candidates.iter().map(|(a, _)| a.clone()).collect());
     let request = run.ctx.request(
+        Role::Judge,
         prompts::judge(question, candidates),
         config.temperature,
         config.seed,
         Some(options.schema()),
     );
     run.step_started("tie_break").await;
-    let answer = run.call(request, None).await;
+    let answer = run.ask(request, &reading(&options)).await;
     run.step_finished("tie_break").await;
-    let ballot = parse_ballot(&answer.map_err(|e| e.to_string())?, &options)?;
+    let ballot = read_ballot(&answer, &options).map_err(|f| f.message)?;
     let index = candidates
         .iter()
         .position(|(a, _)| *a == ballot.counted.answer)
