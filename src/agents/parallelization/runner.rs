@@ -78,10 +78,13 @@ pub struct TaskSpec {
 /// the reason when a reply is not), then what the prose says when that also fails.
 pub struct Structured {
     /// Reads the JSON reply into what `SUBAGENT_FINISHED.result` carries, or says why not.
-    pub parse: Box<dyn Fn(&str) -> Result<Value, String> + Send + Sync>,
+    pub parse: Parse,
     /// Reads the answer from a reply in prose, when it clearly gives one.
-    pub free_text: Option<Box<dyn Fn(&str) -> Option<Value> + Send + Sync>>,
+    pub free_text: Option<FreeText>,
 }
+
+pub type Parse = Box<dyn Fn(&str) -> Result<Value, String> + Send + Sync>;
+pub type FreeText = Box<dyn Fn(&str) -> Option<Value> + Send + Sync>;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskOutput {
