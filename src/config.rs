@@ -194,6 +194,9 @@ impl Settings {
         if let Some(v) = get("ROOMHOST_OPENAI_JSON_MODE") {
             llm.openai_json_mode = parse("ROOMHOST_OPENAI_JSON_MODE", &v)?;
         }
+        if let Some(v) = get("ROOMHOST_STRUCTURED_OUTPUT") {
+            llm.structured_output = parse("ROOMHOST_STRUCTURED_OUTPUT", &v)?;
+        }
         Ok(())
     }
 

@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::{json, Value};
 use support::mock_llm::{auto_reply, prose_reply, MockLlm, MockReply, MockRequest};
-use support::parallelization::{failed, finished, prompt, server, system_of};
+use support::parallelization::{failed, finished, prompt, server, server_with, system_of};
 
 const LANGUAGES: &str = "Which is better: Python or JavaScript?";
 const AI_ETHICS: &str = "Write about AI ethics: Privacy, Bias, Transparency";
@@ -236,4 +236,22 @@ async fn a_looping_answer_is_stopped_and_marked() {
         (4..40).contains(&repeats),
         "stopped early: {repeats} repeats"
     );
+}
+
+#[tokio::test]
+async fn without_structured_output_no_schema_is_sent_and_the_prompt_still_asks_for_json() {
+    let mock = MockLlm::start().await;
+    mock.respond_with(|req| {
+        MockReply::new().text(ballot(if req.seed == Some(43) {
+            "JavaScript"
+        } else {
+            "Python"
+        }))
+    });
+    let server = server_with(&mock, "", |s| s.llm.structured_output = false).await;
+    let result = finished(&server.run("par", prompt(LANGUAGES)).await);
+    assert_eq!(result["votes"]["answer"], "Python");
+    let requests = mock.requests();
+    assert!(requests.iter().all(|r| r.format.is_none()));
+    assert!(system_of(&requests[0]).contains("reply with JSON only"));
 }

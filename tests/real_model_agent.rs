@@ -7,10 +7,8 @@
 mod support;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use roomhost::agents::{parallelization, AgentDeps, EventSink, Registry};
 use roomhost::agui::RunAgentInput;
 use roomhost::llm::{
@@ -164,31 +162,14 @@ async fn ollama_map_reduce_summarizes_the_three_articles() {
     map_reduce_summarizes_the_three_articles(LlmApi::Ollama).await;
 }
 
-/// The client with structured output switched off: the model sees only what the prompt says, as
-/// with a backend that ignores `format`.
-struct NoSchema(Arc<dyn LlmClient>);
-
-#[async_trait]
-impl LlmClient for NoSchema {
-    async fn chat_stream(&self, mut request: ChatRequest) -> Result<ChatStream, LlmError> {
-        request.format = None;
-        self.0.chat_stream(request).await
-    }
-    async fn health(&self) -> Result<(), LlmError> {
-        self.0.health().await
-    }
-    fn provider(&self) -> &str {
-        self.0.provider()
-    }
-}
-
 /// Voting without the schema: each ballot is read from JSON in the reply, a re-ask or the prose,
 /// or the voter fails; the run ends either way, with a vote or with `quorum_not_met`.
 #[tokio::test]
 async fn ollama_voting_without_the_schema_reads_what_it_can() {
-    let (settings, model) = real_llm_settings(LlmApi::Ollama);
+    let (mut settings, model) = real_llm_settings(LlmApi::Ollama);
+    settings.structured_output = false;
     let deps = AgentDeps {
-        llm: Arc::new(NoSchema(build_client(&settings).expect("client"))),
+        llm: build_client(&settings).expect("client"),
         model_override: Some(model),
     };
     let agent =

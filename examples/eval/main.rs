@@ -12,7 +12,6 @@
 //! slots); the LLM client's own limit holds as in the server.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -21,7 +20,7 @@ use roomhost::agents::parallelization::vote::{normalize, question_answers};
 use roomhost::agents::{parallelization, AgentDeps, EventSink};
 use roomhost::agui::RunAgentInput;
 use roomhost::config::{Cli, Settings};
-use roomhost::llm::{build_client, ChatRequest, ChatStream, LlmClient, LlmError};
+use roomhost::llm::build_client;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -40,7 +39,7 @@ struct Args {
     /// Questions in flight at once; default the backend's slots (max_concurrency x endpoints).
     #[arg(long)]
     parallel: Option<usize>,
-    /// Ask without structured output, as with a backend that ignores `format`.
+    /// Ask without structured output (as `ROOMHOST_STRUCTURED_OUTPUT=false`).
     #[arg(long)]
     no_schema: bool,
 }
@@ -63,27 +62,11 @@ struct Outcome {
     time: Duration,
 }
 
-/// The client with `format` left out of every request.
-struct NoSchema(Arc<dyn LlmClient>);
-
-#[async_trait::async_trait]
-impl LlmClient for NoSchema {
-    async fn chat_stream(&self, mut request: ChatRequest) -> Result<ChatStream, LlmError> {
-        request.format = None;
-        self.0.chat_stream(request).await
-    }
-    async fn health(&self) -> Result<(), LlmError> {
-        self.0.health().await
-    }
-    fn provider(&self) -> &str {
-        self.0.provider()
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Args::parse();
-    let settings = Settings::load(&Cli::default()).map_err(|e| e.to_string())?;
+    let mut settings = Settings::load(&Cli::default()).map_err(|e| e.to_string())?;
+    settings.llm.structured_output &= !args.no_schema;
     let text = std::fs::read_to_string(&args.questions)
         .map_err(|e| format!("{}: {e}", args.questions.display()))?;
     let mut questions: Vec<Question> =
@@ -98,14 +81,8 @@ async fn main() -> Result<(), String> {
     extra["num_voters"] = json!(args.voters);
     extra["quorum"] = json!(1);
     extra["tie_break"] = json!("first");
-    let client = build_client(&settings.llm).map_err(|e| e.to_string())?;
-    let llm: Arc<dyn LlmClient> = if args.no_schema {
-        Arc::new(NoSchema(client))
-    } else {
-        client
-    };
     let deps = AgentDeps {
-        llm,
+        llm: build_client(&settings.llm).map_err(|e| e.to_string())?,
         model_override: settings.model.clone(),
     };
     let agent = parallelization::create(&extra, &deps).map_err(|e| e.to_string())?;

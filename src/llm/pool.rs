@@ -62,6 +62,7 @@ pub fn build_client(settings: &LlmSettings) -> Result<Arc<dyn LlmClient>, Config
         )),
         max_retries: settings.max_retries,
         retry_base_delay: settings.retry_base_delay(),
+        structured_output: settings.structured_output,
         no_think: Mutex::default(),
     }))
 }
@@ -73,6 +74,7 @@ struct Client {
     limiter: Arc<Limiter>,
     max_retries: u32,
     retry_base_delay: Duration,
+    structured_output: bool,
     /// (endpoint, model) pairs that refused a think setting: they are sent none from then on.
     no_think: Mutex<HashSet<(String, String)>>,
 }
@@ -95,6 +97,9 @@ impl Client {
 #[async_trait]
 impl LlmClient for Client {
     async fn chat_stream(&self, mut request: ChatRequest) -> Result<ChatStream, LlmError> {
+        if !self.structured_output {
+            request.format = None;
+        }
         // Encoded before queueing so that a request that cannot be sent fails at once.
         let mut body = Bytes::from(self.wire.body(&request)?);
         let permit = self.limiter.acquire().await?;

@@ -74,6 +74,9 @@ pub struct LlmSettings {
     pub retry_base_delay_ms: u64,
     /// Structured-output form for the OpenAI-compatible API.
     pub openai_json_mode: OpenAiJsonMode,
+    /// Send JSON schemas to the backend; off for one that mishandles them (answers are still
+    /// asked for as JSON in the prompt, and read from prose when they are not).
+    pub structured_output: bool,
 }
 
 impl Default for LlmSettings {
@@ -91,6 +94,7 @@ impl Default for LlmSettings {
             max_retries: 2,
             retry_base_delay_ms: 250,
             openai_json_mode: OpenAiJsonMode::JsonSchema,
+            structured_output: true,
         }
     }
 }
