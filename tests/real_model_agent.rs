@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use roomhost::agents::{parallelization, AgentDeps, EventSink, Registry};
 use roomhost::agui::RunAgentInput;
-use roomhost::llm::{
-    build_client, ChatRequest, ChatStream, LlmApi, LlmClient, LlmError, LlmSettings, OpenAiJsonMode,
-};
+use roomhost::llm::{build_client, LlmApi, LlmSettings, OpenAiJsonMode};
 use serde_json::json;
 use support::harness::{real_llm, real_ollama, test_settings, RunResult, TempDir, TestServer};
 use support::parallelization::{finished, prompt, subagents};
