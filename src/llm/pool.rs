@@ -1,7 +1,8 @@
 //! The client every room uses: one wire format over one or more endpoints, each call holding a
 //! limiter slot from its first try to its last chunk, retried only before it has streamed anything.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,7 +14,7 @@ use super::call::{BodyReader, Http, Target, CONNECT};
 use super::limiter::{Limiter, Permit};
 use super::ollama::Ollama;
 use super::openai::OpenAi;
-use super::retry::{backoff, is_retryable};
+use super::retry::{backoff, is_retryable, refuses_think};
 use super::wire::Wire;
 use super::{
     ChatChunk, ChatRequest, ChatStream, LlmApi, LlmClient, LlmError, LlmLoad, LlmSettings, Refused,
@@ -60,6 +61,8 @@ pub fn build_client(settings: &LlmSettings) -> Result<Arc<dyn LlmClient>, BuildE
         )),
         max_retries: settings.max_retries,
         retry_base_delay: settings.retry_base_delay,
+        structured_output: settings.structured_output,
+        no_think: Mutex::default(),
     }))
 }
 
@@ -76,12 +79,34 @@ struct Client {
     limiter: Arc<Limiter>,
     max_retries: u32,
     retry_base_delay: Duration,
+    structured_output: bool,
+    /// (endpoint, model) pairs that refused a think setting: they are sent none from then on.
+    no_think: Mutex<HashSet<(String, String)>>,
+}
+
+impl Client {
+    fn thinks(&self, base: &str, model: &str) -> bool {
+        let refused = self.no_think.lock().unwrap_or_else(|e| e.into_inner());
+        !refused.contains(&(base.to_owned(), model.to_owned()))
+    }
+
+    /// Remembers that `model` on `base` takes no think setting; logs the first time only.
+    fn refused_think(&self, base: &str, model: &str) {
+        let mut refused = self.no_think.lock().unwrap_or_else(|e| e.into_inner());
+        if refused.insert((base.to_owned(), model.to_owned())) {
+            tracing::info!(%model, "the model has no thinking mode: calls to it are sent without `think` from now on");
+        }
+    }
 }
 
 #[async_trait]
 impl LlmClient for Client {
-    async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, LlmError> {
-        let body = Bytes::from(self.wire.body(&request)?);
+    async fn chat_stream(&self, mut request: ChatRequest) -> Result<ChatStream, LlmError> {
+        if !self.structured_output {
+            request.format = None;
+        }
+        // Encoded before queueing so that a request that cannot be sent fails at once.
+        let mut body = Bytes::from(self.wire.body(&request)?);
         let permit = self.limiter.acquire().await?;
         let started = Instant::now();
         let deadline = self.http.timeouts().deadline();
@@ -95,6 +120,10 @@ impl LlmClient for Client {
             model: &request.model,
             provider: self.wire.provider(),
         };
+        if request.think.is_some() && !self.thinks(base, &request.model) {
+            request.think = None;
+            body = Bytes::from(self.wire.body(&request)?);
+        }
         let mut attempt = 0;
         let reader = loop {
             attempt += 1;
@@ -112,6 +141,15 @@ impl LlmClient for Client {
                 Ok(reader) => break reader,
                 Err(e) => e,
             };
+            // A model without a thinking mode refuses the setting: once more without it, at once
+            // and outside the retry count, since nothing is wrong with the backend.
+            if request.think.is_some() && refuses_think(&error) {
+                self.refused_think(base, &request.model);
+                request.think = None;
+                body = Bytes::from(self.wire.body(&request)?);
+                attempt -= 1;
+                continue;
+            }
             if attempt > self.max_retries || !is_retryable(&error, attempt) {
                 tracing::warn!(url = %target.url, attempt, "LLM call failed: {error}");
                 return Err(error);

@@ -23,6 +23,23 @@ pub(crate) fn is_retryable(error: &LlmError, attempt: u32) -> bool {
     }
 }
 
+/// The backend refused the request's think setting for this model: Ollama's 400 "does not
+/// support thinking", or an OpenAI-compatible server's 400 about `reasoning_effort`.
+pub(crate) fn refuses_think(error: &LlmError) -> bool {
+    match error {
+        LlmError::Status {
+            status: 400,
+            message,
+        } => {
+            let message = message.to_ascii_lowercase();
+            message.contains("does not support thinking")
+                || message.contains("reasoning_effort")
+                || message.contains("reasoning effort")
+        }
+        _ => false,
+    }
+}
+
 /// Exponential backoff with jitter: `base * 2^(attempt-1)`, capped, then scaled by a random
 /// factor in [0.5, 1) so calls that failed together do not come back together.
 pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
@@ -52,6 +69,24 @@ mod tests {
             assert!(!is_retryable(&status(code), 1), "{code}");
         }
         assert!(!is_retryable(&LlmError::Truncated, 1));
+    }
+
+    #[test]
+    fn think_refusals_are_recognised() {
+        let refusal = |status, message: &str| LlmError::Status {
+            status,
+            message: message.into(),
+        };
+        assert!(refuses_think(&refusal(
+            400,
+            "\"smollm2\" does not support thinking"
+        )));
+        assert!(refuses_think(&refusal(
+            400,
+            "Unsupported parameter: 'reasoning_effort' is not supported with this model."
+        )));
+        assert!(!refuses_think(&refusal(500, "does not support thinking")));
+        assert!(!refuses_think(&refusal(400, "invalid format")));
     }
 
     #[test]

@@ -92,6 +92,9 @@ pub struct LlmSettings {
     pub max_retries: u32,
     pub retry_base_delay: Duration,
     pub openai_json_mode: OpenAiJsonMode,
+    /// Send JSON schemas to the backend; off for one that mishandles them (answers are still
+    /// asked for as JSON in the prompt, and read from prose when they are not).
+    pub structured_output: bool,
 }
 
 /// Turns `OLLAMA_HOST`-style values (`0.0.0.0`, `host:port`, `https://host`) into a base URL.

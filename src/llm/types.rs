@@ -33,6 +33,12 @@ impl ChatMessage {
             content: content.into(),
         }
     }
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self {
+            role: ChatRole::Assistant,
+            content: content.into(),
+        }
+    }
 }
 
 /// How hard a reasoning model thinks. gpt-oss ignores `false`, so levels are the useful form.

@@ -251,13 +251,53 @@ async fn model_not_found_says_to_pull_and_a_wrong_path_says_so() {
     }
 }
 
+/// A model without a thinking mode refuses `think` (Ollama) or `reasoning_effort` (an
+/// OpenAI-compatible server): the call is sent once more without it and succeeds, and later calls
+/// to the same model and endpoint leave it out from the start. Another model still gets it.
 #[tokio::test]
-async fn a_model_without_thinking_gets_a_hint_to_turn_think_off() {
+async fn a_model_that_refuses_thinking_is_called_without_it_from_then_on() {
+    for (api, refusal) in [
+        (LlmApi::Ollama, "\"mock\" does not support thinking"),
+        (
+            LlmApi::Openai,
+            "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+        ),
+    ] {
+        let mock = MockLlm::start().await;
+        mock.respond_with(move |req| {
+            if req.think.is_some() && req.model == "mock" {
+                MockReply::new().status(400, refusal)
+            } else {
+                MockReply::new().text("hello")
+            }
+        });
+        let client = client(&settings(&[&mock], api));
+        let thinking = |model: &str| {
+            let mut request = ask("q");
+            request.model = model.into();
+            request.think = Some(Think::Level(ThinkLevel::Low));
+            request
+        };
+        for _ in 0..2 {
+            let out = call(&*client, thinking("mock")).await;
+            out.result.expect("the call succeeds without thinking");
+            assert_eq!(out.content, "hello", "{api:?}");
+        }
+        call(&*client, thinking("other")).await.result.expect("ok");
+        let sent: Vec<bool> = mock.requests().iter().map(|r| r.think.is_some()).collect();
+        assert_eq!(sent, [true, false, false, true], "{api:?}");
+    }
+}
+
+#[tokio::test]
+async fn other_400s_are_not_retried_without_thinking() {
     let mock = MockLlm::start().await;
-    mock.push(MockReply::new().status(400, "\"llama3\" does not support thinking"));
+    mock.push(MockReply::new().status(400, "invalid format"));
     let client = client(&settings(&[&mock], LlmApi::Ollama));
-    let err = call(&*client, ask("q")).await.result.expect_err("400");
-    assert!(err.to_string().contains("think: off"), "{err}");
+    let mut request = ask("q");
+    request.think = Some(Think::Level(ThinkLevel::Low));
+    let err = call(&*client, request).await.result.expect_err("400");
+    assert!(matches!(err, LlmError::Status { status: 400, .. }), "{err}");
     assert_eq!(mock.request_count(), 1, "a 400 is not retried");
 }
 

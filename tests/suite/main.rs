@@ -5,6 +5,7 @@ mod support;
 
 mod agui_profiles;
 mod config_settings;
+mod eval_questions;
 mod faults_backend;
 mod faults_clients;
 mod faults_slow_readers;
@@ -22,6 +23,7 @@ mod llm_timeouts;
 mod llm_wire;
 mod load_runs;
 mod page;
+mod parallelization_answers;
 mod parallelization_bounds;
 mod parallelization_cancel;
 mod parallelization_concurrency;

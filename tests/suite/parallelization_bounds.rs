@@ -225,8 +225,9 @@ fn section_prompts_stay_bounded_as_sections_grow() {
 #[tokio::test]
 async fn a_prompt_grown_past_the_context_at_run_time_is_not_sent() {
     let mock = MockLlm::start().await;
-    // Two voters tie, each with reasoning far longer than a 512-token context holds twice.
-    let reasoning = "because ".repeat(300);
+    // Two voters tie, each with reasoning far longer than a 512-token context holds twice (no
+    // span repeats, or the repetition guard would cut it).
+    let reasoning: String = (0..300).map(|i| format!("because{i} ")).collect();
     mock.respond_with(move |req| {
         let answer = if req.seed == Some(42) { "yes" } else { "no" };
         MockReply::new().text(json!({"answer": answer, "reasoning": reasoning}).to_string())

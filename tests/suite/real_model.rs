@@ -157,18 +157,17 @@ async fn ollama_unknown_model_is_model_not_found() {
     assert_eq!(client.load().in_flight, 0);
 }
 
+/// The shim refuses `think` for SmolLM2 as Ollama does for a model without a thinking mode; the
+/// client sends the call again without it.
 #[tokio::test]
-async fn ollama_think_on_a_non_thinking_model_hints_at_think_off() {
+async fn ollama_think_on_a_non_thinking_model_falls_back_to_no_thinking() {
     let (settings, model) = real_settings(LlmApi::Ollama);
     let client = client(&settings);
-    let mut req = request(&model, "Say hello.", 8);
-    req.think = Some(Think::Level(ThinkLevel::Low));
-    let out = call(&*client, req).await;
-    match out.result {
-        Err(LlmError::Status {
-            status: 400,
-            message,
-        }) => assert!(message.contains("think: off"), "{message}"),
-        other => panic!("expected a 400 with the think: off hint, got {other:?}"),
+    for _ in 0..2 {
+        let mut req = request(&model, "Say hello.", 8);
+        req.think = Some(Think::Level(ThinkLevel::Low));
+        let out = call(&*client, req).await;
+        out.result.expect("answered without thinking");
+        assert!(!out.content.trim().is_empty());
     }
 }

@@ -4,53 +4,73 @@
 //! (`scripts/ollama_shim.py`, what `ROOMHOST_LLM_API=ollama` talks to), both started by
 //! `scripts/with-real-model.sh`. Asserts structure, never wording.
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use crate::support::harness::{
     real_llm, real_ollama, slots, test_settings, RunResult, TempDir, TestServer,
 };
-use crate::support::parallelization::{finished, prompt, room_yaml, subagents, ROOM};
-use roomhost::agents::Registry;
-use roomhost::llm::{LlmApi, OpenAiJsonMode};
+use crate::support::parallelization::{finished, prompt, subagents};
+use roomhost::agents::{parallelization, AgentDeps, EventSink, Registry};
+use roomhost::agui::RunAgentInput;
+use roomhost::config::LlmConfig;
+use roomhost::llm::{build_client, LlmApi, OpenAiJsonMode};
+use serde_json::json;
 
-/// The router against the real model through `api`. The room leaves `think` off (`room_yaml`), as
-/// a model without a thinking mode needs on Ollama.
-async fn real_server(api: LlmApi) -> TestServer {
+/// The shipped room, as a user runs it.
+const ROOM: &str = "parallelization";
+
+fn real_llm_settings(api: LlmApi) -> (LlmConfig, String) {
     let (url, model) = match api {
         LlmApi::Openai => real_llm(),
         LlmApi::Ollama => real_ollama(),
     };
-    // The server's context is 2048 tokens; short answers keep the runs quick on a busy machine.
-    let dir = TempDir::with_rooms(&[&room_yaml(
-        "num_ctx: 2048\nmax_tokens: 64\ntemperature: 0.2\nseed: 7",
-    )]);
-    let mut settings = test_settings(&url, dir.path.clone());
-    settings.model = Some(model);
-    settings.llm.api = api;
-    // llama-cpp-python's server answers 500 to the standard json_schema form.
-    settings.llm.openai_json_mode = OpenAiJsonMode::JsonObject;
+    let mut settings = test_settings(&url, PathBuf::new()).llm;
+    settings.api = api;
+    // llama-cpp-python's server answers 500 to the standard json_schema form
+    // (ROOMHOST_OPENAI_JSON_MODE=json_object).
+    settings.openai_json_mode = OpenAiJsonMode::JsonObject;
     // Each serves one call at a time; the others wait in its queue (or in ours).
-    settings.llm.max_concurrency = slots(1);
-    settings.llm.first_byte_timeout = Duration::from_secs(120);
-    settings.llm.idle_timeout = Duration::from_secs(60);
-    settings.llm.request_timeout = Duration::from_secs(180);
-    TestServer::start_with(settings, Registry::builtin(), dir).await
+    settings.max_concurrency = slots(1);
+    settings.first_byte_timeout = Duration::from_secs(300);
+    settings.idle_timeout = Duration::from_secs(60);
+    settings.request_timeout = Duration::from_secs(600);
+    (settings, model)
 }
 
-/// Runs `text` in the room. A tiny model on a busy 2-core machine can take minutes for a whole
-/// run, longer than the harness client waits.
+/// The router with the shipped rooms, unedited, and the model set as `ROOMHOST_MODEL` sets it.
+async fn real_server(api: LlmApi) -> TestServer {
+    let (llm, model) = real_llm_settings(api);
+    let mut settings = test_settings(&llm.base_urls[0], shipped_rooms());
+    settings.llm = llm;
+    settings.model = Some(model);
+    TestServer::start_with(settings, Registry::builtin(), TempDir::new()).await
+}
+
+fn shipped_rooms() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rooms")
+}
+
+/// Runs `text` in the room and says how long it took. A tiny model on a busy 2-core machine can
+/// take minutes for a whole run, longer than the harness client waits.
 async fn run(server: &TestServer, text: &str) -> RunResult {
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(600))
+        .timeout(Duration::from_secs(900))
         .build()
         .expect("client");
+    let started = Instant::now();
+    // The full (AG-UI 1.0) stream, so that the tasks show as subagents.
+    let mut body = prompt(text);
+    body["protocolVersion"] = json!("1.0");
     let response = client
         .post(format!("{}/rooms/{ROOM}/run", server.url))
-        .json(&prompt(text))
+        .json(&body)
         .send()
         .await
         .expect("POST");
-    RunResult::read(response).await
+    let run = RunResult::read(response).await;
+    eprintln!("'{text}' took {:.1?}", started.elapsed());
+    run
 }
 
 async fn sectioning_writes_the_three_sections_in_order(api: LlmApi) {
@@ -83,7 +103,11 @@ async fn voting_answers_among_the_options_with_a_count(api: LlmApi) {
     let answer = votes["answer"].as_str().unwrap_or("");
     assert!(["yes", "no"].contains(&answer), "{votes}");
     let count = votes["count"].as_u64().unwrap_or(0);
-    assert!((2..=3).contains(&count), "a majority of 3: {votes}");
+    let valid = votes["valid"].as_u64().unwrap_or(0);
+    assert!(
+        valid >= 2 && count * 2 >= valid,
+        "a quorum and a plurality: {votes}"
+    );
     assert!(
         run.final_text()
             .starts_with(&format!("**{answer}** ({count} of 3 voters)")),
@@ -99,6 +123,14 @@ async fn map_reduce_summarizes_the_three_articles(api: LlmApi) {
     assert_eq!(result["strategy"], "map_reduce");
     assert_eq!(result["documents"], 3);
     assert_eq!(result["failed"].as_array().map(Vec::len), Some(0));
+    let activity = result["activity"]["results"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        activity.iter().all(|r| r["status"] == "complete"),
+        "{activity:?}"
+    );
     assert!(!run.final_text().trim().is_empty());
 }
 
@@ -130,4 +162,45 @@ async fn openai_map_reduce_summarizes_the_three_articles() {
 #[tokio::test]
 async fn ollama_map_reduce_summarizes_the_three_articles() {
     map_reduce_summarizes_the_three_articles(LlmApi::Ollama).await;
+}
+
+/// Voting without the schema: each ballot is read from JSON in the reply, a re-ask or the prose,
+/// or the voter fails; the run ends either way, with a vote or with `quorum_not_met`.
+#[tokio::test]
+async fn ollama_voting_without_the_schema_reads_what_it_can() {
+    let (mut settings, model) = real_llm_settings(LlmApi::Ollama);
+    settings.structured_output = false;
+    let deps = AgentDeps {
+        llm: build_client(&settings.settings()).expect("client"),
+        model_override: Some(model),
+    };
+    let agent =
+        parallelization::create(&json!({"num_voters": 3, "seed": 7}), &deps).expect("agent");
+    let input: RunAgentInput = serde_json::from_value(json!({
+        "messages": [{"id": "1", "role": "user", "content": "Is remote work better than office work?"}],
+        "forwardedProps": {"strategy": "voting"},
+    }))
+    .expect("input");
+    let started = Instant::now();
+    let outcome = agent
+        .start(input, EventSink::discard())
+        .expect("starts")
+        .run
+        .await;
+    eprintln!("voting without the schema took {:.1?}", started.elapsed());
+    match outcome {
+        Ok(output) => {
+            let votes = output.result.expect("a result")["votes"].clone();
+            for ballot in votes["ballots"].as_array().into_iter().flatten() {
+                let source = &ballot["source"];
+                assert!(
+                    ["json", "reask", "free_text"].contains(&source.as_str().unwrap_or(""))
+                        || ballot["error"].is_string(),
+                    "{ballot}"
+                );
+            }
+            eprintln!("ballots: {}", votes["ballots"]);
+        }
+        Err(e) => assert_eq!(e.code(), "quorum_not_met", "{e}"),
+    }
 }

@@ -66,6 +66,118 @@ impl ThinkSetting {
     }
 }
 
+/// What a call is for; each role has its own token cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Planner,
+    Section,
+    Voter,
+    Judge,
+    Map,
+    Collapse,
+    Reduce,
+}
+
+/// `max_tokens`: a cap per role, or one number for all. Every call is bounded, so a model that
+/// loops cannot stream forever; the defaults leave room for gpt-oss's low-effort thinking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(from = "MaxTokensSetting")]
+pub struct MaxTokens {
+    pub planner: u32,
+    pub section: u32,
+    pub voter: u32,
+    pub judge: u32,
+    pub map: u32,
+    pub collapse: u32,
+    pub reduce: u32,
+}
+
+impl Default for MaxTokens {
+    fn default() -> Self {
+        Self {
+            planner: 1024,
+            section: 1536,
+            voter: 1024,
+            judge: 1024,
+            map: 1024,
+            collapse: 1024,
+            reduce: 2048,
+        }
+    }
+}
+
+impl MaxTokens {
+    pub fn get(&self, role: Role) -> u32 {
+        match role {
+            Role::Planner => self.planner,
+            Role::Section => self.section,
+            Role::Voter => self.voter,
+            Role::Judge => self.judge,
+            Role::Map => self.map,
+            Role::Collapse => self.collapse,
+            Role::Reduce => self.reduce,
+        }
+    }
+
+    fn roles(&self) -> [(&'static str, u32); 7] {
+        [
+            ("planner", self.planner),
+            ("section", self.section),
+            ("voter", self.voter),
+            ("judge", self.judge),
+            ("map", self.map),
+            ("collapse", self.collapse),
+            ("reduce", self.reduce),
+        ]
+    }
+}
+
+/// How `max_tokens` may be written: one number, or some roles (the rest keep their default).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MaxTokensSetting {
+    All(u32),
+    PerRole(PerRole),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PerRole {
+    planner: Option<u32>,
+    section: Option<u32>,
+    voter: Option<u32>,
+    judge: Option<u32>,
+    map: Option<u32>,
+    collapse: Option<u32>,
+    reduce: Option<u32>,
+}
+
+impl From<MaxTokensSetting> for MaxTokens {
+    fn from(setting: MaxTokensSetting) -> Self {
+        let d = MaxTokens::default();
+        match setting {
+            MaxTokensSetting::All(n) => MaxTokens {
+                planner: n,
+                section: n,
+                voter: n,
+                judge: n,
+                map: n,
+                collapse: n,
+                reduce: n,
+            },
+            MaxTokensSetting::PerRole(p) => MaxTokens {
+                planner: p.planner.unwrap_or(d.planner),
+                section: p.section.unwrap_or(d.section),
+                voter: p.voter.unwrap_or(d.voter),
+                judge: p.judge.unwrap_or(d.judge),
+                map: p.map.unwrap_or(d.map),
+                collapse: p.collapse.unwrap_or(d.collapse),
+                reduce: p.reduce.unwrap_or(d.reduce),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ParallelizationConfig {
@@ -86,8 +198,8 @@ pub struct ParallelizationConfig {
     /// The model's context window in tokens; map-reduce budgets every call against it.
     pub num_ctx: u32,
     pub max_collapse_depth: u32,
-    /// Upper bound on generated tokens per call (thinking included); none by default.
-    pub max_tokens: Option<u32>,
+    /// Upper bound on generated tokens per call and role, thinking included.
+    pub max_tokens: MaxTokens,
     pub think: ThinkSetting,
     /// Stream the model's thinking as `REASONING_*` events of each task's subagent.
     pub show_thinking: bool,
@@ -116,7 +228,7 @@ impl Default for ParallelizationConfig {
             quorum: None,
             num_ctx: 8192,
             max_collapse_depth: 3,
-            max_tokens: None,
+            max_tokens: MaxTokens::default(),
             think: ThinkSetting::Low,
             show_thinking: false,
             min_sections: 3,
@@ -184,8 +296,8 @@ impl ParallelizationConfig {
                 format!("{} is out of range 0..=10", self.max_collapse_depth),
             );
         }
-        if self.max_tokens == Some(0) {
-            return err("max_tokens", "must be at least 1".into());
+        if let Some((role, _)) = self.max_tokens.roles().into_iter().find(|(_, n)| *n == 0) {
+            return err(&format!("max_tokens.{role}"), "must be at least 1".into());
         }
         if self.min_sections < 1 || self.min_sections > self.max_sections || self.max_sections > 20
         {

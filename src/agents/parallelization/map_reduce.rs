@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use super::budget::{estimate_tokens, pack, split_to_fit, truncate, Budget, MIN_CHUNK_TOKENS};
-use super::config::ParallelizationConfig;
+use super::config::{ParallelizationConfig, Role};
 use super::failures::Failures;
 use super::messages::TextMessage;
 use super::progress::RunStatus;
@@ -93,6 +93,16 @@ struct Losses {
     truncated: Vec<String>,
 }
 
+/// The budget of every map, collapse and reduce prompt: the context less the largest of their
+/// answers.
+fn budget(config: &ParallelizationConfig) -> Budget {
+    let caps = &config.max_tokens;
+    Budget::new(
+        config.num_ctx,
+        Some(caps.map.max(caps.collapse).max(caps.reduce)),
+    )
+}
+
 /// The label of the longest a map call's label can be, for sizing its prompt.
 const WIDEST_LABEL: &str = "Document 0000, part 00000 of 00000";
 
@@ -111,7 +121,7 @@ pub fn admit(
             documents.len()
         ));
     }
-    let budget = Budget::new(config.num_ctx, config.max_tokens);
+    let budget = budget(config);
     let map = prompts::map(instruction, WIDEST_LABEL, "");
     budget.check(&map, MIN_CHUNK_TOKENS, "the instruction")?;
     let reduce = prompts::reduce(instruction, &[]);
@@ -151,7 +161,7 @@ pub async fn run(
     documents: &[String],
 ) -> Result<Outcome, AgentError> {
     let config = run.ctx.config.clone();
-    let budget = Budget::new(config.num_ctx, config.max_tokens);
+    let budget = budget(&config);
     let mut losses = Losses::default();
 
     let mut parts = parts(instruction, documents, &budget);
@@ -169,13 +179,14 @@ pub async fn run(
             label: span.label(),
             request: Box::new(move |ctx: &Ctx| {
                 ctx.request(
+                    Role::Map,
                     prompts::map(instruction, &span.label(), text),
                     ctx.config.temperature,
                     ctx.config.seed,
                     None,
                 )
             }),
-            check: None,
+            structured: None,
         })
         .collect();
     run.progress.set_status(RunStatus::Running);
@@ -245,6 +256,7 @@ pub async fn run(
         Ok(())
     } else {
         let request = run.ctx.request(
+            Role::Reduce,
             prompts::reduce(instruction, &labelled(&summaries)),
             config.temperature,
             config.seed,
@@ -365,13 +377,14 @@ async fn collapse(
             label: format!("Collapse {level}: {}", span.label()),
             request: Box::new(move |ctx: &Ctx| {
                 ctx.request(
+                    Role::Collapse,
                     prompts::collapse(instruction, &labelled(&summaries[group.clone()])),
                     ctx.config.temperature,
                     ctx.config.seed,
                     None,
                 )
             }),
-            check: None,
+            structured: None,
         })
         .collect();
     let results = run.fan_out(tasks, &mut Quiet).await;

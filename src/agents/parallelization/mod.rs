@@ -12,6 +12,7 @@ mod map_reduce;
 mod messages;
 mod progress;
 pub mod prompts;
+mod repetition;
 mod reply;
 mod runner;
 mod sectioning;

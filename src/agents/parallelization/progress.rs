@@ -48,6 +48,28 @@ impl From<Usage> for TaskUsage {
     }
 }
 
+/// Where a structured answer was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerSource {
+    /// The reply was the JSON asked for.
+    Json,
+    /// The reply was not; the JSON came when it was asked again with the reason.
+    Reask,
+    /// Neither reply was the JSON; the answer was read from the prose.
+    FreeText,
+}
+
+/// Why a call stopped before the model ended its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cut {
+    /// It reached the role's `max_tokens`.
+    MaxTokens,
+    /// The repetition guard stopped it: the answer was looping.
+    Repetition,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskEntry {
     pub label: String,
@@ -59,6 +81,11 @@ pub struct TaskEntry {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<TaskUsage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<AnswerSource>,
+    /// The answer is incomplete (the task still counts as complete).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<Cut>,
 }
 
 /// Where sectioning's sections came from.
@@ -163,6 +190,8 @@ impl Progress {
                 output: None,
                 error: None,
                 usage: None,
+                source: None,
+                truncated: None,
             };
             self.op("add", "/results/-".into(), json!(entry));
             self.activity.results.push(entry);
@@ -203,6 +232,22 @@ impl Progress {
             "/completed_tasks".into(),
             json!(self.activity.completed_tasks),
         );
+    }
+
+    /// How a completed task's answer was read and whether it was cut short; before
+    /// `task_complete`, so that a client sees them with the status.
+    pub fn task_read(&mut self, index: usize, source: Option<AnswerSource>, cut: Option<Cut>) {
+        let Some(entry) = self.activity.results.get_mut(index) else {
+            return;
+        };
+        entry.source = source;
+        entry.truncated = cut;
+        if let Some(source) = source {
+            self.op("add", format!("/results/{index}/source"), json!(source));
+        }
+        if let Some(cut) = cut {
+            self.op("add", format!("/results/{index}/truncated"), json!(cut));
+        }
     }
 
     pub fn task_failed(&mut self, index: usize, error: &str) {
@@ -270,6 +315,7 @@ mod tests {
         p.task_running(base);
         p.task_running(base + 1);
         check(&mut p, &mut content);
+        p.task_read(base, Some(AnswerSource::FreeText), Some(Cut::MaxTokens));
         p.task_complete(base, "yes", Usage::default());
         p.task_failed(base + 1, "timeout");
         p.note("Voter 2 failed".into());
@@ -278,6 +324,8 @@ mod tests {
         assert_eq!(content["completed_tasks"], 1);
         assert_eq!(content["failed_tasks"], 1);
         assert_eq!(content["results"][1]["status"], "failed");
+        assert_eq!(content["results"][0]["source"], "free_text");
+        assert_eq!(content["results"][0]["truncated"], "max_tokens");
         assert!(p.delta().is_none());
         assert_eq!(steps, 3);
     }

@@ -12,9 +12,11 @@ use serde_json::Value;
 use tokio::sync::mpsc::{self, UnboundedSender};
 
 use super::budget::Budget;
-use super::config::ParallelizationConfig;
+use super::config::{ParallelizationConfig, Role};
 use super::messages::{Coalescer, ReasoningMessage, TextMessage};
-use super::progress::Progress;
+use super::progress::{AnswerSource, Cut, Progress};
+use super::prompts;
+use super::repetition::{ends_in_loop, CHECK_EVERY};
 use super::usage::UsageBook;
 use crate::agents::{AgentError, EventSink};
 use crate::agui::Event;
@@ -40,17 +42,18 @@ impl Ctx {
         }
     }
 
-    /// A request with the room's model, context size, token limit and think level; a prompt the
-    /// context cannot hold is refused here rather than sent.
+    /// A request with the room's model, context size, the role's token limit and think level; a
+    /// prompt the context cannot hold is refused here rather than sent.
     pub fn request(
         &self,
+        role: Role,
         prompt: Prompt,
         temperature: f32,
         seed: i64,
         format: Option<Value>,
     ) -> Result<ChatRequest, AgentError> {
         let config = &self.config;
-        Budget::new(config.num_ctx, config.max_tokens)
+        Budget::new(config.num_ctx, Some(config.max_tokens.get(role)))
             .check(&prompt, 0, "the material of this call")
             .map_err(|message| AgentError::Failed {
                 code: "prompt_too_long",
@@ -64,7 +67,7 @@ impl Ctx {
                 temperature: Some(temperature),
                 seed: Some(seed),
                 num_ctx: Some(config.num_ctx),
-                max_tokens: config.max_tokens,
+                max_tokens: Some(config.max_tokens.get(role)),
                 ..GenerationOptions::default()
             },
             format,
@@ -79,19 +82,33 @@ pub struct TaskSpec<'a> {
     /// Builds the call when the task starts, so that a run holds the prompts of the tasks in
     /// flight only, not of every task it will run.
     pub request: MakeRequest<'a>,
-    /// Accepts the answer (returning what `SUBAGENT_FINISHED.result` carries) or says why not.
-    pub check: Option<Check>,
+    /// How a structured answer is read; free text is taken as it is without one.
+    pub structured: Option<Structured>,
 }
 
 pub type MakeRequest<'a> = Box<dyn FnOnce(&Ctx) -> Result<ChatRequest, AgentError> + Send + 'a>;
 
-pub type Check = Box<dyn Fn(&str) -> Result<Option<Value>, String> + Send + Sync>;
+/// Reads a structured answer: the JSON asked for (re-asked once, in the same conversation, with
+/// the reason when a reply is not), then what the prose says when that also fails.
+pub struct Structured {
+    /// Reads the JSON reply into what `SUBAGENT_FINISHED.result` carries, or says why not.
+    pub parse: Parse,
+    /// Reads the answer from a reply in prose, when it clearly gives one.
+    pub free_text: Option<FreeText>,
+}
+
+pub type Parse = Box<dyn Fn(&str) -> Result<Value, String> + Send + Sync>;
+pub type FreeText = Box<dyn Fn(&str) -> Option<Value> + Send + Sync>;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskOutput {
     pub text: String,
     pub value: Option<Value>,
     pub usage: Usage,
+    /// Where a structured answer was read from.
+    pub source: Option<AnswerSource>,
+    /// Set when the call was stopped before the model ended its answer.
+    pub cut: Option<Cut>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -180,9 +197,21 @@ impl Run {
             .config
             .show_thinking
             .then(|| ReasoningMessage::new(None));
-        let (answer, usage) = stream_reply(&self.ctx, request, text, reasoning, None).await?;
+        let reply = stream_reply(&self.ctx, request, text, reasoning, None).await?;
+        self.usage.add(&model, reply.usage);
+        Ok(reply.text)
+    }
+
+    /// One structured call outside the fan-out (a plan, a judgement), read as a task's is.
+    pub async fn ask(&mut self, request: ChatRequest, structured: &Structured) -> TaskResult {
+        let model = request.model.clone();
+        let result = answer(&self.ctx, request, Some(structured), None, None, None).await;
+        let usage = match &result {
+            Ok(out) => out.usage,
+            Err(failure) => failure.usage,
+        };
         self.usage.add(&model, usage);
-        Ok(answer)
+        result
     }
 
     /// Runs `tasks` at once (at most `max_parallel_tasks` in flight; the LLM client queues the
@@ -240,6 +269,7 @@ impl Run {
                     }
                     let end = match &result {
                         Ok(out) => {
+                            progress.task_read(base + i, out.source, out.cut);
                             progress.task_complete(base + i, &out.text, out.usage);
                             usage.add(&model, out.usage);
                             Event::SubagentFinished {
@@ -297,49 +327,128 @@ async fn run_task(
         }
     };
     let mut message = TextMessage::new(Some(id.clone()));
-    let reasoning = ctx
-        .config
-        .show_thinking
-        .then(|| ReasoningMessage::new(Some(id.clone())));
-    let reply = stream_reply(
+    let result = answer(
         ctx,
         request,
+        task.structured.as_ref(),
         Some(&mut message),
-        reasoning,
+        Some(&id),
         tap.map(|tx| (index, tx)),
     )
     .await;
     ctx.send(message.close()).await;
-    let result = match reply {
-        Err(e) => Err(TaskFailure {
-            code: e.code(),
-            message: e.to_string(),
-            usage: Usage::default(),
-            from_llm: true,
-        }),
-        Ok((text, usage)) if text.trim().is_empty() => Err(TaskFailure {
-            code: "empty_answer",
-            message: "the model returned an empty answer".into(),
-            usage,
-            from_llm: false,
-        }),
-        Ok((text, usage)) => match task.check.as_ref().map_or(Ok(None), |check| check(&text)) {
-            Ok(value) => Ok(TaskOutput { text, value, usage }),
-            Err(message) => Err(TaskFailure::refused(message, usage)),
-        },
-    };
     (index, id, model, result)
 }
 
+fn llm_failure(e: LlmError) -> TaskFailure {
+    TaskFailure {
+        code: e.code(),
+        message: e.to_string(),
+        usage: Usage::default(),
+        from_llm: true,
+    }
+}
+
+/// One call, and for a structured answer the re-ask and the free-text reading. The replies stream
+/// into `text` one after the other; thinking goes to a reasoning message of `subagent` when shown.
+async fn answer(
+    ctx: &Ctx,
+    request: ChatRequest,
+    structured: Option<&Structured>,
+    mut text: Option<&mut TextMessage>,
+    subagent: Option<&str>,
+    tap: Tap<'_>,
+) -> TaskResult {
+    let reasoning = || {
+        ctx.config
+            .show_thinking
+            .then(|| ReasoningMessage::new(subagent.map(str::to_owned)))
+    };
+    let Some(structured) = structured else {
+        let reply = stream_reply(ctx, request, text, reasoning(), tap)
+            .await
+            .map_err(llm_failure)?;
+        if reply.text.trim().is_empty() {
+            return Err(TaskFailure {
+                code: "empty_answer",
+                message: "the model returned an empty answer".into(),
+                usage: reply.usage,
+                from_llm: false,
+            });
+        }
+        return Ok(TaskOutput {
+            text: reply.text,
+            value: None,
+            usage: reply.usage,
+            source: None,
+            cut: reply.cut,
+        });
+    };
+    let mut again = request.clone();
+    let first = stream_reply(ctx, request, text.as_deref_mut(), reasoning(), tap)
+        .await
+        .map_err(llm_failure)?;
+    let read = |reply: &Reply, value: Value, source: AnswerSource, usage: Usage| TaskOutput {
+        text: reply.text.clone(),
+        value: Some(value),
+        usage,
+        source: Some(source),
+        cut: reply.cut,
+    };
+    let error = match (structured.parse)(&first.text) {
+        Ok(value) => return Ok(read(&first, value, AnswerSource::Json, first.usage)),
+        Err(error) => error,
+    };
+    let mut usage = first.usage;
+    again
+        .messages
+        .push(ChatMessage::assistant(first.text.clone()));
+    again
+        .messages
+        .push(ChatMessage::user(prompts::reask(&error)));
+    if let Some(message) = text.as_deref_mut() {
+        // The second reply follows the first in the subagent's message.
+        let events = message.push("\n\n");
+        ctx.send(events).await;
+    }
+    let second = stream_reply(ctx, again, text, reasoning(), tap).await;
+    let mut replies = vec![first];
+    match second {
+        Ok(second) => {
+            usage += second.usage;
+            if let Ok(value) = (structured.parse)(&second.text) {
+                return Ok(read(&second, value, AnswerSource::Reask, usage));
+            }
+            replies.insert(0, second);
+        }
+        Err(e) => tracing::debug!("the re-ask failed: {e}"),
+    }
+    if let Some(free_text) = &structured.free_text {
+        for reply in &replies {
+            if let Some(value) = free_text(&reply.text) {
+                return Ok(read(reply, value, AnswerSource::FreeText, usage));
+            }
+        }
+    }
+    Err(TaskFailure::refused(error, usage))
+}
+
+/// One call's whole answer, its usage, and why it was cut short if it was.
+struct Reply {
+    text: String,
+    usage: Usage,
+    cut: Option<Cut>,
+}
+
 /// Streams one call: content into `text` (and the tap), thinking into `reasoning` when shown,
-/// both coalesced. Returns the whole answer and the call's usage. Leaves `text` open.
+/// both coalesced. Leaves `text` open.
 async fn stream_reply(
     ctx: &Ctx,
     request: ChatRequest,
     text: Option<&mut TextMessage>,
     reasoning: Option<ReasoningMessage>,
     tap: Tap<'_>,
-) -> Result<(String, Usage), LlmError> {
+) -> Result<Reply, LlmError> {
     let mut out = Streamer {
         ctx,
         text,
@@ -348,10 +457,16 @@ async fn stream_reply(
         text_buf: Coalescer::default(),
         think_buf: Coalescer::default(),
         answer: String::new(),
+        checked: 0,
+        deltas: 0,
     };
     let result = out.run(request).await;
     out.finish().await;
-    result.map(|usage| (out.answer, usage))
+    result.map(|(usage, cut)| Reply {
+        text: out.answer,
+        usage,
+        cut,
+    })
 }
 
 struct Streamer<'a> {
@@ -362,10 +477,16 @@ struct Streamer<'a> {
     text_buf: Coalescer,
     think_buf: Coalescer,
     answer: String,
+    /// Length of `answer` at the last repetition check.
+    checked: usize,
+    /// Deltas received, the usage of a call the guard stops.
+    deltas: u64,
 }
 
 impl Streamer<'_> {
-    async fn run(&mut self, request: ChatRequest) -> Result<Usage, LlmError> {
+    /// Streams until the final chunk, or until the answer loops: the stream is dropped then,
+    /// which ends the call on the backend.
+    async fn run(&mut self, request: ChatRequest) -> Result<(Usage, Option<Cut>), LlmError> {
         let mut stream = self.ctx.llm.chat_stream(request).await?;
         loop {
             let deadline = match (self.text_buf.deadline(), self.think_buf.deadline()) {
@@ -385,13 +506,25 @@ impl Streamer<'_> {
             };
             match next {
                 Some(Ok(ChatChunk::Content(delta))) => {
+                    self.deltas += 1;
                     self.end_thinking().await;
                     self.answer.push_str(&delta);
                     if let Some(due) = self.text_buf.push(&delta) {
                         self.emit_text(due).await;
                     }
+                    if self.answer.len() >= self.checked + CHECK_EVERY {
+                        self.checked = self.answer.len();
+                        if ends_in_loop(self.answer.as_bytes()) {
+                            let usage = Usage {
+                                completion_tokens: self.deltas,
+                                ..Usage::default()
+                            };
+                            return Ok((usage, Some(Cut::Repetition)));
+                        }
+                    }
                 }
                 Some(Ok(ChatChunk::Thinking(delta))) => {
+                    self.deltas += 1;
                     if self.reasoning.is_some() {
                         self.flush_text().await;
                         if let Some(due) = self.think_buf.push(&delta) {
@@ -399,7 +532,11 @@ impl Streamer<'_> {
                         }
                     }
                 }
-                Some(Ok(ChatChunk::Done(completion))) => return Ok(completion.usage),
+                Some(Ok(ChatChunk::Done(completion))) => {
+                    let cut = (completion.done_reason.as_deref() == Some("length"))
+                        .then_some(Cut::MaxTokens);
+                    return Ok((completion.usage, cut));
+                }
                 Some(Err(e)) => return Err(e),
                 None => return Err(LlmError::Truncated),
             }

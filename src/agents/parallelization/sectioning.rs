@@ -4,12 +4,12 @@
 use serde_json::{json, Value};
 
 use super::budget::Budget;
-use super::config::ParallelizationConfig;
+use super::config::{ParallelizationConfig, Role};
 use super::failures::Failures;
 use super::progress::RunStatus;
 use super::prompts;
 use super::reply::json_object;
-use super::runner::{Ctx, Observer, Run, TaskResult, TaskSpec};
+use super::runner::{Ctx, Observer, Run, Structured, TaskResult, TaskSpec};
 use super::vote::normalize;
 use super::{messages::TextMessage, Outcome};
 use crate::agents::AgentError;
@@ -29,18 +29,19 @@ pub fn admit(
             sections.len()
         ));
     }
-    let budget = Budget::new(config.num_ctx, config.max_tokens);
+    let budget = |role| Budget::new(config.num_ctx, Some(config.max_tokens.get(role)));
     if sections.is_empty() {
-        budget.check(
+        budget(Role::Planner).check(
             &prompts::planner(topic, config.min_sections, config.max_sections),
             0,
             "the topic",
         )?;
         // The plan is the model's: check the largest view of it a writer can get.
         let widest = vec!["x".repeat(prompts::VIEW_TITLE_CHARS + 1); max];
-        budget.check(&prompts::section(topic, &widest, 0), 0, "the topic")?;
+        budget(Role::Section).check(&prompts::section(topic, &widest, 0), 0, "the topic")?;
         return Ok(max);
     }
+    let budget = budget(Role::Section);
     for i in 0..sections.len() {
         budget.check(&prompts::section(topic, sections, i), 0, "the topic")?;
     }
@@ -65,13 +66,14 @@ pub async fn run(
                 label: format!("Section: {section}"),
                 request: Box::new(move |ctx: &Ctx| {
                     ctx.request(
+                        Role::Section,
                         prompts::section(topic, sections, i),
                         ctx.config.temperature,
                         ctx.config.seed + i as i64,
                         None,
                     )
                 }),
-                check: None,
+                structured: None,
             }
         })
         .collect();
@@ -143,21 +145,40 @@ async fn plan(run: &mut Run, topic: &str) -> Result<Vec<String>, AgentError> {
         "required": ["sections"],
     });
     let request = run.ctx.request(
+        Role::Planner,
         prompts::planner(topic, min, max),
         config.temperature,
         config.seed,
         Some(schema),
     )?;
     run.step_started("plan").await;
-    let answer = run.call(request, None).await;
+    let reading = Structured {
+        parse: Box::new(move |text| {
+            parse_plan(text, max as usize)
+                .map(|titles| json!(titles))
+                .ok_or_else(|| {
+                    "it is not a JSON object with a `sections` list of titles".to_owned()
+                })
+        }),
+        free_text: None,
+    };
+    let answer = run.ask(request, &reading).await;
     run.step_finished("plan").await;
-    let answer = answer?;
-    parse_plan(&answer, max as usize).ok_or_else(|| AgentError::Failed {
+    let titles = match answer {
+        Ok(out) => out.value.and_then(|v| serde_json::from_value(v).ok()),
+        Err(failure) if failure.from_llm => {
+            return Err(AgentError::Failed {
+                code: failure.code,
+                message: failure.message,
+            })
+        }
+        Err(_) => None,
+    };
+    titles.ok_or_else(|| AgentError::Failed {
         code: "bad_plan",
-        message: format!(
-            "the model's section plan is not a JSON list of section titles: {}",
-            answer.chars().take(200).collect::<String>()
-        ),
+        message:
+            "the model's section plan is not a JSON list of section titles, even when asked again"
+                .into(),
     })
 }
 
@@ -344,6 +365,8 @@ mod tests {
             text: text.into(),
             value: None,
             usage: Usage::default(),
+            source: None,
+            cut: None,
         })
     }
 

@@ -216,11 +216,9 @@ fn first_words(text: &str, k: usize) -> String {
         .join(" ")
 }
 
-/// Case-folded, punctuation and articles removed, single spaces: "The Python." -> "python". A
-/// lone "A" stays (it is an answer, not an article).
-pub fn normalize(answer: &str) -> String {
-    let cleaned: String = answer
-        .to_lowercase()
+/// Case-folded words, punctuation removed.
+fn folded(text: &str) -> String {
+    text.to_lowercase()
         .chars()
         .map(|c| {
             if c.is_alphanumeric() || c == '+' || c == '#' {
@@ -229,7 +227,13 @@ pub fn normalize(answer: &str) -> String {
                 ' '
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Case-folded, punctuation and articles removed, single spaces: "The Python." -> "python". A
+/// lone "A" stays (it is an answer, not an article).
+pub fn normalize(answer: &str) -> String {
+    let cleaned = folded(answer);
     let words: Vec<&str> = cleaned.split_whitespace().collect();
     let content: Vec<&str> = words
         .iter()
@@ -298,6 +302,32 @@ impl Answers {
             key: k.clone(),
             answer: (*o).clone(),
         })
+    }
+}
+
+impl Answers {
+    /// The one allowed answer a reply in prose names as a whole word ("I'd pick Python" ->
+    /// Python); None when it names none or several, or when the question allows any answer.
+    pub fn named_in(&self, text: &str) -> Option<Counted> {
+        let allowed = self.allowed()?;
+        let words = format!(
+            " {} ",
+            folded(text)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let mut named = allowed.iter().filter(|option| {
+            let key = folded(option)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            !key.is_empty() && words.contains(&format!(" {key} "))
+        });
+        match (named.next(), named.next()) {
+            (Some(one), None) => self.count_as(one),
+            _ => None,
+        }
     }
 }
 
@@ -428,6 +458,27 @@ mod tests {
         let letters = Answers::Options(vec!["A".into(), "B".into()]);
         assert_eq!(letters.count_as("a").map(|c| c.answer), Some("A".into()));
         assert_eq!(Answers::Free.count_as(" ").map(|c| c.key), None);
+    }
+
+    #[test]
+    fn prose_that_names_one_option_is_read() {
+        let a = Answers::Options(vec!["Python".into(), "JavaScript".into()]);
+        let named = |text: &str| a.named_in(text).map(|c| c.answer);
+        assert_eq!(named("I'd pick Python."), Some("Python".into()));
+        assert_eq!(named("Python over JavaScript, clearly."), None);
+        assert_eq!(named("Hard to say."), None);
+        assert_eq!(named("Pythonic code is nice"), None);
+        let yn = Answers::YesNo;
+        assert_eq!(
+            yn.named_in("No, office work builds trust.").map(|c| c.key),
+            Some("no".into())
+        );
+        assert_eq!(Answers::Free.named_in("Python"), None);
+        let multi = Answers::Options(vec!["remote work".into(), "office work".into()]);
+        assert_eq!(
+            multi.named_in("I think remote work wins").map(|c| c.answer),
+            Some("remote work".into())
+        );
     }
 
     #[test]

@@ -5,13 +5,13 @@
 use serde_json::{json, Value};
 
 use super::budget::Budget;
-use super::config::{ParallelizationConfig, TieBreak};
+use super::config::{ParallelizationConfig, Role, TieBreak};
 use super::failures::Failures;
 use super::messages::TextMessage;
-use super::progress::RunStatus;
+use super::progress::{AnswerSource, RunStatus};
 use super::prompts;
 use super::reply::{json_object, text_field};
-use super::runner::{Ctx, Quiet, Run, TaskFailure, TaskResult, TaskSpec};
+use super::runner::{Ctx, Quiet, Run, Structured, TaskFailure, TaskResult, TaskSpec};
 use super::vote::{leaders, tally, Answers, Count, Counted};
 use super::Outcome;
 use crate::agents::AgentError;
@@ -21,6 +21,48 @@ use crate::agents::AgentError;
 struct Ballot {
     counted: Counted,
     reasoning: String,
+    source: Option<AnswerSource>,
+}
+
+impl Ballot {
+    /// What a voter's `SUBAGENT_FINISHED.result` carries, and what `from_value` reads back.
+    fn value(&self) -> Value {
+        json!({"answer": self.counted.answer, "reasoning": self.reasoning})
+    }
+
+    fn from_value(value: Option<&Value>, answers: &Answers) -> Option<Self> {
+        let object = value?.as_object()?;
+        Some(Ballot {
+            counted: answers.count_as(&text_field(object, "answer")?)?,
+            reasoning: text_field(object, "reasoning").unwrap_or_default(),
+            source: None,
+        })
+    }
+}
+
+/// A ballot from the JSON reply, or from prose that names exactly one allowed answer.
+fn reading(answers: &Answers) -> Structured {
+    let (json, prose) = (answers.clone(), answers.clone());
+    Structured {
+        parse: Box::new(move |text| parse_ballot(text, &json).map(|b| b.value())),
+        free_text: Some(Box::new(move |text| {
+            let ballot = Ballot {
+                counted: prose.named_in(text)?,
+                reasoning: text.trim().to_owned(),
+                source: None,
+            };
+            Some(ballot.value())
+        })),
+    }
+}
+
+/// A ballot from a task's result.
+fn read_ballot(result: &TaskResult, answers: &Answers) -> Result<Ballot, TaskFailure> {
+    let out = result.as_ref().map_err(Clone::clone)?;
+    let mut ballot = Ballot::from_value(out.value.as_ref(), answers)
+        .ok_or_else(|| TaskFailure::refused("the answer could not be read".into(), out.usage))?;
+    ballot.source = out.source;
+    Ok(ballot)
 }
 
 fn parse_ballot(text: &str, answers: &Answers) -> Result<Ballot, String> {
@@ -35,6 +77,7 @@ fn parse_ballot(text: &str, answers: &Answers) -> Result<Ballot, String> {
     Ok(Ballot {
         counted,
         reasoning: text_field(&object, "reasoning").unwrap_or_default(),
+        source: Some(AnswerSource::Json),
     })
 }
 
@@ -52,15 +95,15 @@ pub fn admit(
     question: &str,
     answers: &Answers,
 ) -> Result<usize, String> {
-    let budget = Budget::new(config.num_ctx, config.max_tokens);
+    let budget = |role| Budget::new(config.num_ctx, Some(config.max_tokens.get(role)));
     let allowed = answers.allowed();
     let voters = config.num_voters as usize;
     // Perspectives cycle, so the first `voters` of them are every prompt there is.
     for i in 0..voters.min(config.voter_perspectives.len().max(1)) {
         let prompt = prompts::voter(question, allowed.as_deref(), perspective(config, i));
-        budget.check(&prompt, 0, "the question")?;
+        budget(Role::Voter).check(&prompt, 0, "the question")?;
     }
-    budget.check(&prompts::judge(question, &[]), 0, "the question")?;
+    budget(Role::Judge).check(&prompts::judge(question, &[]), 0, "the question")?;
     Ok(voters)
 }
 
@@ -69,27 +112,19 @@ pub async fn run(run: &mut Run, question: &str, answers: &Answers) -> Result<Out
     let allowed = answers.allowed();
     let allowed = allowed.as_deref();
     let tasks = (0..voters)
-        .map(|i| {
-            let accepted = answers.clone();
-            TaskSpec {
-                label: format!("Voter {}", i + 1),
-                request: Box::new(move |ctx: &Ctx| {
-                    let config = &ctx.config;
-                    ctx.request(
-                        prompts::voter(question, allowed, perspective(config, i)),
-                        config.voter_temperature,
-                        config.seed + i as i64,
-                        Some(answers.schema()),
-                    )
-                }),
-                check: Some(Box::new(move |text: &str| {
-                    let ballot = parse_ballot(text, &accepted)?;
-                    Ok(Some(json!({
-                        "answer": ballot.counted.answer,
-                        "reasoning": ballot.reasoning,
-                    })))
-                })),
-            }
+        .map(|i| TaskSpec {
+            label: format!("Voter {}", i + 1),
+            request: Box::new(move |ctx: &Ctx| {
+                let config = &ctx.config;
+                ctx.request(
+                    Role::Voter,
+                    prompts::voter(question, allowed, perspective(config, i)),
+                    config.voter_temperature,
+                    config.seed + i as i64,
+                    Some(answers.schema()),
+                )
+            }),
+            structured: Some(reading(answers)),
         })
         .collect();
     run.progress.set_status(RunStatus::Running);
@@ -112,14 +147,8 @@ async fn aggregate(
     results: &[TaskResult],
 ) -> Result<Outcome, AgentError> {
     let config = run.ctx.config.clone();
-    let ballots: Vec<Result<Ballot, TaskFailure>> = results
-        .iter()
-        .map(|r| match r {
-            Ok(out) => parse_ballot(&out.text, answers)
-                .map_err(|message| TaskFailure::refused(message, out.usage)),
-            Err(f) => Err(f.clone()),
-        })
-        .collect();
+    let ballots: Vec<Result<Ballot, TaskFailure>> =
+        results.iter().map(|r| read_ballot(r, answers)).collect();
     let mut failures = Failures::default();
     for (i, ballot) in ballots.iter().enumerate() {
         if let Err(failure) = ballot {
@@ -220,7 +249,12 @@ async fn aggregate(
         .iter()
         .enumerate()
         .map(|(i, b)| match b {
-            Ok(b) => json!({"voter": i + 1, "answer": b.counted.answer, "reasoning": b.reasoning}),
+            Ok(b) => json!({
+                "voter": i + 1,
+                "answer": b.counted.answer,
+                "reasoning": b.reasoning,
+                "source": b.source,
+            }),
             Err(f) => json!({"voter": i + 1, "error": f.message}),
         })
         .collect();
@@ -257,6 +291,7 @@ async fn judge(
     let request = run
         .ctx
         .request(
+            Role::Judge,
             prompts::judge(question, candidates),
             config.temperature,
             config.seed,
@@ -264,9 +299,9 @@ async fn judge(
         )
         .map_err(|e| e.to_string())?;
     run.step_started("tie_break").await;
-    let answer = run.call(request, None).await;
+    let answer = run.ask(request, &reading(&options)).await;
     run.step_finished("tie_break").await;
-    let ballot = parse_ballot(&answer.map_err(|e| e.to_string())?, &options)?;
+    let ballot = read_ballot(&answer, &options).map_err(|f| f.message)?;
     let index = candidates
         .iter()
         .position(|(a, _)| *a == ballot.counted.answer)

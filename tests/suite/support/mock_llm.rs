@@ -177,6 +177,8 @@ enum Mode {
     FailStatus,
     FailMidStream,
     Hang,
+    /// Ignore `format` and answer in prose (`prose_reply`), as some models do.
+    Prose,
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,6 +345,7 @@ impl Shared {
         let fails = c.fail_every <= 1 || req.index.is_multiple_of(c.fail_every);
         match c.mode {
             Mode::Auto => auto,
+            Mode::Prose => prose_reply(req),
             _ if !fails => auto,
             Mode::FailStatus => MockReply::new().status(c.fail_status, "mock failure"),
             Mode::FailMidStream => auto.error_after(2, "mock failure mid-stream"),
@@ -913,6 +916,29 @@ pub fn auto_reply(req: &MockRequest, words: usize) -> MockReply {
         Some(_) => reply.chunks(json_chunks(&json!({ "answer": text }).to_string())),
         None => reply.text(text),
     }
+}
+
+/// An answer in prose whatever `format` asks for, as models that ignore it give: it names the
+/// schema's `answer` option for the request's seed ("I'd pick Python, ..."), or says something
+/// about the prompt.
+pub fn prose_reply(req: &MockRequest) -> MockReply {
+    let options = req
+        .schema()
+        .and_then(|s| s.pointer("/properties/answer/enum"))
+        .and_then(Value::as_array)
+        .filter(|o| !o.is_empty());
+    let text = match options {
+        Some(options) => {
+            let pick =
+                &options[(req.seed.unwrap_or(0).unsigned_abs() % options.len() as u64) as usize];
+            format!(
+                "I'd pick {}, since it fits best.",
+                pick.as_str().unwrap_or_default()
+            )
+        }
+        None => format!("Here is what I think about {}.", echo_of(req)),
+    };
+    MockReply::new().text(text)
 }
 
 /// A value valid for the common subset of JSON Schema that structured output uses.
