@@ -267,13 +267,22 @@ impl Ctx {
         Ok(())
     }
 
+    /// Posts to a server path, with a JSON body when given.
+    async fn post_path(
+        &self,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response, String> {
+        let mut req = self.http.post(format!("{}{path}", self.server.url));
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        req.send().await.map_err(|e| format!("POST {path}: {e}"))
+    }
+
     async fn post(&self, room: &str, body: &Value) -> Result<reqwest::Response, String> {
-        self.http
-            .post(self.run_url(room))
-            .json(body)
-            .send()
+        self.post_path(&format!("/rooms/{room}/run"), Some(body))
             .await
-            .map_err(|e| format!("POST: {e}"))
     }
 
     /// Posts a run that must be refused with `status` and the JSON error body.
@@ -287,7 +296,10 @@ impl Ctx {
         let resp = self.post(room, body).await?;
         if resp.status() != 200 {
             let status = resp.status();
-            return Err(format!("HTTP {status}: {}", resp.text().await.unwrap_or_default()));
+            return Err(format!(
+                "HTTP {status}: {}",
+                resp.text().await.unwrap_or_default()
+            ));
         }
         let events = SseReader::new(resp).read_to_end().await;
         harness::verify_agui(&events)?;
@@ -314,7 +326,9 @@ async fn expect_refusal(resp: reqwest::Response, status: u16) -> Result<String, 
     let code = body["error"]["code"].as_str().unwrap_or_default();
     let message = body["error"]["message"].as_str().unwrap_or_default();
     if got != status || code.is_empty() || message.is_empty() {
-        return Err(format!("expected {status} with a JSON error, got {got}: {body}"));
+        return Err(format!(
+            "expected {status} with a JSON error, got {got}: {body}"
+        ));
     }
     Ok(code.to_owned())
 }
@@ -345,7 +359,9 @@ async fn probe_sections_1mib(ctx: &Ctx) -> Outcome {
     }
     let text = sections(n);
     let bytes = text.len();
-    let code = ctx.refused("wide", &prompt(text, "sectioning"), 400).await?;
+    let code = ctx
+        .refused("wide", &prompt(text, "sectioning"), 400)
+        .await?;
     check(ctx.mock.request_count() == 0, || "LLM called".into())?;
     Ok(format!("{n} sections in {bytes} bytes -> 400 {code}"))
 }
@@ -520,6 +536,12 @@ async fn fate(tcp: &mut TcpStream, limit: Duration, on_data: bool) -> Fate {
     }
 }
 
+/// Hostile connections arrive in waves of 50, 50 ms apart: the listener's accept queue holds
+/// 128, and a handshake that overflows it is only retried by the kernel seconds later.
+async fn stagger(i: usize) {
+    tokio::time::sleep(Duration::from_millis((i / 50) as u64 * 50)).await;
+}
+
 /// Connects; a connection past `max_connections` is refused (within 200 ms when it sends nothing).
 async fn connect(addr: &str) -> Result<TcpStream, Fate> {
     let mut tcp = TcpStream::connect(addr).await.map_err(|_| Fate::Broken)?;
@@ -545,9 +567,10 @@ async fn probe_slowloris(ctx: &Ctx) -> Outcome {
     let start = Instant::now();
     let limit = HEADER_TIMEOUT + Duration::from_secs(3);
     let tasks: Vec<_> = (0..400)
-        .map(|_| {
+        .map(|i| {
             let addr = ctx.server.addr.clone();
             tokio::spawn(async move {
+                stagger(i).await;
                 let mut tcp = match connect(&addr).await {
                     Ok(tcp) => tcp,
                     Err(fate) => return fate,
@@ -592,10 +615,11 @@ async fn probe_stalled_uploads(ctx: &Ctx) -> Outcome {
     let start = Instant::now();
     let sent: Arc<Vec<u8>> = Arc::new(vec![b'a'; 1_000_000]);
     let tasks: Vec<_> = (0..300)
-        .map(|_| {
+        .map(|i| {
             let addr = ctx.server.addr.clone();
             let sent = sent.clone();
             tokio::spawn(async move {
+                stagger(i).await;
                 let mut tcp = match connect(&addr).await {
                     Ok(tcp) => tcp,
                     Err(fate) => return fate,
@@ -627,7 +651,10 @@ async fn probe_stalled_uploads(ctx: &Ctx) -> Outcome {
 async fn probe_idle_sockets(ctx: &Ctx) -> Outcome {
     let mut open = Vec::new();
     let mut refused = Vec::new();
-    let connects = (0..300).map(|_| connect(&ctx.server.addr));
+    let connects = (0..300).map(|i| async move {
+        stagger(i).await;
+        connect(&ctx.server.addr).await
+    });
     for c in futures::future::join_all(connects).await {
         match c {
             Ok(tcp) => open.push(tcp),
@@ -643,19 +670,27 @@ async fn probe_idle_sockets(ctx: &Ctx) -> Outcome {
     let health = format!("{}/healthz", ctx.server.url);
     let while_full = match fresh.get(&health).send().await {
         Ok(resp) if resp.status() == 200 => "200".to_owned(),
-        Ok(resp) => format!("{} {}", resp.status().as_u16(), expect_refusal(resp, 503).await?),
+        Ok(resp) => format!(
+            "{} {}",
+            resp.status().as_u16(),
+            expect_refusal(resp, 503).await?
+        ),
         Err(e) => return Err(format!("a new /healthz while full: {e:?}")),
     };
     check(refused.iter().all(|f| *f == Fate::Refused), || {
         format!("idle sockets past the limit: {}", tally(&refused))
     })?;
     // The header timeout closes every idle one.
-    let mut fates = Vec::new();
-    for tcp in &mut open {
-        fates.push(fate(tcp, HEADER_TIMEOUT + Duration::from_secs(3), true).await);
-    }
+    let waits = open
+        .iter_mut()
+        .map(|tcp| fate(tcp, HEADER_TIMEOUT + Duration::from_secs(3), true));
+    let fates = futures::future::join_all(waits).await;
     check(fates.iter().all(|f| *f == Fate::Closed), || {
-        format!("idle sockets after the header timeout: {}", tally(&fates))
+        format!(
+            "{} idle sockets, {files} open files, after the header timeout: {}",
+            open.len(),
+            tally(&fates)
+        )
     })?;
     let after = fresh
         .get(&health)
@@ -691,9 +726,7 @@ async fn probe_overload(ctx: &Ctx) -> Outcome {
             .and_then(|v| v.parse::<u64>().ok());
         let code = expect_refusal(resp, 429).await?;
         let retry = retry.ok_or("429 without a Retry-After in seconds")?;
-        check((1..=60).contains(&retry), || {
-            format!("Retry-After {retry}")
-        })?;
+        check((1..=60).contains(&retry), || format!("Retry-After {retry}"))?;
         refusals.push((code, retry));
     }
     // Another user's small run is refused too, before any stream.
@@ -727,7 +760,9 @@ async fn probe_overload(ctx: &Ctx) -> Outcome {
         format!("{n} of 20 refused, expected {}", 20 - expected)
     })?;
     check(errors == 0, || format!("{errors} admitted runs failed"))?;
-    check(in_flight <= SLOTS, || format!("{in_flight} calls in flight"))?;
+    check(in_flight <= SLOTS, || {
+        format!("{in_flight} calls in flight")
+    })?;
     let retry = refusals.first().map_or(0, |r| r.1);
     Ok(format!(
         "hung backend, {WIDE_SECTIONS}-section runs: {} admitted (none failed; {in_flight} calls in flight, {} reserved), {n} refused 429 {} Retry-After {retry} s; a voting run: 429 {other}; 40 sections: 400 {forty}",
@@ -749,16 +784,9 @@ async fn probe_ids(ctx: &Ctx) -> Outcome {
             400,
         )
         .await?;
-    let soliplex = format!(
-        "{}/api/v1/rooms/parallelization/agui/not-a-uuid",
-        ctx.server.url
-    );
     let resp = ctx
-        .http
-        .post(soliplex)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+        .post_path("/api/v1/rooms/parallelization/agui/not-a-uuid", None)
+        .await?;
     let not_uuid = expect_refusal(resp, 400).await?;
     check(ctx.mock.request_count() == 0, || "LLM called".into())?;
     Ok(format!(
@@ -767,32 +795,25 @@ async fn probe_ids(ctx: &Ctx) -> Outcome {
 }
 
 async fn probe_cross_room_thread(ctx: &Ctx) -> Outcome {
-    let base = format!("{}/api/v1/rooms", ctx.server.url);
+    let base = "/api/v1/rooms";
     let made: Value = ctx
-        .http
-        .post(format!("{base}/parallelization/agui"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
+        .post_path(&format!("{base}/parallelization/agui"), None)
+        .await?
         .json()
         .await
         .map_err(|e| e.to_string())?;
     let thread = made["thread_id"].as_str().ok_or("no thread_id")?;
     let resp = ctx
-        .http
-        .post(format!("{base}/wide/agui/{thread}"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+        .post_path(&format!("{base}/wide/agui/{thread}"), None)
+        .await?;
     let code = expect_refusal(resp, 404).await?;
     let run = made["run_id"].as_str().ok_or("no run_id")?;
     let resp = ctx
-        .http
-        .post(format!("{base}/wide/agui/{thread}/{run}"))
-        .json(&json!({"prompt": "Hi?"}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+        .post_path(
+            &format!("{base}/wide/agui/{thread}/{run}"),
+            Some(&json!({"prompt": "Hi?"})),
+        )
+        .await?;
     let run_code = expect_refusal(resp, 404).await?;
     check(ctx.mock.request_count() == 0, || "LLM called".into())?;
     Ok(format!(
@@ -846,7 +867,9 @@ async fn probe_long_instructions(ctx: &Ctx) -> Outcome {
 
 async fn probe_gzip(ctx: &Ctx) -> Outcome {
     // A gzip header and deflate bytes: the server must refuse the encoding, not parse it.
-    let body = vec![0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0, 0x03, 0xab, 0xae, 0x05, 0x00];
+    let body = vec![
+        0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0, 0x03, 0xab, 0xae, 0x05, 0x00,
+    ];
     let resp = ctx
         .http
         .post(ctx.run_url("parallelization"))
@@ -954,17 +977,47 @@ async fn suite(bin: PathBuf) -> Result<Tally, String> {
     let ctx = Ctx { server, mock, http };
     let mut tally = Tally::default();
     let t = &mut tally;
-    probe(&ctx, t, "1 MiB sectioning prompt", probe_sections_1mib(&ctx)).await;
-    probe(&ctx, t, "500 and 5,000 sections", probe_sections_500_5000(&ctx)).await;
-    probe(&ctx, t, "696 KB map-reduce of {text}", probe_map_reduce_braces(&ctx)).await;
-    probe(&ctx, t, "About {sections} verbatim", probe_verbatim_sections(&ctx)).await;
+    probe(
+        &ctx,
+        t,
+        "1 MiB sectioning prompt",
+        probe_sections_1mib(&ctx),
+    )
+    .await;
+    probe(
+        &ctx,
+        t,
+        "500 and 5,000 sections",
+        probe_sections_500_5000(&ctx),
+    )
+    .await;
+    probe(
+        &ctx,
+        t,
+        "696 KB map-reduce of {text}",
+        probe_map_reduce_braces(&ctx),
+    )
+    .await;
+    probe(
+        &ctx,
+        t,
+        "About {sections} verbatim",
+        probe_verbatim_sections(&ctx),
+    )
+    .await;
     probe(&ctx, t, "four stalled readers", probe_stalled_readers(&ctx)).await;
     probe(&ctx, t, "400 slowloris", probe_slowloris(&ctx)).await;
     probe(&ctx, t, "300 stalled uploads", probe_stalled_uploads(&ctx)).await;
     probe(&ctx, t, "300 idle sockets", probe_idle_sockets(&ctx)).await;
     probe(&ctx, t, "overload, hung backend", probe_overload(&ctx)).await;
     probe(&ctx, t, "bad ids", probe_ids(&ctx)).await;
-    probe(&ctx, t, "thread across rooms", probe_cross_room_thread(&ctx)).await;
+    probe(
+        &ctx,
+        t,
+        "thread across rooms",
+        probe_cross_room_thread(&ctx),
+    )
+    .await;
     probe(&ctx, t, "1,000 60 KB run ids", probe_long_run_ids(&ctx)).await;
     probe(&ctx, t, "1 MB instructions", probe_long_instructions(&ctx)).await;
     probe(&ctx, t, "gzip body", probe_gzip(&ctx)).await;
