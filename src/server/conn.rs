@@ -21,6 +21,9 @@ use crate::config::Settings;
 const MIN_BUF: usize = 8192;
 /// How long a refused connection gets to read its 503 before it is closed.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// How long a refused client gets to send its request before the 503: hyper-based clients treat
+/// an answer that arrives before their request as a broken connection.
+const REFUSAL_WAIT: Duration = Duration::from_millis(200);
 /// After an accept error (e.g. out of file descriptors), wait before the next accept rather than
 /// spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -78,9 +81,11 @@ pub(super) async fn serve_connections(
     Ok(())
 }
 
-/// Answers 503 and closes, reading what the client sent meanwhile so the close is not a reset
-/// that could hide the answer.
+/// Answers 503 once the client has sent its request (or after `REFUSAL_WAIT`) and closes,
+/// reading what the client sent meanwhile so the close is not a reset that could hide the answer.
 async fn refuse(mut tcp: TcpStream) {
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(REFUSAL_WAIT, tcp.read(&mut sink)).await;
     let body = serde_json::json!({"error": {
         "code": "too_many_connections",
         "message": "the server is at its connection limit; retry in a moment",
@@ -93,7 +98,6 @@ async fn refuse(mut tcp: TcpStream) {
     let linger = async {
         tcp.write_all(answer.as_bytes()).await?;
         tcp.shutdown().await?;
-        let mut sink = [0u8; 1024];
         while tcp.read(&mut sink).await? > 0 {}
         std::io::Result::Ok(())
     };

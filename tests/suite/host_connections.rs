@@ -104,6 +104,13 @@ async fn past_the_connection_cap_new_clients_get_503_and_open_ones_keep_working(
     let (status, body) = parse(&read_until_closed(&mut refused).await);
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "too_many_connections", "{body}");
+    // An HTTP client that writes its request once connected reads the 503 too.
+    let fresh = TestServer::client()
+        .get(&healthz)
+        .send()
+        .await
+        .expect("a 503, not a broken connection");
+    assert_eq!(fresh.status().as_u16(), 503);
 
     let again = client.get(&healthz).send().await.expect("healthz");
     assert_eq!(
