@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::StreamExt;
-use roomhost::agents::parallelization::vote::{normalize, question_answers};
+use roomhost::agents::parallelization::vote::question_answers;
+use roomhost::agents::parallelization::words::normalize;
 use roomhost::agents::{parallelization, AgentDeps, EventSink};
 use roomhost::agui::RunAgentInput;
 use roomhost::config::{Cli, Settings};

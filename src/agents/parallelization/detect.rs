@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::config::Strategy;
 use super::vote::{question_answers, Answers, WH_WORDS, YES_NO_OPENERS};
+use super::words::split_word;
 
 /// How the strategy was chosen; part of the activity content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -372,41 +373,6 @@ fn list_items(list: &str) -> Vec<String> {
         }
     }
     items
-}
-
-/// Splits on a whole word, case-insensitively ("Wind and Sun" -> ["Wind", "Sun"]).
-pub fn split_word<'a>(text: &'a str, word: &str) -> Vec<&'a str> {
-    let mut parts = Vec::new();
-    let mut start = 0;
-    let words: Vec<(usize, &str)> = word_spans(text);
-    for (pos, w) in words {
-        if w.eq_ignore_ascii_case(word) {
-            parts.push(&text[start..pos]);
-            start = pos + w.len();
-        }
-    }
-    parts.push(&text[start..]);
-    parts
-}
-
-/// Byte offsets and text of the whitespace-separated words of `text`.
-pub fn word_spans(text: &str) -> Vec<(usize, &str)> {
-    let mut spans = Vec::new();
-    let mut start = None;
-    for (i, c) in text.char_indices() {
-        match (c.is_whitespace(), start) {
-            (true, Some(s)) => {
-                spans.push((s, &text[s..i]));
-                start = None;
-            }
-            (false, None) => start = Some(i),
-            _ => {}
-        }
-    }
-    if let Some(s) = start {
-        spans.push((s, &text[s..]));
-    }
-    spans
 }
 
 /// A question: ends with a question mark (any script's) or opens with a question word.

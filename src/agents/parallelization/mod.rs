@@ -19,6 +19,7 @@ mod sectioning;
 mod usage;
 pub mod vote;
 mod voting;
+pub mod words;
 
 pub use config::{ParallelizationConfig, Strategy};
 

@@ -10,7 +10,7 @@ use super::progress::RunStatus;
 use super::prompts;
 use super::reply::json_object;
 use super::runner::{Ctx, Observer, Run, Structured, TaskResult, TaskSpec};
-use super::vote::normalize;
+use super::words::normalize;
 use super::{messages::TextMessage, Outcome};
 use crate::agents::AgentError;
 use crate::agui::Event;

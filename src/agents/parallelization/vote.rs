@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::detect::{split_word, word_spans};
+use super::words::{folded, normalize, split_word, word_spans};
 
 /// The answers a question allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,37 +216,6 @@ fn first_words(text: &str, k: usize) -> String {
         .join(" ")
 }
 
-/// Case-folded words, punctuation removed.
-fn folded(text: &str) -> String {
-    text.to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '+' || c == '#' {
-                c
-            } else {
-                ' '
-            }
-        })
-        .collect()
-}
-
-/// Case-folded, punctuation and articles removed, single spaces: "The Python." -> "python". A
-/// lone "A" stays (it is an answer, not an article).
-pub fn normalize(answer: &str) -> String {
-    let cleaned = folded(answer);
-    let words: Vec<&str> = cleaned.split_whitespace().collect();
-    let content: Vec<&str> = words
-        .iter()
-        .copied()
-        .filter(|w| !matches!(*w, "a" | "an" | "the"))
-        .collect();
-    if content.is_empty() {
-        words.join(" ")
-    } else {
-        content.join(" ")
-    }
-}
-
 /// One voter's answer as counted: `key` is what votes are compared by, `answer` what is shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counted {
@@ -426,17 +395,6 @@ mod tests {
             question_answers("¿Es Python mejor que Rust?"),
             Answers::Free
         );
-    }
-
-    #[test]
-    fn normalization() {
-        assert_eq!(normalize("  The Python. "), "python");
-        assert_eq!(normalize("A"), "a");
-        assert_eq!(normalize("a cat"), "cat");
-        assert_eq!(normalize("Yes!"), "yes");
-        assert_eq!(normalize("C++"), "c++");
-        assert_eq!(normalize("New   York,  NY"), "new york ny");
-        assert_eq!(normalize("..."), "");
     }
 
     #[test]
