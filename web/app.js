@@ -26,7 +26,6 @@ function uuid() {
 }
 
 const number = new Intl.NumberFormat("en-US");
-const STRATEGY_NAMES = { sectioning: "Sectioning", voting: "Voting", map_reduce: "Map-reduce" };
 const SOURCE_NAMES = { explicit: "chosen", pattern: "detected", default: "room default" };
 const PHASE_NAMES = {
   starting: "Starting",
@@ -46,6 +45,7 @@ const ui = {
   welcome: $("welcome"),
   welcomeText: $("welcome-text"),
   suggestions: $("suggestions"),
+  strategyPicker: $("strategy-picker"),
   form: $("composer-form"),
   prompt: $("prompt"),
   send: $("send"),
@@ -322,7 +322,7 @@ class RunView {
     if (a.status) this.setPhase(a.status);
     if (a.strategy) {
       const source = SOURCE_NAMES[a.strategy_source] ? ` · ${SOURCE_NAMES[a.strategy_source]}` : "";
-      this.strategyEl.textContent = `${STRATEGY_NAMES[a.strategy] ?? a.strategy}${source}`;
+      this.strategyEl.textContent = `${strategyLabel(a.strategy)}${source}`;
       this.strategyEl.hidden = false;
       this.panel.dataset.strategy = a.strategy;
     }
@@ -444,6 +444,34 @@ async function httpError(resp) {
   return new HttpError(resp.status, code, message);
 }
 
+// The room's strategies as GET /rooms lists them: name, label, description.
+function roomStrategies() {
+  return state.room?.agent?.strategies ?? [];
+}
+
+function strategyLabel(name) {
+  return roomStrategies().find((s) => s.name === name)?.label ?? name;
+}
+
+// Auto, then one choice per strategy of the room; no picker for a room without strategies.
+function buildStrategyPicker() {
+  const picker = ui.strategyPicker;
+  const [legend, auto] = picker.children;
+  const choices = roomStrategies().map((s) => {
+    const label = h("label");
+    label.title = s.description ?? "";
+    const input = h("input");
+    input.type = "radio";
+    input.name = "strategy";
+    input.value = s.name;
+    label.append(input, h("span", undefined, s.label ?? s.name));
+    return label;
+  });
+  picker.replaceChildren(legend, auto, ...choices);
+  auto.querySelector("input").checked = true;
+  picker.hidden = choices.length === 0;
+}
+
 function selectedStrategy() {
   return ui.form.querySelector('input[name="strategy"]:checked')?.value ?? "";
 }
@@ -535,6 +563,7 @@ function selectRoom(room) {
   for (const button of ui.rooms.querySelectorAll(".room")) {
     button.setAttribute("aria-current", String(button.dataset.room === room.id));
   }
+  buildStrategyPicker();
   ui.suggestions.replaceChildren(
     ...(room.suggestions ?? []).map((s) => {
       const chip = h("button", "chip", s);

@@ -1,9 +1,11 @@
 //! Agents: what runs when a room is asked something. The host hands an agent the run input and an
 //! event sink; the agent streams AG-UI events into it and returns the run's result.
 
+mod error;
 pub mod parallelization;
 mod registry;
 
+pub use error::{AgentError, ErrorCode};
 pub use registry::{Factory, FactoryError, Registry};
 
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::agui::{Event, RunAgentInput, UsageEntry};
-use crate::llm::{LlmClient, LlmError};
+use crate::llm::LlmClient;
 
 /// What a factory gets besides the room's config: the services an agent may use.
 #[derive(Clone)]
@@ -78,27 +80,19 @@ pub trait Agent: Send + Sync {
     /// `RUN_STARTED`/`RUN_FINISHED`/`RUN_ERROR`: the host does, and it sends `RUN_STARTED` before
     /// first polling the future.
     fn start(&self, input: RunAgentInput, events: EventSink) -> Result<Accepted, AgentError>;
-}
 
-/// Why a run could not start or did not finish.
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    /// The request cannot be run as given; answered with HTTP 400 before the stream.
-    #[error("{0}")]
-    BadInput(String),
-    #[error(transparent)]
-    Llm(#[from] LlmError),
-    /// The run failed after it started; `code` goes into `RUN_ERROR.code`.
-    #[error("{message}")]
-    Failed { code: &'static str, message: String },
-}
-
-impl AgentError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            AgentError::BadInput(_) => "bad_input",
-            AgentError::Llm(e) => e.code(),
-            AgentError::Failed { code, .. } => code,
-        }
+    /// The ways this agent can run a request, for a client to offer (`GET /rooms`); none when it
+    /// has only one.
+    fn strategies(&self) -> Vec<StrategyInfo> {
+        Vec::new()
     }
+}
+
+/// One of an agent's strategies as a client shows it: `name` is what `forwardedProps.strategy`
+/// takes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StrategyInfo {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub description: &'static str,
 }

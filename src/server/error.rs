@@ -3,7 +3,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::agents::AgentError;
 use crate::llm::Refused;
 
 /// An error answered before any stream starts: an HTTP status and `{"error": {code, message}}`.
@@ -91,12 +90,6 @@ impl ApiError {
             ApiError::Overloaded(Refused::Saturated { .. }) => "backend_saturated",
             ApiError::Overloaded(Refused::Unreachable { .. }) => "backend_unreachable",
         }
-    }
-}
-
-impl From<AgentError> for ApiError {
-    fn from(e: AgentError) -> Self {
-        ApiError::BadRequest(e.to_string())
     }
 }
 

@@ -15,7 +15,11 @@ fn describe(room: &Room) -> Value {
         "description": c.description,
         "welcome_message": welcome,
         "suggestions": c.suggestions,
-        "agent": {"kind": c.agent.kind, "factory_name": room.factory_name},
+        "agent": {
+            "kind": c.agent.kind,
+            "factory_name": room.factory_name,
+            "strategies": room.agent.strategies(),
+        },
     })
 }
 

@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use super::stream::{self, RunOutlet};
 use super::ApiError;
-use crate::agents::{AgentError, EventOutlet, EventSink, RunFuture};
+use crate::agents::{AgentError, ErrorCode, EventOutlet, EventSink, RunFuture};
 use crate::agui::{Event, Message, MessageContent, Profile, RunAgentInput};
 use crate::logsafe::Shown;
 use crate::state::AppState;
@@ -219,7 +219,7 @@ async fn drive(
             return;
         }
         _ = app.force_stop.cancelled() => Some(Err(AgentError::Failed {
-            code: "shutdown",
+            code: ErrorCode::Shutdown,
             message: "the server is shutting down and stopped this run before it finished; retry it".into(),
         })),
         result = AssertUnwindSafe(run).catch_unwind() => Some(result.unwrap_or_else(|panic| {
@@ -230,7 +230,7 @@ async fn drive(
                 .unwrap_or_default();
             tracing::error!(%detail, "agent panicked");
             Err(AgentError::Failed {
-                code: "internal",
+                code: ErrorCode::Internal,
                 message: format!("the agent failed unexpectedly ({detail}); this is a server bug, please report it"),
             })
         })),
@@ -250,11 +250,8 @@ async fn drive(
             }
         }
         Some(Err(e)) => {
-            tracing::warn!(code = e.code(), error = %e, "run failed");
-            Event::RunError {
-                message: e.to_string(),
-                code: Some(e.code().to_owned()),
-            }
+            tracing::warn!(code = %e.code(), error = %e, "run failed");
+            Event::from(e)
         }
     };
     outlet.push(last);

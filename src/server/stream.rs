@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::agents::EventOutlet;
+use crate::agents::{AgentError, ErrorCode, EventOutlet};
 use crate::agui::{Event, Profile, Shaper};
 
 /// Most events are a delta of a few words: one allocation holds the whole frame.
@@ -215,10 +215,10 @@ fn frame(event: &Event) -> Bytes {
     buf.extend_from_slice(DATA);
     if let Err(e) = serde_json::to_writer(&mut buf, event) {
         buf.truncate(DATA.len());
-        let error = Event::RunError {
+        let error = Event::from(AgentError::Failed {
+            code: ErrorCode::Internal,
             message: format!("an event could not be encoded ({e}); this is a server bug"),
-            code: Some("internal".into()),
-        };
+        });
         let _ = serde_json::to_writer(&mut buf, &error);
     }
     buf.extend_from_slice(b"\n\n");

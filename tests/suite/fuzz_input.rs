@@ -13,8 +13,9 @@ use crate::support::parallelization::{room_yaml, ROOM};
 use crate::support::test_agent;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use roomhost::agents::parallelization::detect::{choose, Job, Source};
+use roomhost::agents::parallelization::detect::{choose, Source};
 use roomhost::agents::parallelization::Strategy as Plan;
+use roomhost::agents::parallelization::{Job, Sections, Summarize, Vote};
 use roomhost::server::{parse_input, ApiError};
 use serde_json::{json, Map, Value};
 
@@ -576,12 +577,12 @@ proptest! {
                     prop_assert_eq!(choice.source, Source::Explicit);
                 }
                 match &choice.job {
-                    Job::Sections { topic, sections, .. } => {
+                    Job::Sectioning(Sections { topic, sections, .. }) => {
                         prop_assert!(!topic.trim().is_empty() || !sections.is_empty());
                         prop_assert!(sections.iter().all(|s| !s.trim().is_empty()), "{:?}", sections);
                     }
-                    Job::Vote { question, .. } => prop_assert!(!question.trim().is_empty()),
-                    Job::Summarize { instruction, documents } => {
+                    Job::Voting(Vote { question, .. }) => prop_assert!(!question.trim().is_empty()),
+                    Job::MapReduce(Summarize { instruction, documents }) => {
                         prop_assert!(!instruction.trim().is_empty());
                         prop_assert!(!documents.is_empty());
                         prop_assert!(documents.iter().all(|d| !d.trim().is_empty()), "{:?}", documents);

@@ -190,7 +190,7 @@ fn extra_config_values_out_of_range_or_of_wrong_type() {
         (
             "    default_strategy: guessing\n",
             "agent.extra_config.default_strategy",
-            "unknown variant `guessing`",
+            "unknown strategy 'guessing'",
         ),
         (
             "    temperature: 9\n",
@@ -234,6 +234,18 @@ async fn rooms_are_listed_and_fetched() {
     assert_eq!(list[0]["id"], "alpha");
     assert_eq!(list[0]["name"], "Room alpha");
     assert_eq!(list[0]["agent"]["factory_name"], "parallelization");
+    // The page builds its strategy picker from this list; it is the agent's, not a copy.
+    let strategies = list[0]["agent"]["strategies"].as_array().expect("a list");
+    let names: Vec<&str> = strategies
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["sectioning", "voting", "map_reduce"]);
+    for s in strategies {
+        let label = s["label"].as_str().unwrap_or("");
+        let description = s["description"].as_str().unwrap_or("");
+        assert!(!label.is_empty() && !description.is_empty(), "{s}");
+    }
 
     let (status, one) = server.get("/rooms/alpha").await;
     assert_eq!((status, &one["id"]), (200, &serde_json::json!("alpha")));

@@ -91,7 +91,7 @@ async fn an_agent_failure_ends_the_stream_with_run_error() {
     verify_agui(&run.events).unwrap();
     assert_eq!(
         run.last(),
-        &json!({"type": "RUN_ERROR", "message": "the scripted agent failed as told", "code": "scripted_failure"})
+        &json!({"type": "RUN_ERROR", "message": "the scripted agent failed as told", "code": "internal"})
     );
 }
 

@@ -1,9 +1,9 @@
 //! Strategy choice, table-driven: explicit choice over prompt patterns over the room's default,
 //! and what each strategy is handed.
 
-use roomhost::agents::parallelization::detect::{choose, Job, Source};
+use roomhost::agents::parallelization::detect::{choose, Source};
 use roomhost::agents::parallelization::vote::Answers;
-use roomhost::agents::parallelization::Strategy;
+use roomhost::agents::parallelization::{Job, Sections as SectionsJob, Strategy, Summarize, Vote};
 use serde_json::{json, Value};
 
 use Strategy::{MapReduce as M, Sectioning as S, Voting as V};
@@ -277,10 +277,10 @@ fn strategy_table() {
         );
         match (&choice.job, expect) {
             (
-                Job::Summarize {
+                Job::MapReduce(Summarize {
                     documents,
                     instruction,
-                },
+                }),
                 Docs(docs, want_instruction),
             ) => {
                 assert_eq!(documents, docs, "{prompt}: documents");
@@ -288,27 +288,31 @@ fn strategy_table() {
                     assert_eq!(instruction, want, "{prompt}: instruction");
                 }
             }
-            (Job::Summarize { documents, .. }, DocCount(n)) => {
+            (Job::MapReduce(Summarize { documents, .. }), DocCount(n)) => {
                 assert_eq!(documents.len(), n, "{prompt}: {documents:?}")
             }
             (
-                Job::Sections {
+                Job::Sectioning(SectionsJob {
                     sections, title, ..
-                },
+                }),
                 Sections(want, want_title),
             ) => {
                 assert_eq!(sections, want, "{prompt}: sections");
                 assert_eq!(title.as_deref(), want_title, "{prompt}: title");
             }
-            (Job::Vote { answers, .. }, Options(want)) => {
+            (Job::Voting(Vote { answers, .. }), Options(want)) => {
                 assert_eq!(
                     answers,
                     &Answers::Options(want.iter().map(|s| s.to_string()).collect()),
                     "{prompt}"
                 )
             }
-            (Job::Vote { answers, .. }, YesNo) => assert_eq!(answers, &Answers::YesNo, "{prompt}"),
-            (Job::Vote { answers, .. }, Free) => assert_eq!(answers, &Answers::Free, "{prompt}"),
+            (Job::Voting(Vote { answers, .. }), YesNo) => {
+                assert_eq!(answers, &Answers::YesNo, "{prompt}")
+            }
+            (Job::Voting(Vote { answers, .. }), Free) => {
+                assert_eq!(answers, &Answers::Free, "{prompt}")
+            }
             (job, _) => panic!("{prompt}: unexpected job {job:?}"),
         }
     }
@@ -319,9 +323,9 @@ fn slash_command_text_is_what_the_strategy_sees() {
     let choice = choose("/voting   Tea or coffee?", &Value::Null, S).expect("valid");
     assert_eq!(
         choice.job,
-        Job::Vote {
+        Job::Voting(Vote {
             question: "Tea or coffee?".into(),
             answers: Answers::Options(vec!["Tea".into(), "coffee".into()]),
-        }
+        })
     );
 }

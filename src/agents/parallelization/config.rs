@@ -1,40 +1,12 @@
 //! The room's `agent.extra_config`, typed and checked: a typo here would silently change
 //! behaviour, so unknown keys are an error.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
+use super::strategy::Strategy;
 use crate::agents::FactoryError;
 use crate::llm::ThinkLevel;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Strategy {
-    Sectioning,
-    Voting,
-    #[serde(alias = "map-reduce", alias = "mapreduce")]
-    MapReduce,
-}
-
-impl Strategy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Strategy::Sectioning => "sectioning",
-            Strategy::Voting => "voting",
-            Strategy::MapReduce => "map_reduce",
-        }
-    }
-
-    /// Parses a user-given name (`forwardedProps.strategy`, slash commands).
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-            "sectioning" | "section" | "sections" => Some(Strategy::Sectioning),
-            "voting" | "vote" => Some(Strategy::Voting),
-            "map_reduce" | "mapreduce" => Some(Strategy::MapReduce),
-            _ => None,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]

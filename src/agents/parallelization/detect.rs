@@ -5,8 +5,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::config::Strategy;
-use super::vote::{question_answers, Answers, WH_WORDS, YES_NO_OPENERS};
+use super::strategy::{Job, Strategy};
+use super::vote::{WH_WORDS, YES_NO_OPENERS};
 use super::words::split_word;
 
 /// How the strategy was chosen; part of the activity content.
@@ -16,25 +16,6 @@ pub enum Source {
     Explicit,
     Pattern,
     Default,
-}
-
-/// What a strategy works on, read from the message.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Job {
-    /// One writer per section; no sections means the model plans them first.
-    Sections {
-        topic: String,
-        title: Option<String>,
-        sections: Vec<String>,
-    },
-    Vote {
-        question: String,
-        answers: Answers,
-    },
-    Summarize {
-        instruction: String,
-        documents: Vec<String>,
-    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +29,6 @@ pub struct Choice {
 const MAX_SECTION_CHARS: usize = 60;
 const MAX_SECTION_WORDS: usize = 6;
 const MAX_TOPIC_CHARS: usize = 160;
-const INSTRUCTION_DEFAULT: &str = "Summarize the documents.";
 
 /// Decides the strategy for `text` (the last user message). Errors are the caller's mistakes and
 /// are answered with HTTP 400.
@@ -65,24 +45,7 @@ pub fn choose(text: &str, forwarded: &Value, default: Strategy) -> Result<Choice
             None => (default, Source::Default),
         },
     };
-    if text.trim().is_empty() && strategy != Strategy::MapReduce {
-        return Err(format!(
-            "nothing to work on: write the {} after the command",
-            if strategy == Strategy::Voting {
-                "question"
-            } else {
-                "topic"
-            }
-        ));
-    }
-    let job = match strategy {
-        Strategy::MapReduce => summarize_job(text, props.documents)?,
-        Strategy::Sectioning => sections_job(text),
-        Strategy::Voting => Job::Vote {
-            question: text.trim().to_owned(),
-            answers: question_answers(text),
-        },
-    };
+    let job = strategy.read(text, props.documents)?;
     Ok(Choice {
         strategy,
         source,
@@ -118,7 +81,10 @@ impl Forwarded {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.trim().is_empty() || s.trim() == "auto" => None,
             Some(Value::String(s)) => Some(Strategy::parse(s).ok_or_else(|| {
-                format!("unknown strategy '{s}' in forwardedProps.strategy; use sectioning, voting or map_reduce")
+                format!(
+                    "unknown strategy '{s}' in forwardedProps.strategy; use {}",
+                    Strategy::list(|i| i.name.to_owned())
+                )
             })?),
             Some(other) => {
                 return Err(format!(
@@ -163,43 +129,16 @@ fn split_command(text: &str) -> Result<(Option<Strategy>, &str), String> {
     match Strategy::parse(word) {
         Some(s) => Ok((Some(s), after.trim_start())),
         None => Err(format!(
-            "unknown command /{word}; use /sectioning, /voting or /mapreduce"
+            "unknown command /{word}; use {}",
+            Strategy::list(|i| format!("/{}", i.command))
         )),
     }
-}
-
-fn summarize_job(text: &str, attached: Vec<String>) -> Result<Job, String> {
-    let text = text.trim();
-    let (instruction, body) = if !attached.is_empty() {
-        (text, "")
-    } else {
-        split_instruction(text)
-    };
-    let mut documents = attached;
-    if documents.is_empty() {
-        documents = split_documents(body);
-    }
-    if documents.is_empty() && !body.trim().is_empty() {
-        documents.push(body.trim().to_owned());
-    }
-    if documents.is_empty() {
-        return Err("nothing to summarize: put the documents after 'Summarize:' separated by '|' or by lines of '---', or attach them as forwardedProps.documents".into());
-    }
-    let instruction = instruction.trim().trim_end_matches([':', '：']).trim();
-    Ok(Job::Summarize {
-        instruction: if instruction.is_empty() {
-            INSTRUCTION_DEFAULT.to_owned()
-        } else {
-            instruction.to_owned()
-        },
-        documents,
-    })
 }
 
 /// The task and the documents of a map-reduce prompt: "Summarize the reports: A | B" ->
 /// ("Summarize the reports", "A | B"). A lead-in without "Summarize" counts only when it is a
 /// few words and the rest is a list of documents ("Compare these: [A] [B]").
-fn split_instruction(text: &str) -> (&str, &str) {
+pub(super) fn split_instruction(text: &str) -> (&str, &str) {
     let first_line = text.lines().next().unwrap_or("");
     // A colon after a sentence has ended belongs to the document, not to the task.
     let colon =
@@ -218,25 +157,6 @@ fn split_instruction(text: &str) -> (&str, &str) {
         }
     }
     ("", text)
-}
-
-fn sections_job(text: &str) -> Job {
-    match topic_list(text) {
-        Some((topic, sections)) => Job::Sections {
-            title: title_of(topic, false),
-            topic: topic.to_owned(),
-            sections,
-        },
-        None => {
-            let topic = text.trim();
-            // A whole request ("Tell me a story") is no title; its subject after "Write about" is.
-            Job::Sections {
-                title: title_of(topic, true),
-                topic: topic.to_owned(),
-                sections: Vec::new(),
-            }
-        }
-    }
 }
 
 /// The text after a leading "Summarize"/"Summarise" (and an optional colon), if the prompt opens
@@ -392,7 +312,7 @@ pub fn is_question(text: &str) -> bool {
 
 /// A short title from a topic: the subject without a leading "Write about"-style instruction;
 /// with `needs_lead`, only when there was such an instruction.
-fn title_of(topic: &str, needs_lead: bool) -> Option<String> {
+pub(super) fn title_of(topic: &str, needs_lead: bool) -> Option<String> {
     const LEADS: &[&str] = &[
         "write an essay about",
         "write an essay on",

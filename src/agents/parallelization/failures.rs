@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::runner::TaskFailure;
+use crate::agents::ErrorCode;
 
 /// Labels named per reason at most; the rest are counted.
 const MAX_LABELS: usize = 8;
@@ -12,7 +13,7 @@ const MAX_LABELS: usize = 8;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reason {
     labels: Vec<String>,
-    code: &'static str,
+    code: ErrorCode,
     from_llm: bool,
     message: String,
 }
@@ -93,7 +94,7 @@ impl Failures {
 
     /// The code for the run's error: the LLM's own when every task failed with the same one (so
     /// a client can tell a backend that is down from answers that are unusable), else `fallback`.
-    pub fn code(&self, fallback: &'static str) -> &'static str {
+    pub fn code(&self, fallback: ErrorCode) -> ErrorCode {
         match self.reasons.split_first() {
             Some((first, rest)) if first.from_llm && rest.iter().all(|r| r.code == first.code) => {
                 first.code
@@ -120,7 +121,7 @@ impl fmt::Display for Failures {
 mod tests {
     use super::*;
 
-    fn failure(code: &'static str, message: &str, from_llm: bool) -> TaskFailure {
+    fn failure(code: ErrorCode, message: &str, from_llm: bool) -> TaskFailure {
         TaskFailure {
             code,
             message: message.into(),
@@ -131,48 +132,69 @@ mod tests {
 
     #[test]
     fn one_reason_is_said_once_with_its_tasks() {
-        let down = failure("llm_unreachable", "cannot connect", true);
+        let down = failure(ErrorCode::LlmUnreachable, "cannot connect", true);
         let mut failures = Failures::default();
         for label in ["A", "B", "C"] {
             failures.add(label, &down);
         }
         assert_eq!(failures.to_string(), "A, B and C: cannot connect");
         assert_eq!(failures.count(), 3);
-        assert_eq!(failures.code("all_tasks_failed"), "llm_unreachable");
+        assert_eq!(
+            failures.code(ErrorCode::AllTasksFailed),
+            ErrorCode::LlmUnreachable
+        );
     }
 
     #[test]
     fn distinct_reasons_are_kept_apart() {
         let mut failures = Failures::default();
-        failures.add("A", &failure("llm_http_error", "refused", true));
-        failures.add("B", &failure("empty_answer", "empty", false));
-        failures.add("C", &failure("llm_http_error", "refused", true));
+        failures.add("A", &failure(ErrorCode::LlmHttpError, "refused", true));
+        failures.add("B", &failure(ErrorCode::EmptyAnswer, "empty", false));
+        failures.add("C", &failure(ErrorCode::LlmHttpError, "refused", true));
         assert_eq!(failures.to_string(), "A and C: refused; B: empty");
-        assert_eq!(failures.code("all_tasks_failed"), "all_tasks_failed");
+        assert_eq!(
+            failures.code(ErrorCode::AllTasksFailed),
+            ErrorCode::AllTasksFailed
+        );
         assert!(failures.reasons()[0].is_shared() && !failures.reasons()[1].is_shared());
     }
 
     #[test]
     fn a_shared_code_with_different_messages_is_still_the_code() {
         let mut failures = Failures::default();
-        failures.add("A", &failure("llm_http_error", "400: too long", true));
-        failures.add("B", &failure("llm_http_error", "400: bad format", true));
-        assert_eq!(failures.code("all_tasks_failed"), "llm_http_error");
+        failures.add(
+            "A",
+            &failure(ErrorCode::LlmHttpError, "400: too long", true),
+        );
+        failures.add(
+            "B",
+            &failure(ErrorCode::LlmHttpError, "400: bad format", true),
+        );
+        assert_eq!(
+            failures.code(ErrorCode::AllTasksFailed),
+            ErrorCode::LlmHttpError
+        );
         assert_eq!(failures.reasons().len(), 2);
     }
 
     #[test]
     fn answers_refused_alike_keep_the_fallback_code() {
         let mut failures = Failures::default();
-        failures.add("A", &failure("invalid_answer", "not JSON", false));
-        failures.add("B", &failure("invalid_answer", "not JSON", false));
-        assert_eq!(failures.code("quorum_not_met"), "quorum_not_met");
-        assert_eq!(Failures::default().code("quorum_not_met"), "quorum_not_met");
+        failures.add("A", &failure(ErrorCode::InvalidAnswer, "not JSON", false));
+        failures.add("B", &failure(ErrorCode::InvalidAnswer, "not JSON", false));
+        assert_eq!(
+            failures.code(ErrorCode::QuorumNotMet),
+            ErrorCode::QuorumNotMet
+        );
+        assert_eq!(
+            Failures::default().code(ErrorCode::QuorumNotMet),
+            ErrorCode::QuorumNotMet
+        );
     }
 
     #[test]
     fn long_label_lists_are_counted() {
-        let down = failure("llm_timeout", "timed out", true);
+        let down = failure(ErrorCode::LlmTimeout, "timed out", true);
         let mut failures = Failures::default();
         for i in 1..=12 {
             failures.add(format!("D{i}"), &down);

@@ -7,13 +7,15 @@ use serde_json::json;
 
 use super::budget::{estimate_tokens, pack, split_to_fit, truncate, Budget, MIN_CHUNK_TOKENS};
 use super::config::{ParallelizationConfig, Role};
+use super::detect::{split_documents, split_instruction};
 use super::failures::Failures;
 use super::messages::TextMessage;
 use super::progress::RunStatus;
 use super::prompts;
 use super::runner::{Ctx, Quiet, Run, TaskResult, TaskSpec};
+use super::strategy::{Fanout, Info};
 use super::Outcome;
-use crate::agents::AgentError;
+use crate::agents::{AgentError, ErrorCode};
 
 /// Map calls of one run at most; the rest of a gigantic input is left out (and the answer says so).
 const MAX_MAP_TASKS: usize = 512;
@@ -106,10 +108,65 @@ fn budget(config: &ParallelizationConfig) -> Budget {
 /// The label of the longest a map call's label can be, for sizing its prompt.
 const WIDEST_LABEL: &str = "Document 0000, part 00000 of 00000";
 
+/// Each document (or part) summarised in parallel, then the summaries combined.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summarize {
+    pub instruction: String,
+    pub documents: Vec<String>,
+}
+
+const INSTRUCTION_DEFAULT: &str = "Summarize the documents.";
+
+impl Fanout for Summarize {
+    const INFO: Info = Info {
+        name: "map_reduce",
+        command: "mapreduce",
+        aliases: &[],
+        label: "Map-reduce",
+        description: "Summarizes each document, or each part of a long one, in parallel, then combines the summaries into one answer.",
+    };
+
+    fn read(text: &str, attached: Vec<String>) -> Result<Self, String> {
+        let text = text.trim();
+        let (instruction, body) = if !attached.is_empty() {
+            (text, "")
+        } else {
+            split_instruction(text)
+        };
+        let mut documents = attached;
+        if documents.is_empty() {
+            documents = split_documents(body);
+        }
+        if documents.is_empty() && !body.trim().is_empty() {
+            documents.push(body.trim().to_owned());
+        }
+        if documents.is_empty() {
+            return Err("nothing to summarize: put the documents after 'Summarize:' separated by '|' or by lines of '---', or attach them as forwardedProps.documents".into());
+        }
+        let instruction = instruction.trim().trim_end_matches([':', '：']).trim();
+        Ok(Summarize {
+            instruction: if instruction.is_empty() {
+                INSTRUCTION_DEFAULT.to_owned()
+            } else {
+                instruction.to_owned()
+            },
+            documents,
+        })
+    }
+
+    fn admit(&self, config: &ParallelizationConfig) -> Result<usize, String> {
+        admit(config, &self.instruction, &self.documents)
+    }
+
+    async fn run(&self, run: &mut Run) -> Result<Outcome, AgentError> {
+        summarize(run, &self.instruction, &self.documents).await
+    }
+}
+
 /// Checks a map-reduce request before its stream: at most `max_documents`, and an instruction
 /// that leaves room for some material in the map and the reduce prompts (the documents
 /// themselves are split or collapsed to fit). Returns the most calls the run has at once.
-pub fn admit(
+fn admit(
     config: &ParallelizationConfig,
     instruction: &str,
     documents: &[String],
@@ -155,7 +212,7 @@ fn parts<'a>(instruction: &str, documents: &'a [String], budget: &Budget) -> Vec
     parts
 }
 
-pub async fn run(
+async fn summarize(
     run: &mut Run,
     instruction: &str,
     documents: &[String],
@@ -197,7 +254,7 @@ pub async fn run(
     let mut summaries = survivors(&spans, results, &mut losses.failed);
     if summaries.is_empty() {
         return Err(AgentError::Failed {
-            code: losses.failed.code("all_tasks_failed"),
+            code: losses.failed.code(ErrorCode::AllTasksFailed),
             message: format!(
                 "no document could be summarized ({} of {part_count} failed): {}",
                 losses.failed.count(),
@@ -227,7 +284,7 @@ pub async fn run(
                 run.step_finished("collapse").await;
                 let count = failed.count();
                 return Err(AgentError::Failed {
-                    code: failed.code("all_tasks_failed"),
+                    code: failed.code(ErrorCode::AllTasksFailed),
                     message: format!(
                         "the summaries could not be combined ({count} of {count} failed): {failed}"
                     ),

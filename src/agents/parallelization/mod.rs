@@ -16,21 +16,28 @@ mod repetition;
 mod reply;
 mod runner;
 mod sectioning;
+mod strategy;
 mod usage;
 pub mod vote;
 mod voting;
 pub mod words;
 
-pub use config::{ParallelizationConfig, Strategy};
+pub use config::ParallelizationConfig;
+pub use map_reduce::Summarize;
+pub use sectioning::Sections;
+pub use strategy::{Job, Strategy};
+pub use voting::Vote;
 
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{Accepted, Agent, AgentDeps, AgentError, EventSink, FactoryError, RunOutput};
+use super::{
+    Accepted, Agent, AgentDeps, AgentError, EventSink, FactoryError, RunOutput, StrategyInfo,
+};
 use crate::agui::RunAgentInput;
-use detect::{Choice, Job};
-use progress::{Progress, RunStatus, SectionsSource};
+use detect::Choice;
+use progress::{Progress, RunStatus};
 use runner::{Ctx, Run};
 use usage::UsageBook;
 
@@ -63,29 +70,21 @@ pub(crate) struct Outcome {
 }
 
 impl Agent for ParallelizationAgent {
+    fn strategies(&self) -> Vec<StrategyInfo> {
+        Strategy::catalogue()
+    }
+
     fn start(&self, input: RunAgentInput, events: EventSink) -> Result<Accepted, AgentError> {
         let text = input
             .last_user_text()
             .ok_or_else(|| AgentError::BadInput("the run has no user message with text".into()))?;
         let choice = detect::choose(&text, &input.forwarded_props, self.config.default_strategy)
             .map_err(AgentError::BadInput)?;
-        let config = &self.config;
-        let calls = match &choice.job {
-            Job::Sections {
-                topic, sections, ..
-            } => sectioning::admit(config, topic, sections),
-            Job::Vote { question, answers } => voting::admit(config, question, answers),
-            Job::Summarize {
-                instruction,
-                documents,
-            } => map_reduce::admit(config, instruction, documents),
-        }
-        .map_err(AgentError::BadInput)?;
-        let sections_source = match &choice.job {
-            Job::Sections { sections, .. } if sections.is_empty() => Some(SectionsSource::Planned),
-            Job::Sections { .. } => Some(SectionsSource::Listed),
-            _ => None,
-        };
+        let calls = choice
+            .job
+            .admit(&self.config)
+            .map_err(AgentError::BadInput)?;
+        let sections_source = choice.job.sections_source();
         let run = Run {
             ctx: Ctx {
                 llm: self.deps.llm.clone(),
@@ -99,7 +98,7 @@ impl Agent for ParallelizationAgent {
             run: Box::pin(execute(run, choice)),
             // Fan-outs keep at most `max_parallel_tasks` calls open; the other calls come one at
             // a time (plan, judge, reduce).
-            max_calls: calls.clamp(1, config.max_parallel_tasks as usize),
+            max_calls: calls.clamp(1, self.config.max_parallel_tasks as usize),
         })
     }
 }
@@ -109,18 +108,7 @@ async fn execute(mut run: Run, choice: Choice) -> Result<RunOutput, AgentError> 
     tracing::info!(source = ?choice.source, "strategy chosen");
     let snapshot = run.progress.snapshot();
     run.ctx.send([snapshot]).await;
-    let outcome = match &choice.job {
-        Job::Sections {
-            topic,
-            title,
-            sections,
-        } => sectioning::run(&mut run, topic, title.as_deref(), sections.clone()).await,
-        Job::Vote { question, answers } => voting::run(&mut run, question, answers).await,
-        Job::Summarize {
-            instruction,
-            documents,
-        } => map_reduce::run(&mut run, instruction, documents).await,
-    };
+    let outcome = choice.job.run(&mut run).await;
     let status = if outcome.is_ok() {
         RunStatus::Complete
     } else {

@@ -5,8 +5,8 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::config::Strategy;
 use super::detect::Source;
+use super::strategy::Strategy;
 use crate::agui::Event;
 use crate::llm::Usage;
 

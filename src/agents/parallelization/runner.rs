@@ -18,7 +18,7 @@ use super::progress::{AnswerSource, Cut, Progress};
 use super::prompts;
 use super::repetition::{ends_in_loop, CHECK_EVERY};
 use super::usage::UsageBook;
-use crate::agents::{AgentError, EventSink};
+use crate::agents::{AgentError, ErrorCode, EventSink};
 use crate::agui::Event;
 use crate::llm::{
     ChatChunk, ChatMessage, ChatRequest, GenerationOptions, LlmClient, LlmError, Think, Usage,
@@ -56,7 +56,7 @@ impl Ctx {
         Budget::new(config.num_ctx, Some(config.max_tokens.get(role)))
             .check(&prompt, 0, "the material of this call")
             .map_err(|message| AgentError::Failed {
-                code: "prompt_too_long",
+                code: ErrorCode::PromptTooLong,
                 message,
             })?;
         let (system, user) = prompt;
@@ -113,7 +113,7 @@ pub struct TaskOutput {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskFailure {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// Tokens spent before the answer was refused (zero when the call itself failed).
     pub usage: Usage,
@@ -126,7 +126,7 @@ impl TaskFailure {
     /// The model answered, but the task's check refused the answer.
     pub fn refused(message: String, usage: Usage) -> Self {
         Self {
-            code: "invalid_answer",
+            code: ErrorCode::InvalidAnswer,
             message,
             usage,
             from_llm: false,
@@ -280,7 +280,7 @@ impl Run {
                         Err(failure) => {
                             tracing::warn!(
                                 task = %Shown(progress.label(base + i)),
-                                code = failure.code,
+                                code = %failure.code,
                                 error = %Shown(&failure.message),
                                 "task failed"
                             );
@@ -289,7 +289,7 @@ impl Run {
                             Event::SubagentError {
                                 subagent_run_id: id,
                                 message: failure.message.clone(),
-                                code: Some(failure.code.to_owned()),
+                                code: Some(failure.code.as_str().to_owned()),
                             }
                         }
                     };
@@ -342,7 +342,7 @@ async fn run_task(
 
 fn llm_failure(e: LlmError) -> TaskFailure {
     TaskFailure {
-        code: e.code(),
+        code: (&e).into(),
         message: e.to_string(),
         usage: Usage::default(),
         from_llm: true,
@@ -370,7 +370,7 @@ async fn answer(
             .map_err(llm_failure)?;
         if reply.text.trim().is_empty() {
             return Err(TaskFailure {
-                code: "empty_answer",
+                code: ErrorCode::EmptyAnswer,
                 message: "the model returned an empty answer".into(),
                 usage: reply.usage,
                 from_llm: false,

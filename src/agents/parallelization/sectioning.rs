@@ -5,19 +5,83 @@ use serde_json::{json, Value};
 
 use super::budget::Budget;
 use super::config::{ParallelizationConfig, Role};
+use super::detect::{title_of, topic_list};
 use super::failures::Failures;
-use super::progress::RunStatus;
+use super::progress::{RunStatus, SectionsSource};
 use super::prompts;
 use super::reply::json_object;
 use super::runner::{Ctx, Observer, Run, Structured, TaskResult, TaskSpec};
+use super::strategy::{Fanout, Info};
 use super::words::normalize;
 use super::{messages::TextMessage, Outcome};
-use crate::agents::AgentError;
+use crate::agents::{AgentError, ErrorCode};
 use crate::agui::Event;
+
+/// One writer per section; no sections means the model plans them first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sections {
+    pub topic: String,
+    pub title: Option<String>,
+    pub sections: Vec<String>,
+}
+
+impl Fanout for Sections {
+    const INFO: Info = Info {
+        name: "sectioning",
+        command: "sectioning",
+        aliases: &["section", "sections"],
+        label: "Sectioning",
+        description: "Writes the sections of a topic in parallel and joins them into one answer; \"Topic: A, B, C\" lists them, else the model plans them.",
+    };
+
+    fn read(text: &str, _documents: Vec<String>) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Err("nothing to work on: write the topic after the command".into());
+        }
+        Ok(match topic_list(text) {
+            Some((topic, sections)) => Sections {
+                title: title_of(topic, false),
+                topic: topic.to_owned(),
+                sections,
+            },
+            None => {
+                let topic = text.trim();
+                // A whole request ("Tell me a story") is no title; its subject after "Write about" is.
+                Sections {
+                    title: title_of(topic, true),
+                    topic: topic.to_owned(),
+                    sections: Vec::new(),
+                }
+            }
+        })
+    }
+
+    fn admit(&self, config: &ParallelizationConfig) -> Result<usize, String> {
+        admit(config, &self.topic, &self.sections)
+    }
+
+    async fn run(&self, run: &mut Run) -> Result<Outcome, AgentError> {
+        write(
+            run,
+            &self.topic,
+            self.title.as_deref(),
+            self.sections.clone(),
+        )
+        .await
+    }
+
+    fn sections_source(&self) -> Option<SectionsSource> {
+        Some(if self.sections.is_empty() {
+            SectionsSource::Planned
+        } else {
+            SectionsSource::Listed
+        })
+    }
+}
 
 /// Checks a sectioning request before its stream: at most `max_sections` listed, and a topic
 /// whose prompts fit the model's context. Returns the most calls the run has at once.
-pub fn admit(
+fn admit(
     config: &ParallelizationConfig,
     topic: &str,
     sections: &[String],
@@ -48,7 +112,7 @@ pub fn admit(
     Ok(sections.len())
 }
 
-pub async fn run(
+async fn write(
     run: &mut Run,
     topic: &str,
     title: Option<&str>,
@@ -107,7 +171,7 @@ pub async fn run(
     }
     run.step_finished("aggregate").await;
     let text = text.ok_or_else(|| AgentError::Failed {
-        code: failures.code("all_tasks_failed"),
+        code: failures.code(ErrorCode::AllTasksFailed),
         message: format!(
             "no section could be written ({} of {} failed): {failures}",
             failures.count(),
@@ -175,7 +239,7 @@ async fn plan(run: &mut Run, topic: &str) -> Result<Vec<String>, AgentError> {
         Err(_) => None,
     };
     titles.ok_or_else(|| AgentError::Failed {
-        code: "bad_plan",
+        code: ErrorCode::BadPlan,
         message:
             "the model's section plan is not a JSON list of section titles, even when asked again"
                 .into(),
@@ -372,7 +436,7 @@ mod tests {
 
     fn failed(error: &str) -> TaskResult {
         Err(TaskFailure {
-            code: "x",
+            code: ErrorCode::Internal,
             message: error.into(),
             usage: Usage::default(),
             from_llm: false,

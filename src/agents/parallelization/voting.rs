@@ -12,9 +12,10 @@ use super::progress::{AnswerSource, RunStatus};
 use super::prompts;
 use super::reply::{json_object, text_field};
 use super::runner::{Ctx, Quiet, Run, Structured, TaskFailure, TaskResult, TaskSpec};
-use super::vote::{leaders, tally, Answers, Count, Counted};
+use super::strategy::{Fanout, Info};
+use super::vote::{leaders, question_answers, tally, Answers, Count, Counted};
 use super::Outcome;
-use crate::agents::AgentError;
+use crate::agents::{AgentError, ErrorCode};
 
 /// One voter's valid answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,10 +88,45 @@ fn perspective(config: &ParallelizationConfig, i: usize) -> Option<&str> {
     (!perspectives.is_empty()).then(|| perspectives[i % perspectives.len()].as_str())
 }
 
+/// Independent voters answer one question; the tally (and a tie-break) gives the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vote {
+    pub question: String,
+    pub answers: Answers,
+}
+
+impl Fanout for Vote {
+    const INFO: Info = Info {
+        name: "voting",
+        command: "voting",
+        aliases: &["vote"],
+        label: "Voting",
+        description: "Several voters answer the same question independently; the majority answer wins, with a tie-break.",
+    };
+
+    fn read(text: &str, _documents: Vec<String>) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Err("nothing to work on: write the question after the command".into());
+        }
+        Ok(Vote {
+            question: text.trim().to_owned(),
+            answers: question_answers(text),
+        })
+    }
+
+    fn admit(&self, config: &ParallelizationConfig) -> Result<usize, String> {
+        admit(config, &self.question, &self.answers)
+    }
+
+    async fn run(&self, run: &mut Run) -> Result<Outcome, AgentError> {
+        poll(run, &self.question, &self.answers).await
+    }
+}
+
 /// Checks a voting request before its stream: every voter's prompt and the judge's (before the
 /// answers) must fit the model's context. Returns the most calls the run has at once: the voters
 /// (the room's `num_voters`; a request cannot change it).
-pub fn admit(
+fn admit(
     config: &ParallelizationConfig,
     question: &str,
     answers: &Answers,
@@ -107,7 +143,7 @@ pub fn admit(
     Ok(voters)
 }
 
-pub async fn run(run: &mut Run, question: &str, answers: &Answers) -> Result<Outcome, AgentError> {
+async fn poll(run: &mut Run, question: &str, answers: &Answers) -> Result<Outcome, AgentError> {
     let voters = run.ctx.config.num_voters as usize;
     let allowed = answers.allowed();
     let allowed = allowed.as_deref();
@@ -159,7 +195,7 @@ async fn aggregate(
     let quorum = config.quorum() as usize;
     if valid < quorum {
         return Err(AgentError::Failed {
-            code: failures.code("quorum_not_met"),
+            code: failures.code(ErrorCode::QuorumNotMet),
             message: format!(
                 "{} of {} voters failed, leaving {valid} valid vote{} where {quorum} are needed: {failures}",
                 failures.count(),

@@ -7,7 +7,8 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use roomhost::agents::{
-    Accepted, Agent, AgentDeps, AgentError, EventSink, FactoryError, Registry, RunFuture, RunOutput,
+    Accepted, Agent, AgentDeps, AgentError, ErrorCode, EventSink, FactoryError, Registry,
+    RunFuture, RunOutput,
 };
 use roomhost::agui::{Event, RunAgentInput, TextRole};
 use serde_json::{json, Value};
@@ -142,7 +143,7 @@ impl Agent for Scripted {
             guard.finished = true;
             if fail {
                 return Err(AgentError::Failed {
-                    code: "scripted_failure",
+                    code: ErrorCode::Internal,
                     message: "the scripted agent failed as told".into(),
                 });
             }
