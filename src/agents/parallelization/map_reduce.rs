@@ -212,16 +212,41 @@ fn parts<'a>(instruction: &str, documents: &'a [String], budget: &Budget) -> Vec
     parts
 }
 
+/// split -> map -> collapse until it fits -> reduce -> notes -> report.
 async fn summarize(
     run: &mut Run,
     instruction: &str,
     documents: &[String],
 ) -> Result<Outcome, AgentError> {
-    let config = run.ctx.config.clone();
-    let budget = budget(&config);
+    let budget = budget(&run.ctx.config);
     let mut losses = Losses::default();
+    let parts = split(instruction, documents, &budget, &mut losses);
+    let summaries = map(run, instruction, &parts, &mut losses).await?;
+    run.progress.set_status(RunStatus::Aggregating);
+    run.send_progress().await;
+    let (summaries, levels) =
+        collapse_until_fits(run, instruction, summaries, &budget, &mut losses).await?;
+    run.step_started("aggregate").await;
+    let mut message = TextMessage::new(None);
+    reduce(run, instruction, &summaries, &mut message).await;
+    notes(run, &losses, &mut message).await;
+    let text = message.text().to_owned();
+    run.ctx.send(message.close()).await;
+    run.step_finished("aggregate").await;
+    Ok(Outcome {
+        text,
+        details: report(documents.len(), parts.len(), levels, &losses),
+    })
+}
 
-    let mut parts = parts(instruction, documents, &budget);
+/// The input as parts that each fit one map call, at most `MAX_MAP_TASKS` of them.
+fn split<'a>(
+    instruction: &str,
+    documents: &'a [String],
+    budget: &Budget,
+    losses: &mut Losses,
+) -> Vec<(Span, &'a str)> {
+    let mut parts = parts(instruction, documents, budget);
     if parts.len() > MAX_MAP_TASKS {
         losses.truncated.push(format!(
             "the input is too long: only the first {MAX_MAP_TASKS} of its {} parts were read",
@@ -229,7 +254,16 @@ async fn summarize(
         ));
         parts.truncate(MAX_MAP_TASKS);
     }
-    let part_count = parts.len();
+    parts
+}
+
+/// Every part summarised at once; the run fails only when none could be.
+async fn map(
+    run: &mut Run,
+    instruction: &str,
+    parts: &[(Span, &str)],
+    losses: &mut Losses,
+) -> Result<Vec<Summary>, AgentError> {
     let tasks = parts
         .iter()
         .map(|&(span, text)| TaskSpec {
@@ -251,76 +285,98 @@ async fn summarize(
     let results = run.fan_out(tasks, &mut Quiet).await;
     run.step_finished("fan_out").await;
     let spans: Vec<Span> = parts.iter().map(|(span, _)| *span).collect();
-    let mut summaries = survivors(&spans, results, &mut losses.failed);
+    let summaries = survivors(&spans, results, &mut losses.failed);
     if summaries.is_empty() {
         return Err(AgentError::Failed {
             code: losses.failed.code(ErrorCode::AllTasksFailed),
             message: format!(
-                "no document could be summarized ({} of {part_count} failed): {}",
+                "no document could be summarized ({} of {} failed): {}",
                 losses.failed.count(),
+                parts.len(),
                 losses.failed
             ),
         });
     }
+    Ok(summaries)
+}
 
-    run.progress.set_status(RunStatus::Aggregating);
-    run.send_progress().await;
+/// Collapse levels while the summaries do not fit the reduce call; past `max_collapse_depth`, or
+/// when a level does not shrink them, they are shortened instead. Returns them and the levels run.
+async fn collapse_until_fits(
+    run: &mut Run,
+    instruction: &str,
+    mut summaries: Vec<Summary>,
+    budget: &Budget,
+    losses: &mut Losses,
+) -> Result<(Vec<Summary>, u32), AgentError> {
+    let fits =
+        |summaries: &[Summary]| budget.fits(&prompts::reduce(instruction, &labelled(summaries)));
     let mut levels = 0;
-    if !budget.fits(&prompts::reduce(instruction, &labelled(&summaries))) {
-        run.step_started("collapse").await;
-        while !budget.fits(&prompts::reduce(instruction, &labelled(&summaries))) {
-            if levels == config.max_collapse_depth {
-                losses.truncated.push(format!(
-                    "the summaries were still too long after {levels} collapse level{}, so they were shortened",
-                    if levels == 1 { "" } else { "s" }
-                ));
-                summaries = shorten(instruction, summaries, &budget);
-                break;
-            }
-            levels += 1;
-            let before: usize = summaries.iter().map(|s| s.text.len()).sum();
-            let (next, failed) = collapse(run, instruction, summaries, &budget, levels).await;
-            if next.is_empty() {
-                run.step_finished("collapse").await;
-                let count = failed.count();
-                return Err(AgentError::Failed {
-                    code: failed.code(ErrorCode::AllTasksFailed),
-                    message: format!(
-                        "the summaries could not be combined ({count} of {count} failed): {failed}"
-                    ),
-                });
-            }
-            losses.failed.merge(failed);
-            summaries = next;
-            let after: usize = summaries.iter().map(|s| s.text.len()).sum();
-            // A level that does not shrink the text will not be helped by another.
-            if after >= before {
-                losses.truncated.push(format!(
-                    "collapse level {levels} did not shorten the summaries, so they were shortened"
-                ));
-                summaries = shorten(instruction, summaries, &budget);
-                break;
-            }
-        }
-        run.step_finished("collapse").await;
+    if fits(&summaries) {
+        return Ok((summaries, levels));
     }
+    run.step_started("collapse").await;
+    while !fits(&summaries) {
+        if levels == run.ctx.config.max_collapse_depth {
+            losses.truncated.push(format!(
+                "the summaries were still too long after {levels} collapse level{}, so they were shortened",
+                if levels == 1 { "" } else { "s" }
+            ));
+            summaries = shorten(instruction, summaries, budget);
+            break;
+        }
+        levels += 1;
+        let before: usize = summaries.iter().map(|s| s.text.len()).sum();
+        let (next, failed) = collapse(run, instruction, summaries, budget, levels).await;
+        if next.is_empty() {
+            run.step_finished("collapse").await;
+            let count = failed.count();
+            return Err(AgentError::Failed {
+                code: failed.code(ErrorCode::AllTasksFailed),
+                message: format!(
+                    "the summaries could not be combined ({count} of {count} failed): {failed}"
+                ),
+            });
+        }
+        losses.failed.merge(failed);
+        summaries = next;
+        let after: usize = summaries.iter().map(|s| s.text.len()).sum();
+        // A level that does not shrink the text will not be helped by another.
+        if after >= before {
+            losses.truncated.push(format!(
+                "collapse level {levels} did not shorten the summaries, so they were shortened"
+            ));
+            summaries = shorten(instruction, summaries, budget);
+            break;
+        }
+    }
+    run.step_finished("collapse").await;
+    Ok((summaries, levels))
+}
 
-    run.step_started("aggregate").await;
-    let mut message = TextMessage::new(None);
-    let answer = if let [only] = summaries.as_slice() {
+/// The answer, streamed into `message`: the one summary as it is, else one reduce call; when that
+/// fails, the summaries one by one.
+async fn reduce(
+    run: &mut Run,
+    instruction: &str,
+    summaries: &[Summary],
+    message: &mut TextMessage,
+) {
+    let answer = if let [only] = summaries {
         let events = message.push(&only.text);
         run.ctx.send(events).await;
         Ok(())
     } else {
+        let config = &run.ctx.config;
         let request = run.ctx.request(
             Role::Reduce,
-            prompts::reduce(instruction, &labelled(&summaries)),
+            prompts::reduce(instruction, &labelled(summaries)),
             config.temperature,
             config.seed,
             None,
         );
         match request {
-            Ok(request) => run.call(request, Some(&mut message)).await.map(|_| ()),
+            Ok(request) => run.call(request, Some(&mut *message)).await.map(|_| ()),
             Err(e) => Err(e),
         }
     };
@@ -344,6 +400,10 @@ async fn summarize(
         run.progress
             .note(format!("The reduce call failed: {error}"));
     }
+}
+
+/// What the answer leaves out, appended to it and to the activity's notes.
+async fn notes(run: &mut Run, losses: &Losses, message: &mut TextMessage) {
     let mut notes = Vec::new();
     if !losses.failed.is_empty() {
         notes.push(format!("Not included: {}.", losses.failed));
@@ -356,29 +416,26 @@ async fn summarize(
             .unwrap_or_default();
         notes.push(format!("Note: {first}{}.", chars.as_str()));
     }
-    for note in &notes {
+    for note in notes {
         let events = message.push(&format!("\n\n_{note}_"));
         run.ctx.send(events).await;
-        run.progress.note(note.clone());
+        run.progress.note(note);
     }
-    let text = message.text().to_owned();
-    let close = message.close();
-    run.ctx.send(close).await;
-    run.step_finished("aggregate").await;
-    Ok(Outcome {
-        text,
-        details: json!({
-            "documents": documents.len(),
-            "parts": part_count,
-            "collapse_levels": levels,
-            "truncated": !losses.truncated.is_empty(),
-            "failed": losses
-                .failed
-                .reasons()
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>(),
-        }),
+}
+
+/// Map-reduce's part of `RUN_FINISHED.result`.
+fn report(documents: usize, parts: usize, levels: u32, losses: &Losses) -> serde_json::Value {
+    json!({
+        "documents": documents,
+        "parts": parts,
+        "collapse_levels": levels,
+        "truncated": !losses.truncated.is_empty(),
+        "failed": losses
+            .failed
+            .reasons()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
     })
 }
 

@@ -2,6 +2,7 @@
 //! picks the consensus, a judge or the earliest voter breaks a tie, and too few valid votes fail
 //! the run.
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::budget::Budget;
@@ -176,15 +177,27 @@ async fn poll(run: &mut Run, question: &str, answers: &Answers) -> Result<Outcom
     outcome
 }
 
+/// quorum -> tally -> tie-break -> report.
 async fn aggregate(
     run: &mut Run,
     question: &str,
     answers: &Answers,
     results: &[TaskResult],
 ) -> Result<Outcome, AgentError> {
-    let config = run.ctx.config.clone();
     let ballots: Vec<Result<Ballot, TaskFailure>> =
         results.iter().map(|r| read_ballot(r, answers)).collect();
+    let failures = quorum(run.ctx.config.quorum() as usize, &ballots)?;
+    let votes: Vec<Option<Counted>> = ballots
+        .iter()
+        .map(|b| b.as_ref().ok().map(|b| b.counted.clone()))
+        .collect();
+    let counts = tally(&votes);
+    let decision = tie_break(run, question, &ballots, &counts).await;
+    Ok(report(run, &ballots, &counts, decision, &failures).await)
+}
+
+/// The failed ballots, or the run's error when too few are valid.
+fn quorum(quorum: usize, ballots: &[Result<Ballot, TaskFailure>]) -> Result<Failures, AgentError> {
     let mut failures = Failures::default();
     for (i, ballot) in ballots.iter().enumerate() {
         if let Err(failure) = ballot {
@@ -192,7 +205,6 @@ async fn aggregate(
         }
     }
     let valid = ballots.len() - failures.count();
-    let quorum = config.quorum() as usize;
     if valid < quorum {
         return Err(AgentError::Failed {
             code: failures.code(ErrorCode::QuorumNotMet),
@@ -204,12 +216,42 @@ async fn aggregate(
             ),
         });
     }
-    let votes: Vec<Option<Counted>> = ballots
-        .iter()
-        .map(|b| b.as_ref().ok().map(|b| b.counted.clone()))
-        .collect();
-    let counts = tally(&votes);
-    let tied = leaders(&counts).to_vec();
+    Ok(failures)
+}
+
+/// How a tie was broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum TieMethod {
+    Judge,
+    /// The earliest voter's answer.
+    First,
+}
+
+/// A broken tie as `RUN_FINISHED.result.votes.tie_break` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct TieBroken {
+    method: TieMethod,
+    tied: Vec<String>,
+    /// Why the judge was not followed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+/// The winning answer, the reasoning shown with it, and how a tie was broken if there was one.
+struct Decision {
+    winner: Count,
+    reasoning: Option<String>,
+    tie_break: Option<TieBroken>,
+}
+
+/// The leader, or among tied leaders the judge's choice (or the earliest voter's answer).
+async fn tie_break(
+    run: &mut Run,
+    question: &str,
+    ballots: &[Result<Ballot, TaskFailure>],
+    counts: &[Count],
+) -> Decision {
     let reasons_for = |count: &Count| -> Vec<String> {
         ballots
             .iter()
@@ -218,63 +260,80 @@ async fn aggregate(
             .map(|b| b.reasoning.clone())
             .collect()
     };
-    let (winner, reasoning, tie_break) = match tied.as_slice() {
-        [only] => (only.clone(), reasons_for(only).into_iter().next(), None),
-        _ => {
-            let judged = match config.tie_break {
-                TieBreak::Judge => {
-                    let candidates: Vec<(String, Vec<String>)> = tied
-                        .iter()
-                        .map(|c| (c.answer.clone(), reasons_for(c)))
-                        .collect();
-                    Some(judge(run, question, &candidates).await)
-                }
-                TieBreak::First => None,
-            };
-            let earliest = tied
-                .iter()
-                .min_by_key(|c| c.first_voter)
-                .cloned()
-                .unwrap_or_else(|| tied[0].clone());
-            match judged {
-                Some(Ok((index, reasoning))) => (
-                    tied[index].clone(),
-                    Some(reasoning),
-                    Some(json!({"method": "judge", "tied": answers_of(&tied)})),
-                ),
-                Some(Err(error)) => {
-                    let note = format!(
-                        "The judge could not break the tie ({error}); the earliest voter's answer wins."
-                    );
-                    run.progress.note(note.clone());
-                    let reasoning = reasons_for(&earliest).into_iter().next();
-                    (
-                        earliest,
-                        reasoning,
-                        Some(json!({"method": "first", "tied": answers_of(&tied), "note": note})),
-                    )
-                }
-                None => {
-                    let reasoning = reasons_for(&earliest).into_iter().next();
-                    (
-                        earliest,
-                        reasoning,
-                        Some(json!({"method": "first", "tied": answers_of(&tied)})),
-                    )
-                }
+    let tied = leaders(counts);
+    let earliest = match tied {
+        [only] => {
+            return Decision {
+                winner: only.clone(),
+                reasoning: reasons_for(only).into_iter().next(),
+                tie_break: None,
             }
         }
+        _ => tied
+            .iter()
+            .min_by_key(|c| c.first_voter)
+            .unwrap_or(&tied[0]),
     };
+    let judged = match run.ctx.config.tie_break {
+        TieBreak::Judge => {
+            let candidates: Vec<(String, Vec<String>)> = tied
+                .iter()
+                .map(|c| (c.answer.clone(), reasons_for(c)))
+                .collect();
+            Some(judge(run, question, &candidates).await)
+        }
+        TieBreak::First => None,
+    };
+    let broken = |method, note| TieBroken {
+        method,
+        tied: tied.iter().map(|c| c.answer.clone()).collect(),
+        note,
+    };
+    let by_earliest = |note| Decision {
+        winner: earliest.clone(),
+        reasoning: reasons_for(earliest).into_iter().next(),
+        tie_break: Some(broken(TieMethod::First, note)),
+    };
+    match judged {
+        Some(Ok((index, reasoning))) => Decision {
+            winner: tied[index].clone(),
+            reasoning: Some(reasoning),
+            tie_break: Some(broken(TieMethod::Judge, None)),
+        },
+        Some(Err(error)) => {
+            let note = format!(
+                "The judge could not break the tie ({error}); the earliest voter's answer wins."
+            );
+            run.progress.note(note.clone());
+            by_earliest(Some(note))
+        }
+        None => by_earliest(None),
+    }
+}
+
+/// The answer streamed, the failures noted, and voting's part of `RUN_FINISHED.result`.
+async fn report(
+    run: &mut Run,
+    ballots: &[Result<Ballot, TaskFailure>],
+    counts: &[Count],
+    decision: Decision,
+    failures: &Failures,
+) -> Outcome {
     for reason in failures.reasons() {
         run.progress.note(reason.to_string());
     }
+    let Decision {
+        winner,
+        reasoning,
+        tie_break,
+    } = decision;
     let text = consensus_text(
         &winner,
-        results.len(),
-        &counts,
+        ballots.len(),
+        counts,
         reasoning.as_deref(),
-        tie_break.as_ref().and_then(|t| t["method"].as_str()),
-        &failures,
+        tie_break.as_ref().map(|t| t.method),
+        failures,
     );
     let mut message = TextMessage::new(None);
     let mut events = message.push(&text);
@@ -294,26 +353,23 @@ async fn aggregate(
             Err(f) => json!({"voter": i + 1, "error": f.message}),
         })
         .collect();
+    let valid = ballots.len() - failures.count();
     let mut votes = json!({
         "answer": winner.answer,
         "count": winner.votes,
-        "voters": results.len(),
+        "voters": ballots.len(),
         "valid": valid,
         "agreement": winner.votes as f64 / valid as f64,
         "tally": counts,
         "ballots": voters,
     });
     if let Some(tie_break) = tie_break {
-        votes["tie_break"] = tie_break;
+        votes["tie_break"] = json!(tie_break);
     }
-    Ok(Outcome {
+    Outcome {
         text,
         details: json!({"votes": votes}),
-    })
-}
-
-fn answers_of(counts: &[Count]) -> Vec<String> {
-    counts.iter().map(|c| c.answer.clone()).collect()
+    }
 }
 
 /// One judge call choosing among the tied answers; the index into `candidates` and why.
@@ -350,7 +406,7 @@ fn consensus_text(
     voters: usize,
     counts: &[Count],
     reasoning: Option<&str>,
-    tie_break: Option<&str>,
+    tie_break: Option<TieMethod>,
     failures: &Failures,
 ) -> String {
     let mut text = format!(
@@ -368,8 +424,10 @@ fn consensus_text(
         .collect();
     text.push_str(&format!("\n\nVotes: {}", tally.join(", ")));
     match tie_break {
-        Some("judge") => text.push_str("\n\nThe tie was broken by a judge."),
-        Some(_) => text.push_str("\n\nThe tie was broken in favour of the earliest voter."),
+        Some(TieMethod::Judge) => text.push_str("\n\nThe tie was broken by a judge."),
+        Some(TieMethod::First) => {
+            text.push_str("\n\nThe tie was broken in favour of the earliest voter.")
+        }
         None => {}
     }
     if !failures.is_empty() {
