@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::patch::PatchOperation;
+
 /// Token usage of one model, as `RUN_FINISHED.usage` and `RUN_ERROR.usage` carry it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -112,7 +114,7 @@ pub enum Event {
         message_id: String,
         activity_type: String,
         /// RFC 6902 JSON Patch operations applied to the snapshot's `content`.
-        patch: Vec<Value>,
+        patch: Vec<PatchOperation>,
     },
     StateSnapshot {
         snapshot: Value,

@@ -4,6 +4,7 @@
 
 mod events;
 mod input;
+pub mod patch;
 mod profile;
 
 pub use events::{Event, TextRole, UsageEntry};

@@ -13,8 +13,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use super::patch::{self, PatchOperation};
 use super::{Event, RunAgentInput};
 
 /// How often, at most, the legacy profile updates the tasks' text in the activity.
@@ -97,10 +98,10 @@ struct Task {
 impl Task {
     /// The task ended: its text is no longer updated, and the operation removing it from the
     /// client's entry if it is there.
-    fn retire(&mut self) -> Option<Value> {
+    fn retire(&mut self) -> Option<PatchOperation> {
         self.dirty = false;
         std::mem::take(&mut self.shown)
-            .then(|| json!({"op": "remove", "path": format!("/results/{}/text", self.index)}))
+            .then(|| patch::remove(patch::task_field(self.index, "text")))
     }
 }
 
@@ -115,7 +116,7 @@ pub struct Legacy {
     /// Text message id to the subagent it belongs to.
     messages: HashMap<String, String>,
     /// Patch operations waiting for the next activity update.
-    pending: Vec<Value>,
+    pending: Vec<PatchOperation>,
     last_update: Option<Instant>,
 }
 
@@ -147,10 +148,10 @@ impl Legacy {
                 ..
             } if self.is_activity(message_id) => {
                 for op in patch {
-                    let appends = op.get("op").and_then(Value::as_str) == Some("add")
-                        && op.get("path").and_then(Value::as_str) == Some("/results/-");
-                    if appends {
-                        self.track(op.get("value").unwrap_or(&Value::Null));
+                    if let PatchOperation::Add(add) = op {
+                        if add.path == patch::at(["results", "-"]) {
+                            self.track(&add.value);
+                        }
                     }
                 }
                 self.collect_text();
@@ -270,11 +271,10 @@ impl Legacy {
             task.dirty = false;
             task.shown = true;
             // `add` replaces the member when it is already there.
-            self.pending.push(json!({
-                "op": "add",
-                "path": format!("/results/{}/text", task.index),
-                "value": task.text,
-            }));
+            self.pending.push(patch::add(
+                patch::task_field(task.index, "text"),
+                Value::String(task.text.clone()),
+            ));
         }
     }
 

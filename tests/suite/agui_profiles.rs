@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crate::support::harness::{RunResult, TestServer};
 use crate::support::mock_llm::MockLlm;
 use crate::support::parallelization::{finished, prompt, server, ROOM};
+use roomhost::agui::patch::PatchOperation;
 use roomhost::agui::{Event, Profile, RunAgentInput, Shaper, LIVE_TEXT_INTERVAL};
 use serde_json::{json, Value};
 
@@ -175,11 +176,19 @@ fn text(id: &str, subagent: &str, delta: &str) -> Event {
     }
 }
 
+/// Operations as they go on the wire.
+fn wire(patch: &[PatchOperation]) -> Vec<Value> {
+    patch
+        .iter()
+        .map(|op| serde_json::to_value(op).expect("encodes"))
+        .collect()
+}
+
 fn activity_delta(patch: Value) -> Event {
     Event::ActivityDelta {
         message_id: "a".into(),
         activity_type: "parallelization".into(),
-        patch: patch.as_array().cloned().unwrap_or_default(),
+        patch: serde_json::from_value(patch).expect("RFC 6902 operations"),
     }
 }
 
@@ -230,7 +239,7 @@ fn live_text_is_throttled_and_removed_when_a_task_or_the_run_ends() {
     let [Event::ActivityDelta { patch, .. }] = update.as_slice() else {
         panic!("one update: {update:?}")
     };
-    let mut patch = patch.clone();
+    let mut patch = wire(patch);
     patch.sort_by_key(|op| op["path"].to_string());
     assert_eq!(
         patch,
@@ -257,8 +266,8 @@ fn live_text_is_throttled_and_removed_when_a_task_or_the_run_ends() {
         panic!("one update: {merged:?}")
     };
     assert_eq!(
-        patch,
-        &[
+        wire(patch),
+        [
             json!({"op": "remove", "path": "/results/0/text"}),
             json!({"op": "add", "path": "/results/1/text", "value": "World"}),
             json!({"op": "add", "path": "/results/0/output", "value": "Hello"}),

@@ -201,6 +201,6 @@ async fn ollama_voting_without_the_schema_reads_what_it_can() {
             }
             eprintln!("ballots: {}", votes["ballots"]);
         }
-        Err(e) => assert_eq!(e.code(), "quorum_not_met", "{e}"),
+        Err(e) => assert_eq!(e.code().as_str(), "quorum_not_met", "{e}"),
     }
 }

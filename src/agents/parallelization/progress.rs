@@ -7,8 +7,10 @@ use serde_json::{json, Value};
 
 use super::detect::Source;
 use super::strategy::Strategy;
+use crate::agui::patch::{self, at, task_field, PatchOperation};
 use crate::agui::Event;
 use crate::llm::Usage;
+use json_patch::jsonptr::PointerBuf;
 
 pub const ACTIVITY_TYPE: &str = "parallelization";
 
@@ -116,7 +118,7 @@ pub struct Activity {
 pub struct Progress {
     message_id: String,
     activity: Activity,
-    pending: Vec<Value>,
+    pending: Vec<PatchOperation>,
 }
 
 impl Progress {
@@ -167,15 +169,18 @@ impl Progress {
         })
     }
 
-    fn op(&mut self, op: &str, path: String, value: Value) {
-        self.pending
-            .push(json!({"op": op, "path": path, "value": value}));
+    fn add(&mut self, path: PointerBuf, value: Value) {
+        self.pending.push(patch::add(path, value));
+    }
+
+    fn replace(&mut self, path: PointerBuf, value: Value) {
+        self.pending.push(patch::replace(path, value));
     }
 
     pub fn set_status(&mut self, status: RunStatus) {
         if self.activity.status != status {
             self.activity.status = status;
-            self.op("replace", "/status".into(), json!(status));
+            self.replace(at(["status"]), json!(status));
         }
     }
 
@@ -193,15 +198,11 @@ impl Progress {
                 source: None,
                 truncated: None,
             };
-            self.op("add", "/results/-".into(), json!(entry));
+            self.add(at(["results", "-"]), json!(entry));
             self.activity.results.push(entry);
         }
         self.activity.total_tasks = self.activity.results.len();
-        self.op(
-            "replace",
-            "/total_tasks".into(),
-            json!(self.activity.total_tasks),
-        );
+        self.replace(at(["total_tasks"]), json!(self.activity.total_tasks));
         base
     }
 
@@ -223,13 +224,12 @@ impl Progress {
         entry.output = Some(output.to_owned());
         entry.usage = Some(usage.into());
         let usage = json!(entry.usage);
-        self.op("add", format!("/results/{index}/output"), json!(output));
-        self.op("add", format!("/results/{index}/usage"), usage);
+        self.add(task_field(index, "output"), json!(output));
+        self.add(task_field(index, "usage"), usage);
         self.set_task_status(index, TaskStatus::Complete);
         self.activity.completed_tasks += 1;
-        self.op(
-            "replace",
-            "/completed_tasks".into(),
+        self.replace(
+            at(["completed_tasks"]),
             json!(self.activity.completed_tasks),
         );
     }
@@ -243,10 +243,10 @@ impl Progress {
         entry.source = source;
         entry.truncated = cut;
         if let Some(source) = source {
-            self.op("add", format!("/results/{index}/source"), json!(source));
+            self.add(task_field(index, "source"), json!(source));
         }
         if let Some(cut) = cut {
-            self.op("add", format!("/results/{index}/truncated"), json!(cut));
+            self.add(task_field(index, "truncated"), json!(cut));
         }
     }
 
@@ -255,25 +255,21 @@ impl Progress {
             return;
         };
         entry.error = Some(error.to_owned());
-        self.op("add", format!("/results/{index}/error"), json!(error));
+        self.add(task_field(index, "error"), json!(error));
         self.set_task_status(index, TaskStatus::Failed);
         self.activity.failed_tasks += 1;
-        self.op(
-            "replace",
-            "/failed_tasks".into(),
-            json!(self.activity.failed_tasks),
-        );
+        self.replace(at(["failed_tasks"]), json!(self.activity.failed_tasks));
     }
 
     fn set_task_status(&mut self, index: usize, status: TaskStatus) {
         if let Some(entry) = self.activity.results.get_mut(index) {
             entry.status = status;
-            self.op("replace", format!("/results/{index}/status"), json!(status));
+            self.replace(task_field(index, "status"), json!(status));
         }
     }
 
     pub fn note(&mut self, note: String) {
-        self.op("add", "/notes/-".into(), json!(note));
+        self.add(at(["notes", "-"]), json!(note));
         self.activity.notes.push(note);
     }
 }
@@ -282,10 +278,8 @@ impl Progress {
 mod tests {
     use super::*;
 
-    fn apply(doc: &mut Value, patch: &[Value]) {
-        let patch: json_patch::Patch =
-            serde_json::from_value(Value::Array(patch.to_vec())).expect("RFC 6902 patch");
-        json_patch::patch(doc, &patch).expect("patch applies");
+    fn apply(doc: &mut Value, patch: &[PatchOperation]) {
+        json_patch::patch(doc, patch).expect("patch applies");
     }
 
     #[test]
