@@ -56,6 +56,15 @@ settings! {
         /// largest request line plus headers; past it 431
         max_header_bytes: usize = 16 * 1024, env ["ROOMHOST_MAX_HEADER_BYTES"],
             check at_least(1024);
+        /// where threads, runs and their events are kept: `sqlite://FILE` (created if missing,
+        /// relative to the working directory), `sqlite::memory:`, `postgres://USER:PASS@HOST/DB`,
+        /// or `none` to keep nothing (see [The store](#the-store))
+        database_url: String = "sqlite://roomhost.db".into(), env ["ROOMHOST_DATABASE_URL"];
+        /// threads with no run for this many days are deleted (checked hourly); 0 keeps them
+        retention_days: u32 = 0, env ["ROOMHOST_RETENTION_DAYS"];
+        /// events kept per run; past it the run is marked `events_cut` (its stream goes on)
+        max_events_per_run: usize = 100_000, env ["ROOMHOST_MAX_EVENTS_PER_RUN"],
+            check at_least(1);
     }
     sections { llm: LlmConfig / LlmFlags }
 }

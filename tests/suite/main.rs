@@ -37,3 +37,4 @@ mod process_lifecycle;
 mod real_model;
 mod real_model_agent;
 mod shutdown_load;
+mod store;
