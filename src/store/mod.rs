@@ -3,6 +3,7 @@
 //! schema is migrated at start-up. Event writes go through one batching [`Writer`] per process so
 //! the streaming path never waits for the database.
 
+mod live;
 mod sql;
 mod writer;
 
@@ -12,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
+pub use live::{Follower, LiveRun, LiveRuns, Since};
 pub use writer::{Health, RunLog, Writer, MAX_QUEUED_EVENTS};
 
 /// A thread: a conversation in one room.

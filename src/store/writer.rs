@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{now_ms, RunRecord, RunStatus, Store, Write};
+use sqlx::error::ErrorKind;
+
+use super::{now_ms, RunRecord, RunStatus, Store, StoreError, Write};
 
 /// How long the writer gathers writes before a transaction.
 const FLUSH_EVERY: Duration = Duration::from_millis(25);
@@ -134,7 +136,7 @@ async fn write_loop(
             answer(&mut flushes);
             continue;
         }
-        match store.write(&batch).await {
+        match write_batch(store.as_ref(), &batch).await {
             Ok(()) => {
                 let events = batch
                     .iter()
@@ -159,6 +161,29 @@ async fn write_loop(
                 delay = (delay * 2).min(MAX_RETRY_DELAY);
             }
         }
+    }
+}
+
+/// Writes the batch in one transaction. Should the data break a constraint (a run whose thread was
+/// deleted meanwhile), each write is tried alone and the ones refused are dropped, so that one bad
+/// write cannot hold back every later one.
+async fn write_batch(store: &dyn Store, batch: &[Write]) -> Result<(), StoreError> {
+    match store.write(batch).await {
+        Err(StoreError::Db(sqlx::Error::Database(e))) if e.kind() != ErrorKind::Other => {
+            tracing::warn!(error = %e, "store: a batch was refused; writing its parts one by one");
+            for write in batch {
+                match store.write(std::slice::from_ref(write)).await {
+                    Err(StoreError::Db(sqlx::Error::Database(e)))
+                        if e.kind() != ErrorKind::Other =>
+                    {
+                        tracing::warn!(error = %e, ?write, "store: write dropped");
+                    }
+                    other => other?,
+                }
+            }
+            Ok(())
+        }
+        other => other,
     }
 }
 

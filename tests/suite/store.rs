@@ -347,3 +347,29 @@ async fn store_open_refuses_unknown_schemes_and_unusable_files() {
         "postgres://me:***@db:5432/x"
     );
 }
+
+#[tokio::test]
+async fn store_writer_drops_a_refused_write_and_keeps_the_rest() {
+    let (dbs, _dir) = databases().await;
+    for (backend, url) in dbs {
+        let s = open(&url).await;
+        let writer = Writer::spawn(s.clone(), MAX_QUEUED_EVENTS);
+        writer.send(Write::Thread(thread("r1", "t", 1)));
+        // A run of a thread that is not there (deleted meanwhile) breaks a foreign key.
+        let mut orphan = RunLog::start(Some(writer.clone()), Some(run("gone", "orphan", 2)), 100);
+        orphan.record("{}");
+        let mut log = RunLog::start(Some(writer.clone()), Some(run("t", "run", 2)), 100);
+        log.record("{}");
+        log.finish(RunStatus::Finished, None, None);
+        assert!(writer.flush(Duration::from_secs(30)).await);
+        assert_eq!(writer.health.error(), None, "{backend}");
+        assert!(s.run("r1", "orphan").await.unwrap().is_none(), "{backend}");
+        let kept = s
+            .run("r1", "run")
+            .await
+            .unwrap()
+            .expect("the good run is written");
+        assert_eq!(kept.status, RunStatus::Finished, "{backend}");
+        assert_eq!(s.events("run", -1, 10).await.unwrap().len(), 1, "{backend}");
+    }
+}
