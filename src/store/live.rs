@@ -109,6 +109,11 @@ impl LiveRun {
         }
     }
 
+    /// The sequence number of the oldest event kept.
+    pub fn oldest(&self) -> Option<i64> {
+        lock(&self.tail).events.front().map(|(seq, _)| *seq)
+    }
+
     /// A receiver that wakes when an event is pushed or the run ends.
     pub fn watch(&self) -> watch::Receiver<i64> {
         self.last.subscribe()
