@@ -3,6 +3,7 @@
 //! schema is migrated at start-up. Event writes go through one batching [`Writer`] per process so
 //! the streaming path never waits for the database.
 
+pub mod history;
 mod live;
 mod sql;
 mod writer;

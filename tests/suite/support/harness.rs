@@ -156,6 +156,8 @@ pub struct SseReader {
     buf: Vec<u8>,
     /// Comment frames (keep-alives) seen so far.
     pub comments: usize,
+    /// The `id:` of the last event read.
+    pub last_id: Option<String>,
 }
 
 impl SseReader {
@@ -164,6 +166,7 @@ impl SseReader {
             stream: resp.bytes_stream().boxed(),
             buf: Vec::new(),
             comments: 0,
+            last_id: None,
         }
     }
 
@@ -181,6 +184,8 @@ impl SseReader {
                         .or_else(|| line.strip_prefix("data:"))
                     {
                         data.push_str(d);
+                    } else if let Some(id) = line.strip_prefix("id: ") {
+                        self.last_id = Some(id.to_owned());
                     } else if line.starts_with(':') {
                         self.comments += 1;
                     }
