@@ -65,6 +65,10 @@ settings! {
         /// events kept per run; past it the run is marked `events_cut` (its stream goes on)
         max_events_per_run: usize = 100_000, env ["ROOMHOST_MAX_EVENTS_PER_RUN"],
             check at_least(1);
+        /// how long a run goes on after its client left, so a reconnect picks it up (see
+        /// [Resuming a run](#resuming-a-run)); then it is cancelled. 0 cancels it at once
+        detached_grace: Duration = Duration::from_secs(60), env ["ROOMHOST_DETACHED_GRACE_SECS"],
+            serde(with = "declare::duration", alias = "detached_grace_secs");
     }
     sections { llm: LlmConfig / LlmFlags }
 }

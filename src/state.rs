@@ -13,7 +13,7 @@ use crate::agents::{Agent, AgentDeps, Registry};
 use crate::config::{ConfigError, Settings};
 use crate::llm::{self, LlmClient};
 use crate::rooms::{load_rooms_dir, LoadedRoom, RoomConfig, RoomError};
-use crate::store::{self, Store, Writer};
+use crate::store::{self, LiveRuns, Store, Writer};
 
 pub type AppState = Arc<App>;
 
@@ -38,6 +38,8 @@ pub struct App {
     pub(crate) threads: Mutex<ThreadBook>,
     /// The store and its writer; `None` with `database_url: none` (or built by [`App::build`]).
     pub stored: Option<Stored>,
+    /// Runs going on in this process, for followers and cancel.
+    pub live: LiveRuns,
 }
 
 /// The open store and the one writer batching its event writes.
@@ -124,6 +126,7 @@ impl App {
             force_stop: CancellationToken::new(),
             threads: Mutex::new(ThreadBook::default()),
             stored,
+            live: LiveRuns::default(),
         }))
     }
 

@@ -30,12 +30,12 @@ const KEEP_ALIVE: &[u8] = b":keep-alive\n\n";
 /// `?after=`: the last sequence number the client has (or a whole `Last-Event-ID`).
 #[derive(Deserialize)]
 pub struct After {
-    after: Option<String>,
+    pub after: Option<String>,
 }
 
 /// The position to follow from: `Last-Event-ID` (`<run_id>:<seq>`), else `?after=`, else the
 /// start (-1). An id of another run, or not a number, is refused.
-pub fn after(run_id: &str, headers: &HeaderMap, query: After) -> Result<i64, ApiError> {
+pub fn after(run_id: &str, headers: &HeaderMap, query: Option<String>) -> Result<i64, ApiError> {
     let header = match headers.get("last-event-id") {
         Some(v) => Some(
             v.to_str()
@@ -44,7 +44,7 @@ pub fn after(run_id: &str, headers: &HeaderMap, query: After) -> Result<i64, Api
         ),
         None => None,
     };
-    let Some(text) = header.or(query.after) else {
+    let Some(text) = header.or(query) else {
         return Ok(-1);
     };
     let text = text.trim();
@@ -76,8 +76,7 @@ pub fn is_last(json: &str) -> bool {
         #[serde(rename = "type", borrow)]
         kind: &'a str,
     }
-    serde_json::from_str::<Kind>(json)
-        .is_ok_and(|k| matches!(k.kind, "RUN_FINISHED" | "RUN_ERROR"))
+    serde_json::from_str::<Kind>(json).is_ok_and(|k| matches!(k.kind, "RUN_FINISHED" | "RUN_ERROR"))
 }
 
 /// Answers with the run's events after `after`; 404 if this process and the store know no such
@@ -115,7 +114,9 @@ pub async fn follow(
         state.attach(live);
     }
     Ok(sse(futures::stream::unfold(state, |mut s| async move {
-        s.next().await.map(|b| (Ok::<_, std::convert::Infallible>(b), s))
+        s.next()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), s))
     })))
 }
 
@@ -184,7 +185,9 @@ impl Follow {
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "store: cannot read a run's events");
-                    return Some(self.error("store", &format!("the run's events cannot be read: {e}")));
+                    return Some(
+                        self.error("store", &format!("the run's events cannot be read: {e}")),
+                    );
                 }
             }
         }
@@ -218,7 +221,11 @@ impl Follow {
             self.attach(live);
             return Ok(None);
         }
-        let status = stored.store.run(&self.room, &self.run_id).await?.map(|r| r.status);
+        let status = stored
+            .store
+            .run(&self.room, &self.run_id)
+            .await?
+            .map(|r| r.status);
         match status {
             // Going on in another process.
             Some(RunStatus::Running) => {

@@ -23,7 +23,9 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     let reason = if app.shutdown.is_cancelled() {
         Some("the server is shutting down".to_owned())
     } else if let Some(e) = store_error {
-        Some(format!("the database cannot be written ({e}); streams go on, writes are retried"))
+        Some(format!(
+            "the database cannot be written ({e}); streams go on, writes are retried"
+        ))
     } else {
         app.llm.health().await.err().map(|e| e.to_string())
     };

@@ -91,11 +91,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let s = stored(&app, &room)?;
     check_id("thread id", &thread_id)?;
-    for run in s.store.thread_runs(&room, &thread_id).await? {
-        if let Some(live) = app.live.get(&run.id) {
-            live.cancel.cancel();
-        }
-    }
+    app.live.remove_thread(&thread_id);
     if !s.store.delete_thread(&room, &thread_id).await? {
         return Err(ApiError::ThreadNotFound(thread_id));
     }
@@ -150,7 +146,7 @@ pub async fn events(
     check_id("run id", &run_id)?;
     app.room(&room)
         .ok_or_else(|| ApiError::RoomNotFound(room.clone()))?;
-    let after = follow::after(&run_id, &headers, after)?;
+    let after = follow::after(&run_id, &headers, after.after)?;
     follow::follow(app, room, run_id, after).await
 }
 
@@ -188,6 +184,7 @@ fn run_json(r: &RunRecord, full: bool) -> Value {
 
 /// Unix milliseconds as RFC 3339 (what soliplex shows for `created`).
 fn time(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_millis(t).to_string()
 }

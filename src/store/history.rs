@@ -19,11 +19,7 @@ pub async fn fill(
         return Ok(0);
     }
     let runs = store.thread_runs(room, &input.thread_id).await?;
-    let Some(last) = runs
-        .iter()
-        .rev()
-        .find(|r| r.status == RunStatus::Finished)
-    else {
+    let Some(last) = runs.iter().rev().find(|r| r.status == RunStatus::Finished) else {
         return Ok(0);
     };
     let earlier: RunAgentInput = serde_json::from_str(&last.input)

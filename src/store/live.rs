@@ -20,9 +20,10 @@ pub struct LiveRuns {
 }
 
 impl LiveRuns {
-    pub fn insert(&self, run_id: &str, room: &str) -> Arc<LiveRun> {
+    pub fn insert(&self, run_id: &str, room: &str, thread_id: &str) -> Arc<LiveRun> {
         let run = Arc::new(LiveRun {
             room: room.to_owned(),
+            thread_id: thread_id.to_owned(),
             tail: Mutex::default(),
             last: watch::Sender::new(-1),
             cancel: CancellationToken::new(),
@@ -35,6 +36,21 @@ impl LiveRuns {
 
     pub fn get(&self, run_id: &str) -> Option<Arc<LiveRun>> {
         lock(&self.runs).get(run_id).cloned()
+    }
+
+    /// Whether a run of the thread is here (going on, or just finished).
+    pub fn in_thread(&self, thread_id: &str) -> bool {
+        lock(&self.runs).values().any(|r| r.thread_id == thread_id)
+    }
+
+    /// Cancels and forgets the thread's runs (the thread is being deleted).
+    pub fn remove_thread(&self, thread_id: &str) {
+        lock(&self.runs).retain(|_, r| {
+            if r.thread_id == thread_id {
+                r.cancel.cancel();
+            }
+            r.thread_id != thread_id
+        });
     }
 
     pub fn remove(&self, run_id: &str) {
@@ -58,6 +74,7 @@ struct Tail {
 
 pub struct LiveRun {
     pub room: String,
+    pub thread_id: String,
     tail: Mutex<Tail>,
     /// The last sequence number pushed; followers wait for it to change.
     last: watch::Sender<i64>,

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use sqlx::error::ErrorKind;
 
-use super::{now_ms, RunRecord, RunStatus, Store, StoreError, Write};
+use super::{now_ms, RunStatus, Store, StoreError, Write};
 
 /// How long the writer gathers writes before a transaction.
 const FLUSH_EVERY: Duration = Duration::from_millis(25);
@@ -123,7 +123,8 @@ async fn write_loop(
             }
         }
         let deadline = tokio::time::Instant::now() + FLUSH_EVERY;
-        while open && batch.len() < MAX_BATCH {
+        // A flush waits for what is there, not for more.
+        while open && batch.len() < MAX_BATCH && flushes.is_empty() {
             tokio::select! {
                 op = rx.recv() => match op {
                     Some(op) => push(op, &mut batch, &mut flushes),
@@ -212,14 +213,10 @@ pub struct RunLog {
 }
 
 impl RunLog {
-    /// Starts the log of a new run, recording the run (and its thread) when there is a store.
-    pub fn start(writer: Option<Writer>, run: Option<RunRecord>, cap: usize) -> Self {
-        let run_id = run.as_ref().map(|r| r.id.clone()).unwrap_or_default();
-        if let (Some(w), Some(run)) = (&writer, run) {
-            w.send(Write::Run(run));
-        }
+    /// The log of a run already recorded (or of a run without a store when `writer` is `None`).
+    pub fn new(writer: Option<Writer>, run_id: &str, cap: usize) -> Self {
         RunLog {
-            run_id,
+            run_id: run_id.to_owned(),
             next_seq: 0,
             cap: i64::try_from(cap).unwrap_or(i64::MAX),
             cut: false,

@@ -38,3 +38,5 @@ mod real_model;
 mod real_model_agent;
 mod shutdown_load;
 mod store;
+mod store_faults;
+mod store_runs;

@@ -144,7 +144,10 @@ async fn store_writer_keeps_every_event_in_order_and_the_outcome() {
         let s = open(&url).await;
         let writer = Writer::spawn(s.clone(), MAX_QUEUED_EVENTS);
         writer.send(Write::Thread(thread("r1", "t", 1)));
-        let mut log = RunLog::start(Some(writer.clone()), Some(run("t", "run", 2)), 10_000);
+        let mut log = {
+            writer.send(Write::Run(run("t", "run", 2)));
+            RunLog::new(Some(writer.clone()), "run", 10_000)
+        };
         for i in 0..1500 {
             assert_eq!(log.record(&format!(r#"{{"i":{i}}}"#)), i, "{backend}");
         }
@@ -181,7 +184,10 @@ async fn store_caps_the_events_of_a_run_and_marks_it_cut() {
         let s = open(&url).await;
         let writer = Writer::spawn(s.clone(), MAX_QUEUED_EVENTS);
         writer.send(Write::Thread(thread("r1", "t", 1)));
-        let mut log = RunLog::start(Some(writer.clone()), Some(run("t", "run", 2)), 5);
+        let mut log = {
+            writer.send(Write::Run(run("t", "run", 2)));
+            RunLog::new(Some(writer.clone()), "run", 5)
+        };
         for i in 0..8 {
             assert_eq!(
                 log.record("{}"),
@@ -207,7 +213,10 @@ async fn store_writer_drops_events_past_its_queue_and_marks_the_run_cut() {
         // A queue of 3: the writer cannot take a burst of 50 at once.
         let writer = Writer::spawn(s.clone(), 3);
         writer.send(Write::Thread(thread("r1", "t", 1)));
-        let mut log = RunLog::start(Some(writer.clone()), Some(run("t", "run", 2)), 1000);
+        let mut log = {
+            writer.send(Write::Run(run("t", "run", 2)));
+            RunLog::new(Some(writer.clone()), "run", 1000)
+        };
         for _ in 0..50 {
             log.record("{}");
         }
@@ -356,9 +365,15 @@ async fn store_writer_drops_a_refused_write_and_keeps_the_rest() {
         let writer = Writer::spawn(s.clone(), MAX_QUEUED_EVENTS);
         writer.send(Write::Thread(thread("r1", "t", 1)));
         // A run of a thread that is not there (deleted meanwhile) breaks a foreign key.
-        let mut orphan = RunLog::start(Some(writer.clone()), Some(run("gone", "orphan", 2)), 100);
+        let mut orphan = {
+            writer.send(Write::Run(run("gone", "orphan", 2)));
+            RunLog::new(Some(writer.clone()), "orphan", 100)
+        };
         orphan.record("{}");
-        let mut log = RunLog::start(Some(writer.clone()), Some(run("t", "run", 2)), 100);
+        let mut log = {
+            writer.send(Write::Run(run("t", "run", 2)));
+            RunLog::new(Some(writer.clone()), "run", 100)
+        };
         log.record("{}");
         log.finish(RunStatus::Finished, None, None);
         assert!(writer.flush(Duration::from_secs(30)).await);

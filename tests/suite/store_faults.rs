@@ -11,16 +11,17 @@ use sqlx::Connection;
 
 use crate::process_lifecycle::{free_port, roomhost, wait_healthy, Running, ROOM};
 use crate::support::harness::{SseReader, TempDir, TestServer};
-use crate::support::mock_llm::{MockLlm, MockReply};
+use crate::support::mock_llm::{auto_reply, MockLlm, MockReply};
 
 const PATH: &str = "/rooms/parallelization";
 const VOTE: &str = "Which is better: Python or JavaScript?";
 
-/// A roomhost process on `database_url`, healthy.
+/// A roomhost process on `database_url`, healthy; enough LLM slots for every call at once.
 async fn start(dir: &TempDir, mock: &MockLlm, database_url: &str) -> (Running, String) {
     let port = free_port();
     let child = roomhost(&dir.path, &mock.url(), port)
         .env("ROOMHOST_DATABASE_URL", database_url)
+        .env("ROOMHOST_MAX_CONCURRENCY", "200")
         .spawn()
         .expect("spawn roomhost");
     let url = format!("http://127.0.0.1:{port}");
@@ -37,7 +38,10 @@ fn rooms() -> TempDir {
 
 async fn get(url: &str) -> (u16, Value) {
     let resp = TestServer::client().get(url).send().await.expect("GET");
-    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
 }
 
 /// Reads events with their ids until the stream ends.
@@ -57,7 +61,7 @@ async fn store_faults_sigkill_during_50_runs_keeps_finished_runs_and_interrupts_
         if req.messages.iter().any(|m| m.content.contains("slow")) {
             MockReply::new().text("a few words").hang()
         } else {
-            MockReply::new().text("yes")
+            auto_reply(req, 4)
         }
     });
     let dir = rooms();
@@ -83,14 +87,21 @@ async fn store_faults_sigkill_during_50_runs_keeps_finished_runs_and_interrupts_
     for (i, reader) in open.iter_mut().enumerate() {
         if i % 2 == 1 {
             let events = reader.read_to_end().await;
-            assert_eq!(events.last().unwrap()["type"], "RUN_FINISHED");
+            assert_eq!(
+                events.last().unwrap()["type"],
+                "RUN_FINISHED",
+                "{:?}",
+                events.last()
+            );
         } else {
             reader.read_until("TEXT_MESSAGE_CONTENT").await;
         }
     }
     // Past the writer's batching, so the finished runs are on disk.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let kill = Command::new("kill").args(["-KILL", &child.0.id().to_string()]).status();
+    let kill = Command::new("kill")
+        .args(["-KILL", &child.0.id().to_string()])
+        .status();
     assert!(kill.expect("kill runs").success());
     let _ = child.0.wait();
     drop(open);
@@ -99,17 +110,33 @@ async fn store_faults_sigkill_during_50_runs_keeps_finished_runs_and_interrupts_
     for i in 0..50 {
         let (status, run) = get(&format!("{url}{PATH}/runs/r{i}")).await;
         assert_eq!(status, 200, "run r{i}");
-        let want = if i % 2 == 0 { "interrupted" } else { "finished" };
+        let want = if i % 2 == 0 {
+            "interrupted"
+        } else {
+            "finished"
+        };
         assert_eq!(run["status"], want, "run r{i}");
         let (status, thread) = get(&format!("{url}{PATH}/threads/t{i}")).await;
-        assert_eq!((status, thread["runs"].as_array().map(Vec::len)), (200, Some(1)));
+        assert_eq!(
+            (status, thread["runs"].as_array().map(Vec::len)),
+            (200, Some(1))
+        );
     }
-    let resp = TestServer::client().get(format!("{url}{PATH}/runs/r1/events")).send().await.unwrap();
+    let resp = TestServer::client()
+        .get(format!("{url}{PATH}/runs/r1/events"))
+        .send()
+        .await
+        .unwrap();
     let replay = SseReader::new(resp).read_to_end().await;
     assert_eq!(replay.last().unwrap()["type"], "RUN_FINISHED");
 
-    let mut conn = sqlx::SqliteConnection::connect(&database_url).await.expect("open the file");
-    let check: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&mut conn).await.unwrap();
+    let mut conn = sqlx::SqliteConnection::connect(&database_url)
+        .await
+        .expect("open the file");
+    let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(check, "ok");
 }
 
@@ -117,8 +144,13 @@ async fn store_faults_sigkill_during_50_runs_keeps_finished_runs_and_interrupts_
 async fn postgres() -> Option<String> {
     let server = std::env::var("ROOMHOST_TEST_DATABASE_URL").ok()?;
     let name = format!("rh_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&server).await.expect("PostgreSQL answers");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create db");
+    let mut admin = sqlx::PgConnection::connect(&server)
+        .await
+        .expect("PostgreSQL answers");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create db");
     let mut url = reqwest::Url::parse(&server).expect("URL");
     url.set_path(&name);
     Some(url.to_string())
@@ -136,7 +168,12 @@ async fn store_faults_two_replicas_on_postgres_a_run_resumes_on_the_other() {
     let (_a, url_a) = start(&dir, &mock, &database_url).await;
     let (_b, url_b) = start(&dir, &mock, &database_url).await;
     let body = json!({"runId": "two", "prompt": VOTE, "forwardedProps": {"strategy": "voting"}});
-    let resp = TestServer::client().post(format!("{url_a}{PATH}/run")).json(&body).send().await.unwrap();
+    let resp = TestServer::client()
+        .post(format!("{url_a}{PATH}/run"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let mut reader = SseReader::new(resp);
     let mut seen = Vec::new();
     while seen.len() < 5 {
@@ -191,13 +228,22 @@ async fn store_faults_postgres_stopping_mid_run_keeps_the_stream_and_writes_resu
     let dir = rooms();
     let (_a, url) = start(&dir, &mock, &database_url).await;
     let body = json!({"runId": "down", "prompt": VOTE, "forwardedProps": {"strategy": "voting"}});
-    let resp = TestServer::client().post(format!("{url}{PATH}/run")).json(&body).send().await.unwrap();
+    let resp = TestServer::client()
+        .post(format!("{url}{PATH}/run"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let mut reader = SseReader::new(resp);
     reader.read_until("TEXT_MESSAGE_CONTENT").await;
     assert!(pg_ctl("-m immediate stop"), "PostgreSQL stops");
     let rest = reader.read_to_end().await;
     let started = pg_ctl("start");
-    assert_eq!(rest.last().unwrap()["type"], "RUN_FINISHED", "the stream went on");
+    assert_eq!(
+        rest.last().unwrap()["type"],
+        "RUN_FINISHED",
+        "the stream went on"
+    );
     assert!(started, "PostgreSQL starts again");
     // Written once the database is back.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -22,7 +22,8 @@ async fn stored(mock: &MockLlm, grace: Duration) -> TestServer {
 }
 
 async fn get_events(server: &TestServer, run_id: &str, last_id: Option<&str>) -> reqwest::Response {
-    let mut req = TestServer::client().get(format!("{}/rooms/{ROOM}/runs/{run_id}/events", server.url));
+    let mut req =
+        TestServer::client().get(format!("{}/rooms/{ROOM}/runs/{run_id}/events", server.url));
     if let Some(id) = last_id {
         req = req.header("Last-Event-ID", id);
     }
@@ -34,7 +35,10 @@ async fn read_with_ids(resp: reqwest::Response) -> Vec<(String, Value)> {
     let mut reader = SseReader::new(resp);
     let mut out = Vec::new();
     while let Some(event) = reader.next_event().await {
-        out.push((reader.last_id.clone().expect("every event has an id"), event));
+        out.push((
+            reader.last_id.clone().expect("every event has an id"),
+            event,
+        ));
     }
     out
 }
@@ -67,38 +71,68 @@ async fn store_runs_threads_runs_and_delete_over_http() {
     }
     let other = json!({"threadId": "th-2", "prompt": VOTE});
     server.run(ROOM, other).await;
-    server.app.stored.as_ref().unwrap().writer.flush(Duration::from_secs(10)).await;
+    server
+        .app
+        .stored
+        .as_ref()
+        .unwrap()
+        .writer
+        .flush(Duration::from_secs(10))
+        .await;
 
     let (status, list) = server.get(&format!("/rooms/{ROOM}/threads")).await;
     assert_eq!(status, 200);
-    let ids: Vec<&str> = list["threads"].as_array().unwrap().iter().map(|t| t["thread_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = list["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["thread_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["th-2", "th-1"], "newest first");
-    assert_eq!(list["threads"][1]["metadata"]["name"], VOTE, "named after its first message");
+    assert_eq!(
+        list["threads"][1]["metadata"]["name"], VOTE,
+        "named after its first message"
+    );
     let (_, page) = server.get(&format!("/rooms/{ROOM}/threads?limit=1")).await;
     assert_eq!(page["next"], "th-2");
-    let (_, rest) = server.get(&format!("/rooms/{ROOM}/threads?limit=1&before=th-2")).await;
+    let (_, rest) = server
+        .get(&format!("/rooms/{ROOM}/threads?limit=1&before=th-2"))
+        .await;
     assert_eq!(rest["threads"][0]["thread_id"], "th-1");
 
     let (status, thread) = server.get(&format!("/rooms/{ROOM}/threads/th-1")).await;
     assert_eq!(status, 200);
     let runs = thread["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
-    assert_eq!((runs[0]["run_id"].as_str(), runs[0]["status"].as_str()), (Some("run-1"), Some("finished")));
+    assert_eq!(
+        (runs[0]["run_id"].as_str(), runs[0]["status"].as_str()),
+        (Some("run-1"), Some("finished"))
+    );
     assert!(runs[1]["finished"].is_string());
 
     let (status, run) = server.get(&format!("/rooms/{ROOM}/runs/run-2")).await;
     assert_eq!(status, 200);
     assert_eq!(run["status"], "finished");
-    assert!(run["result"]["text"].is_string() && run["usage"].is_array(), "{run}");
+    assert!(
+        run["result"]["text"].is_string() && run["usage"].is_array(),
+        "{run}"
+    );
     // Only the new message was sent: the store put the earlier turn before it.
     let messages = run["run_input"]["messages"].as_array().unwrap();
-    let roles: Vec<&str> = messages.iter().map(|m| m["role"].as_str().unwrap()).collect();
+    let roles: Vec<&str> = messages
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
     assert_eq!(roles, ["user", "assistant", "user"]);
     assert_eq!(messages[0]["content"], VOTE);
     let (_, first) = server.get(&format!("/rooms/{ROOM}/runs/run-1")).await;
     assert_eq!(messages[1]["content"], first["result"]["text"]);
 
-    let delete = TestServer::client().delete(format!("{}/rooms/{ROOM}/threads/th-1", server.url)).send().await.unwrap();
+    let delete = TestServer::client()
+        .delete(format!("{}/rooms/{ROOM}/threads/th-1", server.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(delete.status().as_u16(), 204);
     for path in ["threads/th-1", "runs/run-1", "runs/run-1/events"] {
         let (status, body) = server.get(&format!("/rooms/{ROOM}/{path}")).await;
@@ -106,7 +140,10 @@ async fn store_runs_threads_runs_and_delete_over_http() {
         assert!(body["error"]["code"].is_string(), "{path}: {body}");
     }
     let (status, body) = server.get(&format!("/rooms/{ROOM}/threads/bad%20id")).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_id")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_id"))
+    );
     let (status, _) = server.get(&format!("/rooms/{ROOM}/runs/nope")).await;
     assert_eq!(status, 404);
     let (status, _) = server.get("/rooms/nope/threads").await;
@@ -119,13 +156,26 @@ async fn store_runs_replay_is_the_stream_again_and_last_event_id_starts_after_it
     let server = stored(&mock, Duration::ZERO).await;
     let body = json!({"runId": "replay", "prompt": VOTE});
     let original = read_with_ids(server.post(&format!("/rooms/{ROOM}/run"), &body).await).await;
-    server.app.stored.as_ref().unwrap().writer.flush(Duration::from_secs(10)).await;
+    server
+        .app
+        .stored
+        .as_ref()
+        .unwrap()
+        .writer
+        .flush(Duration::from_secs(10))
+        .await;
 
-    assert_eq!(read_with_ids(get_events(&server, "replay", None).await).await, original);
+    assert_eq!(
+        read_with_ids(get_events(&server, "replay", None).await).await,
+        original
+    );
     let tail = read_with_ids(get_events(&server, "replay", Some("replay:4")).await).await;
     assert_eq!(tail, original[5..]);
     let after = TestServer::client()
-        .get(format!("{}/rooms/{ROOM}/runs/replay/events?after=4", server.url))
+        .get(format!(
+            "{}/rooms/{ROOM}/runs/replay/events?after=4",
+            server.url
+        ))
         .send()
         .await
         .unwrap();
@@ -156,14 +206,32 @@ async fn store_runs_a_dropped_client_resumes_live_with_every_event_once_in_order
     drop(reader);
     let last = seen.last().unwrap().0.clone();
     let rest = read_with_ids(get_events(&server, "resume", Some(&last)).await).await;
-    assert_eq!(rest.last().unwrap().1["type"], "RUN_FINISHED", "followed to the end");
+    assert_eq!(
+        rest.last().unwrap().1["type"],
+        "RUN_FINISHED",
+        "followed to the end"
+    );
     seen.extend(rest);
     for (i, (id, _)) in seen.iter().enumerate() {
         assert_eq!(id, &format!("resume:{i}"), "every event once, in order");
     }
-    server.app.stored.as_ref().unwrap().writer.flush(Duration::from_secs(10)).await;
+    server
+        .app
+        .stored
+        .as_ref()
+        .unwrap()
+        .writer
+        .flush(Duration::from_secs(10))
+        .await;
     eventually("the run ended", || server.app.runs.is_empty()).await;
-    server.app.stored.as_ref().unwrap().writer.flush(Duration::from_secs(10)).await;
+    server
+        .app
+        .stored
+        .as_ref()
+        .unwrap()
+        .writer
+        .flush(Duration::from_secs(10))
+        .await;
     assert_eq!(run_status(&server, "resume").await, "finished");
 }
 
@@ -181,7 +249,14 @@ async fn store_runs_nobody_following_past_the_grace_cancels_the_run() {
     assert_eq!(mock.in_flight(), 3);
     eventually("the calls closed after the grace", || mock.in_flight() == 0).await;
     eventually("the run ended", || server.app.runs.is_empty()).await;
-    server.app.stored.as_ref().unwrap().writer.flush(Duration::from_secs(10)).await;
+    server
+        .app
+        .stored
+        .as_ref()
+        .unwrap()
+        .writer
+        .flush(Duration::from_secs(10))
+        .await;
     assert_eq!(run_status(&server, "left").await, "cancelled");
     let replay = read_with_ids(get_events(&server, "left", None).await).await;
     assert_eq!(replay.last().unwrap().1["code"], "cancelled");
@@ -195,13 +270,20 @@ async fn store_runs_cancel_route_stops_the_run_at_once() {
     let body = json!({"runId": "stop-me", "prompt": VOTE});
     let mut reader = SseReader::new(server.post(&format!("/rooms/{ROOM}/run"), &body).await);
     reader.read_until("TEXT_MESSAGE_CONTENT").await;
-    let resp = server.post(&format!("/rooms/{ROOM}/runs/stop-me/cancel"), &json!({})).await;
+    let resp = server
+        .post(&format!("/rooms/{ROOM}/runs/stop-me/cancel"), &json!({}))
+        .await;
     assert_eq!(resp.status().as_u16(), 202);
     let rest = reader.read_to_end().await;
     let last = rest.last().expect("a last event");
-    assert_eq!((last["type"].as_str(), last["code"].as_str()), (Some("RUN_ERROR"), Some("cancelled")));
+    assert_eq!(
+        (last["type"].as_str(), last["code"].as_str()),
+        (Some("RUN_ERROR"), Some("cancelled"))
+    );
     eventually("every call closed", || mock.in_flight() == 0).await;
-    let resp = server.post(&format!("/rooms/{ROOM}/runs/nope/cancel"), &json!({})).await;
+    let resp = server
+        .post(&format!("/rooms/{ROOM}/runs/nope/cancel"), &json!({}))
+        .await;
     assert_eq!(resp.status().as_u16(), 404);
 }
 
@@ -214,15 +296,46 @@ async fn store_runs_an_interrupted_run_replays_then_says_so() {
     {
         // What a process killed mid-run leaves behind.
         let s = store::open(&url).await.unwrap().unwrap();
-        s.put_thread(&ThreadRecord { id: "t".into(), room: ROOM.into(), owner: String::new(), created: 1, name: None, description: None }).await.unwrap();
-        s.create_run(&RunRecord { id: "cut".into(), thread_id: "t".into(), parent_run_id: None, created: 2, finished: None, status: RunStatus::Running, input: "{}".into(), result: None, usage: None, events_cut: false }).await.unwrap();
+        s.put_thread(&ThreadRecord {
+            id: "t".into(),
+            room: ROOM.into(),
+            owner: String::new(),
+            created: 1,
+            name: None,
+            description: None,
+        })
+        .await
+        .unwrap();
+        s.create_run(&RunRecord {
+            id: "cut".into(),
+            thread_id: "t".into(),
+            parent_run_id: None,
+            created: 2,
+            finished: None,
+            status: RunStatus::Running,
+            input: "{}".into(),
+            result: None,
+            usage: None,
+            events_cut: false,
+        })
+        .await
+        .unwrap();
         let started = json!({"type": "RUN_STARTED", "threadId": "t", "runId": "cut"}).to_string();
-        s.write(&[Write::Event { run_id: "cut".into(), seq: 0, data: started }]).await.unwrap();
+        s.write(&[Write::Event {
+            run_id: "cut".into(),
+            seq: 0,
+            data: started,
+        }])
+        .await
+        .unwrap();
     }
     let server = server_with(&mock, "", move |s| s.database_url = url).await;
     assert_eq!(run_status(&server, "cut").await, "interrupted");
     let replay = read_with_ids(get_events(&server, "cut", None).await).await;
-    let types: Vec<&str> = replay.iter().map(|(_, e)| e["type"].as_str().unwrap()).collect();
+    let types: Vec<&str> = replay
+        .iter()
+        .map(|(_, e)| e["type"].as_str().unwrap())
+        .collect();
     assert_eq!(types, ["RUN_STARTED", "RUN_ERROR"]);
     assert_eq!(replay[1].1["code"], "interrupted");
 }
@@ -231,13 +344,25 @@ async fn store_runs_an_interrupted_run_replays_then_says_so() {
 async fn store_runs_soliplex_post_with_last_event_id_resumes() {
     let mock = MockLlm::start().await;
     let server = stored(&mock, Duration::ZERO).await;
-    let created = server.post(&format!("/api/v1/rooms/{ROOM}/agui"), &json!({})).await;
+    let created = server
+        .post(&format!("/api/v1/rooms/{ROOM}/agui"), &json!({}))
+        .await;
     let created: Value = created.json().await.unwrap();
-    let (thread, run) = (created["thread_id"].as_str().unwrap(), created["run_id"].as_str().unwrap());
+    let (thread, run) = (
+        created["thread_id"].as_str().unwrap(),
+        created["run_id"].as_str().unwrap(),
+    );
     let path = format!("/api/v1/rooms/{ROOM}/agui/{thread}/{run}");
     let body = json!({"threadId": thread, "runId": run, "messages": [{"id": "m1", "role": "user", "content": VOTE}]});
     let original = read_with_ids(server.post(&path, &body).await).await;
-    server.app.stored.as_ref().unwrap().writer.flush(Duration::from_secs(10)).await;
+    server
+        .app
+        .stored
+        .as_ref()
+        .unwrap()
+        .writer
+        .flush(Duration::from_secs(10))
+        .await;
     let again = TestServer::client()
         .post(format!("{}{path}", server.url))
         .header("Last-Event-ID", format!("{run}:2"))
@@ -245,7 +370,11 @@ async fn store_runs_soliplex_post_with_last_event_id_resumes() {
         .send()
         .await
         .unwrap();
-    assert_eq!(again.status().as_u16(), 200, "honoured before the run-already-started check");
+    assert_eq!(
+        again.status().as_u16(),
+        200,
+        "honoured before the run-already-started check"
+    );
     assert_eq!(read_with_ids(again).await, original[3..]);
 }
 

@@ -40,6 +40,9 @@ pub fn test_settings(llm_url: &str, rooms_dir: PathBuf) -> Settings {
     settings.llm.request_timeout = Duration::from_secs(30);
     settings.llm.retry_base_delay = Duration::from_millis(10);
     settings.shutdown_grace = Duration::from_secs(5);
+    // A store of the test's own; a client that leaves cancels its run, unless a test says so.
+    settings.database_url = "sqlite::memory:".into();
+    settings.detached_grace = Duration::ZERO;
     settings
 }
 
@@ -58,7 +61,7 @@ impl TestServer {
         rooms_dir: TempDir,
     ) -> TestServer {
         settings.validate().expect("test settings are valid");
-        let app = App::build(settings, &registry).expect("app builds");
+        let app = App::open(settings, &registry).await.expect("app builds");
         Self::serve_app(app, rooms_dir).await
     }
 
