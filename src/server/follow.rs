@@ -226,6 +226,14 @@ impl Follow {
             .run(&self.room, &self.run_id)
             .await?
             .map(|r| r.status);
+        if status != Some(RunStatus::Running) {
+            // Its last events may have been written between the two reads.
+            let events = stored.store.events(&self.run_id, self.pos, BATCH).await?;
+            if !events.is_empty() {
+                let chunk = self.frames(events.iter().map(|e| (e.seq, e.data.as_str())));
+                return Ok(Some(chunk));
+            }
+        }
         match status {
             // Going on in another process.
             Some(RunStatus::Running) => {
