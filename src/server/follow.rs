@@ -13,8 +13,8 @@ use serde::Deserialize;
 
 use super::ApiError;
 use crate::agui::Event;
-use crate::state::AppState;
-use crate::store::{Follower, LiveRun, RunStatus, Since};
+use crate::state::{AppState, Stored};
+use crate::store::{Follower, LiveRun, RunStatus, Since, StoreError};
 
 /// How often a run going on in another process is looked for in the store: the most a follower
 /// there lags behind, on top of the writer's batching.
@@ -180,7 +180,7 @@ impl Follow {
                     Since::Gap => {}
                 }
             }
-            match self.from_store().await {
+            match self.read_store().await {
                 Ok(Some(chunk)) => return Some(chunk),
                 Ok(None) => {}
                 Err(e) => {
@@ -195,15 +195,13 @@ impl Follow {
     }
 
     /// Events from the store, or `None` after waiting when there are none yet.
-    async fn from_store(&mut self) -> Result<Option<Bytes>, crate::store::StoreError> {
+    async fn read_store(&mut self) -> Result<Option<Bytes>, StoreError> {
         let Some(stored) = self.app.stored.clone() else {
             self.done = true;
             return Ok(None);
         };
-        let events = stored.store.events(&self.run_id, self.pos, BATCH).await?;
-        if !events.is_empty() {
+        if let Some(chunk) = self.stored_events(&stored).await? {
             self.lag_waits = 0;
-            let chunk = self.frames(events.iter().map(|e| (e.seq, e.data.as_str())));
             return Ok(Some(chunk));
         }
         if let Some(live) = &self.live {
@@ -228,9 +226,7 @@ impl Follow {
             .map(|r| r.status);
         if status != Some(RunStatus::Running) {
             // Its last events may have been written between the two reads.
-            let events = stored.store.events(&self.run_id, self.pos, BATCH).await?;
-            if !events.is_empty() {
-                let chunk = self.frames(events.iter().map(|e| (e.seq, e.data.as_str())));
+            if let Some(chunk) = self.stored_events(&stored).await? {
                 return Ok(Some(chunk));
             }
         }
@@ -251,6 +247,17 @@ impl Follow {
                 Ok(None)
             }
         }
+    }
+
+    /// The next stored events as frames, if there are any.
+    async fn stored_events(&mut self, stored: &Stored) -> Result<Option<Bytes>, StoreError> {
+        let events = stored.store.events(&self.run_id, self.pos, BATCH).await?;
+        if events.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.frames(events.iter().map(|e| (e.seq, e.data.as_str()))),
+        ))
     }
 
     fn frames<'a>(&mut self, events: impl Iterator<Item = (i64, &'a str)>) -> Bytes {
