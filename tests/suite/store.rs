@@ -19,24 +19,30 @@ async fn databases() -> (Vec<(&'static str, String)>, TempDir) {
         "sqlite",
         format!("sqlite://{}", dir.path.join("t.db").display()),
     )];
+    if let Some(url) = postgres().await {
+        all.push(("postgres", url));
+    }
+    (all, dir)
+}
+
+/// A fresh database on the test PostgreSQL server, when `ROOMHOST_TEST_DATABASE_URL` (or
+/// `DATABASE_URL`) names one.
+pub async fn postgres() -> Option<String> {
     let server = std::env::var("ROOMHOST_TEST_DATABASE_URL")
         .or_else(|_| std::env::var("DATABASE_URL"))
         .ok()
-        .filter(|u| u.starts_with("postgres"));
-    if let Some(server) = server {
-        let name = format!("rh_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(&server)
-            .await
-            .expect("the test PostgreSQL server answers");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .expect("create a test database");
-        let mut url = reqwest::Url::parse(&server).expect("a database URL");
-        url.set_path(&name);
-        all.push(("postgres", url.to_string()));
-    }
-    (all, dir)
+        .filter(|u| u.starts_with("postgres"))?;
+    let name = format!("rh_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&server)
+        .await
+        .expect("the test PostgreSQL server answers");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create a test database");
+    let mut url = reqwest::Url::parse(&server).expect("a database URL");
+    url.set_path(&name);
+    Some(url.to_string())
 }
 
 pub async fn open(url: &str) -> Arc<dyn Store> {
@@ -44,6 +50,13 @@ pub async fn open(url: &str) -> Arc<dyn Store> {
         .await
         .expect("store opens")
         .expect("a store")
+}
+
+/// A run recorded through the writer (and its thread in room `r1`), and its log keeping at most `cap` events.
+fn logged(writer: &Writer, thread_id: &str, run_id: &str, cap: usize) -> RunLog {
+    writer.send(Write::Thread(thread("r1", thread_id, 1)));
+    writer.send(Write::Run(run(thread_id, run_id, 2)));
+    RunLog::new(Some(writer.clone()), run_id, cap)
 }
 
 fn thread(room: &str, id: &str, created: i64) -> ThreadRecord {
@@ -143,11 +156,7 @@ async fn store_writer_keeps_every_event_in_order_and_the_outcome() {
     for (backend, url) in dbs {
         let s = open(&url).await;
         let writer = Writer::spawn(s.clone(), MAX_QUEUED_EVENTS);
-        writer.send(Write::Thread(thread("r1", "t", 1)));
-        let mut log = {
-            writer.send(Write::Run(run("t", "run", 2)));
-            RunLog::new(Some(writer.clone()), "run", 10_000)
-        };
+        let mut log = logged(&writer, "t", "run", 10_000);
         for i in 0..1500 {
             assert_eq!(log.record(&format!(r#"{{"i":{i}}}"#)), i, "{backend}");
         }
@@ -183,11 +192,7 @@ async fn store_caps_the_events_of_a_run_and_marks_it_cut() {
     for (backend, url) in dbs {
         let s = open(&url).await;
         let writer = Writer::spawn(s.clone(), MAX_QUEUED_EVENTS);
-        writer.send(Write::Thread(thread("r1", "t", 1)));
-        let mut log = {
-            writer.send(Write::Run(run("t", "run", 2)));
-            RunLog::new(Some(writer.clone()), "run", 5)
-        };
+        let mut log = logged(&writer, "t", "run", 5);
         for i in 0..8 {
             assert_eq!(
                 log.record("{}"),
@@ -212,11 +217,7 @@ async fn store_writer_drops_events_past_its_queue_and_marks_the_run_cut() {
         let s = open(&url).await;
         // A queue of 3: the writer cannot take a burst of 50 at once.
         let writer = Writer::spawn(s.clone(), 3);
-        writer.send(Write::Thread(thread("r1", "t", 1)));
-        let mut log = {
-            writer.send(Write::Run(run("t", "run", 2)));
-            RunLog::new(Some(writer.clone()), "run", 1000)
-        };
+        let mut log = logged(&writer, "t", "run", 1000);
         for _ in 0..50 {
             log.record("{}");
         }
@@ -363,17 +364,11 @@ async fn store_writer_drops_a_refused_write_and_keeps_the_rest() {
     for (backend, url) in dbs {
         let s = open(&url).await;
         let writer = Writer::spawn(s.clone(), MAX_QUEUED_EVENTS);
-        writer.send(Write::Thread(thread("r1", "t", 1)));
         // A run of a thread that is not there (deleted meanwhile) breaks a foreign key.
-        let mut orphan = {
-            writer.send(Write::Run(run("gone", "orphan", 2)));
-            RunLog::new(Some(writer.clone()), "orphan", 100)
-        };
+        writer.send(Write::Run(run("gone", "orphan", 2)));
+        let mut orphan = RunLog::new(Some(writer.clone()), "orphan", 100);
         orphan.record("{}");
-        let mut log = {
-            writer.send(Write::Run(run("t", "run", 2)));
-            RunLog::new(Some(writer.clone()), "run", 100)
-        };
+        let mut log = logged(&writer, "t", "run", 100);
         log.record("{}");
         log.finish(RunStatus::Finished, None, None);
         assert!(writer.flush(Duration::from_secs(30)).await);

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use sqlx::Connection;
 
 use crate::process_lifecycle::{free_port, roomhost, wait_healthy, Running, ROOM};
+use crate::store::postgres;
 use crate::support::harness::{SseReader, TempDir, TestServer};
 use crate::support::mock_llm::{auto_reply, MockLlm, MockReply};
 
@@ -138,22 +139,6 @@ async fn store_faults_sigkill_during_50_runs_keeps_finished_runs_and_interrupts_
         .await
         .unwrap();
     assert_eq!(check, "ok");
-}
-
-/// A fresh database on the test PostgreSQL server, if there is one.
-async fn postgres() -> Option<String> {
-    let server = std::env::var("ROOMHOST_TEST_DATABASE_URL").ok()?;
-    let name = format!("rh_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&server)
-        .await
-        .expect("PostgreSQL answers");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .expect("create db");
-    let mut url = reqwest::Url::parse(&server).expect("URL");
-    url.set_path(&name);
-    Some(url.to_string())
 }
 
 #[tokio::test]

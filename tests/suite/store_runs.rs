@@ -43,6 +43,12 @@ async fn read_with_ids(resp: reqwest::Response) -> Vec<(String, Value)> {
     out
 }
 
+/// Waits until the server's writer has written everything so far.
+async fn flushed(server: &TestServer) {
+    let stored = server.app.stored.as_ref().expect("a store");
+    assert!(stored.writer.flush(Duration::from_secs(10)).await);
+}
+
 async fn run_status(server: &TestServer, run_id: &str) -> String {
     let (_, run) = server.get(&format!("/rooms/{ROOM}/runs/{run_id}")).await;
     run["status"].as_str().unwrap_or_default().to_owned()
@@ -71,14 +77,7 @@ async fn store_runs_threads_runs_and_delete_over_http() {
     }
     let other = json!({"threadId": "th-2", "prompt": VOTE});
     server.run(ROOM, other).await;
-    server
-        .app
-        .stored
-        .as_ref()
-        .unwrap()
-        .writer
-        .flush(Duration::from_secs(10))
-        .await;
+    flushed(&server).await;
 
     let (status, list) = server.get(&format!("/rooms/{ROOM}/threads")).await;
     assert_eq!(status, 200);
@@ -156,14 +155,7 @@ async fn store_runs_replay_is_the_stream_again_and_last_event_id_starts_after_it
     let server = stored(&mock, Duration::ZERO).await;
     let body = json!({"runId": "replay", "prompt": VOTE});
     let original = read_with_ids(server.post(&format!("/rooms/{ROOM}/run"), &body).await).await;
-    server
-        .app
-        .stored
-        .as_ref()
-        .unwrap()
-        .writer
-        .flush(Duration::from_secs(10))
-        .await;
+    flushed(&server).await;
 
     assert_eq!(
         read_with_ids(get_events(&server, "replay", None).await).await,
@@ -215,23 +207,9 @@ async fn store_runs_a_dropped_client_resumes_live_with_every_event_once_in_order
     for (i, (id, _)) in seen.iter().enumerate() {
         assert_eq!(id, &format!("resume:{i}"), "every event once, in order");
     }
-    server
-        .app
-        .stored
-        .as_ref()
-        .unwrap()
-        .writer
-        .flush(Duration::from_secs(10))
-        .await;
+    flushed(&server).await;
     eventually("the run ended", || server.app.runs.is_empty()).await;
-    server
-        .app
-        .stored
-        .as_ref()
-        .unwrap()
-        .writer
-        .flush(Duration::from_secs(10))
-        .await;
+    flushed(&server).await;
     assert_eq!(run_status(&server, "resume").await, "finished");
 }
 
@@ -239,7 +217,7 @@ async fn store_runs_a_dropped_client_resumes_live_with_every_event_once_in_order
 async fn store_runs_nobody_following_past_the_grace_cancels_the_run() {
     let mock = MockLlm::start().await;
     mock.respond_with(|_| MockReply::new().text("a few words").hang());
-    let server = stored(&mock, Duration::from_millis(300)).await;
+    let server = stored(&mock, Duration::from_secs(2)).await;
     let body = json!({"runId": "left", "prompt": VOTE});
     let mut reader = SseReader::new(server.post(&format!("/rooms/{ROOM}/run"), &body).await);
     reader.read_until("TEXT_MESSAGE_CONTENT").await;
@@ -249,14 +227,7 @@ async fn store_runs_nobody_following_past_the_grace_cancels_the_run() {
     assert_eq!(mock.in_flight(), 3);
     eventually("the calls closed after the grace", || mock.in_flight() == 0).await;
     eventually("the run ended", || server.app.runs.is_empty()).await;
-    server
-        .app
-        .stored
-        .as_ref()
-        .unwrap()
-        .writer
-        .flush(Duration::from_secs(10))
-        .await;
+    flushed(&server).await;
     assert_eq!(run_status(&server, "left").await, "cancelled");
     let replay = read_with_ids(get_events(&server, "left", None).await).await;
     assert_eq!(replay.last().unwrap().1["code"], "cancelled");
@@ -355,14 +326,7 @@ async fn store_runs_soliplex_post_with_last_event_id_resumes() {
     let path = format!("/api/v1/rooms/{ROOM}/agui/{thread}/{run}");
     let body = json!({"threadId": thread, "runId": run, "messages": [{"id": "m1", "role": "user", "content": VOTE}]});
     let original = read_with_ids(server.post(&path, &body).await).await;
-    server
-        .app
-        .stored
-        .as_ref()
-        .unwrap()
-        .writer
-        .flush(Duration::from_secs(10))
-        .await;
+    flushed(&server).await;
     let again = TestServer::client()
         .post(format!("{}{path}", server.url))
         .header("Last-Event-ID", format!("{run}:2"))
