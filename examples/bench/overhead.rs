@@ -151,6 +151,8 @@ pub async fn calibrate(
 
 pub fn settings(mocks: &[&MockLlm], limit: usize, queue: usize) -> Settings {
     let mut settings = Settings::default();
+    // The store's cost is measured on its own (`store` section).
+    settings.database_url = "none".into();
     settings.llm.base_urls = mocks.iter().map(|m| m.url()).collect();
     settings.llm.max_concurrency = slots(limit);
     settings.llm.max_queue = queue;

@@ -326,7 +326,13 @@ async fn drive(
                 message: e.to_string(),
                 code: Some(e.code().to_owned()),
             };
-            (RunStatus::Failed, last)
+            // Stopped by the server going down, as a crash would have: not the run's own failure.
+            let status = if e.code() == "shutdown" {
+                RunStatus::Interrupted
+            } else {
+                RunStatus::Failed
+            };
+            (status, last)
         }
         Ending::Cancelled(why) => cancelled(why),
         Ending::Left => cancelled("the client left and this run was cancelled"),
