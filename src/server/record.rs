@@ -11,7 +11,7 @@ use super::ApiError;
 use crate::agents::EventOutlet;
 use crate::agui::{Event, Profile, RunAgentInput, Shaper};
 use crate::state::{AppState, Stored};
-use crate::store::{now_ms, LiveRun, RunLog, RunRecord, RunStatus, ThreadRecord, Write};
+use crate::store::{now_ms, LiveRun, RunLog, RunRecord, RunStatus, Started, ThreadRecord, Write};
 
 /// How long starting a run waits for the database to record it before leaving it to the writer.
 const START_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -119,16 +119,11 @@ impl NewRun {
     /// records them when it is back and the run goes on.
     pub(super) async fn record(self, stored: &Stored) -> Result<(), ApiError> {
         if stored.writer.health.error().is_none() {
-            let store = &stored.store;
-            let at_once = async {
-                let in_room = store.put_thread(&self.thread).await?;
-                let created = in_room && store.create_run(&self.run).await?;
-                Ok::<_, crate::store::StoreError>((in_room, created))
-            };
+            let at_once = stored.store.start_run(&self.thread, &self.run);
             match tokio::time::timeout(START_WRITE_TIMEOUT, at_once).await {
-                Ok(Ok((false, _))) => return Err(ApiError::ThreadNotFound(self.thread.id)),
-                Ok(Ok((true, false))) => return Err(ApiError::RunIdReused(self.run.id)),
-                Ok(Ok((true, true))) => return Ok(()),
+                Ok(Ok(Started::OtherRoom)) => return Err(ApiError::ThreadNotFound(self.thread.id)),
+                Ok(Ok(Started::RunExists)) => return Err(ApiError::RunIdReused(self.run.id)),
+                Ok(Ok(Started::Recorded)) => return Ok(()),
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "store: cannot record a new run; the writer will")
                 }

@@ -83,6 +83,16 @@ impl FromStr for RunStatus {
     }
 }
 
+/// What [`Store::start_run`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    Recorded,
+    /// The thread id belongs to another room; nothing was written.
+    OtherRoom,
+    /// A run with that id exists; nothing was written.
+    RunExists,
+}
+
 /// One stored event: its sequence number in the run and its JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
@@ -143,6 +153,13 @@ pub trait Store: Send + Sync {
     async fn delete_thread(&self, room: &str, id: &str) -> Result<bool, StoreError>;
     /// Inserts a run; false if a run with that id exists.
     async fn create_run(&self, run: &RunRecord) -> Result<bool, StoreError>;
+    /// Records a run starting, with its thread if new, in one transaction (one commit on the
+    /// run's way to its stream).
+    async fn start_run(
+        &self,
+        thread: &ThreadRecord,
+        run: &RunRecord,
+    ) -> Result<Started, StoreError>;
     async fn run(&self, room: &str, id: &str) -> Result<Option<RunRecord>, StoreError>;
     /// A thread's runs, oldest first.
     async fn thread_runs(&self, room: &str, thread_id: &str) -> Result<Vec<RunRecord>, StoreError>;

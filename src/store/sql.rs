@@ -9,7 +9,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, PgPool, QueryBuilder, SqlitePool};
 
-use super::{RunRecord, Store, StoreError, StoredEvent, ThreadRecord, Write};
+use super::{RunRecord, Started, Store, StoreError, StoredEvent, ThreadRecord, Write};
 
 /// How long a statement waits for SQLite's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -147,6 +147,27 @@ macro_rules! sql_store {
                     .bind(&t.description)
             }
 
+            /// Inserts the thread if new; whether it is in `thread.room`.
+            async fn thread_in_room(
+                conn: &mut <$Db as sqlx::Database>::Connection,
+                thread: &ThreadRecord,
+            ) -> Result<bool, StoreError> {
+                if Self::thread_query(thread)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected()
+                    > 0
+                {
+                    return Ok(true);
+                }
+                let room: Option<String> =
+                    sqlx::query_scalar("SELECT room FROM threads WHERE id = $1")
+                        .bind(&thread.id)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                Ok(room.as_deref() == Some(thread.room.as_str()))
+            }
+
             fn run_query<'q>(
                 r: &'q RunRecord,
             ) -> sqlx::query::Query<'q, $Db, <$Db as sqlx::Database>::Arguments<'q>> {
@@ -167,13 +188,29 @@ macro_rules! sql_store {
         #[async_trait]
         impl Store for $Store {
             async fn put_thread(&self, thread: &ThreadRecord) -> Result<bool, StoreError> {
-                Self::thread_query(thread).execute(&self.pool).await?;
-                let room: Option<String> =
-                    sqlx::query_scalar("SELECT room FROM threads WHERE id = $1")
-                        .bind(&thread.id)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                Ok(room.as_deref() == Some(thread.room.as_str()))
+                let mut conn = self.pool.acquire().await?;
+                Self::thread_in_room(&mut conn, thread).await
+            }
+
+            async fn start_run(
+                &self,
+                thread: &ThreadRecord,
+                run: &RunRecord,
+            ) -> Result<Started, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                if !Self::thread_in_room(&mut tx, thread).await? {
+                    return Ok(Started::OtherRoom);
+                }
+                if Self::run_query(run)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 0
+                {
+                    return Ok(Started::RunExists);
+                }
+                tx.commit().await?;
+                Ok(Started::Recorded)
             }
 
             async fn thread(
