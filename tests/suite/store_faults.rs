@@ -74,7 +74,8 @@ async fn store_faults_sigkill_during_50_runs_keeps_finished_runs_and_interrupts_
     for i in 0..50 {
         let slow = if i % 2 == 0 { "slow " } else { "" };
         let body = json!({"threadId": format!("t{i}"), "runId": format!("r{i}"),
-            "prompt": format!("{slow}{VOTE}"), "forwardedProps": {"strategy": "voting"}});
+            "prompt": format!("{slow}{VOTE}"), "forwardedProps": {"strategy": "voting"},
+            "protocolVersion": "1.0"});
         let resp = TestServer::client()
             .post(format!("{url}{PATH}/run"))
             .json(&body)

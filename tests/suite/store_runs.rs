@@ -218,7 +218,7 @@ async fn store_runs_nobody_following_past_the_grace_cancels_the_run() {
     let mock = MockLlm::start().await;
     mock.respond_with(|_| MockReply::new().text("a few words").hang());
     let server = stored(&mock, Duration::from_secs(2)).await;
-    let body = json!({"runId": "left", "prompt": VOTE});
+    let body = json!({"runId": "left", "prompt": VOTE, "protocolVersion": "1.0"});
     let mut reader = SseReader::new(server.post(&format!("/rooms/{ROOM}/run"), &body).await);
     reader.read_until("TEXT_MESSAGE_CONTENT").await;
     eventually("every call in flight", || mock.in_flight() == 3).await;
@@ -238,7 +238,7 @@ async fn store_runs_cancel_route_stops_the_run_at_once() {
     let mock = MockLlm::start().await;
     mock.respond_with(|_| MockReply::new().text("a few words").hang());
     let server = stored(&mock, Duration::from_secs(60)).await;
-    let body = json!({"runId": "stop-me", "prompt": VOTE});
+    let body = json!({"runId": "stop-me", "prompt": VOTE, "protocolVersion": "1.0"});
     let mut reader = SseReader::new(server.post(&format!("/rooms/{ROOM}/run"), &body).await);
     reader.read_until("TEXT_MESSAGE_CONTENT").await;
     let resp = server
