@@ -11,10 +11,10 @@ use sqlx::Connection;
 use tokio::time::Instant;
 
 use crate::client::{client, open, timed_run, Timing};
-use crate::harness::TempDir;
+use crate::harness::{SseReader, TempDir};
 use crate::mock_llm::MockLlm;
-use crate::overhead::{calibrate, rooms, settings, SECTIONING, TOKENS};
-use crate::script::paced;
+use crate::overhead::{calibrate, rooms, settings, SECTIONING};
+use crate::script::paced_mocks;
 use crate::server::ServerProc;
 use crate::stats::{ms, Spread};
 use crate::BenchError;
@@ -108,12 +108,7 @@ pub async fn run(
     postgres: Option<String>,
 ) -> Result<(), BenchError> {
     let http = client();
-    let mut mocks = Vec::new();
-    for _ in 0..ENDPOINTS {
-        let mock = MockLlm::start().await;
-        paced(&mock, call, TOKENS);
-        mocks.push(mock);
-    }
+    let mocks = paced_mocks(ENDPOINTS, call).await;
     let l = calibrate(&http, &mocks[0], runs).await?.median;
     let mut backends = vec![Backend::None, Backend::Sqlite(TempDir::new())];
     match postgres {
@@ -251,6 +246,26 @@ async fn measure(
     })
 }
 
+/// `GET .../events` (after `last_id`, if given): the time to its first event, and the rest.
+async fn first_event(
+    http: &reqwest::Client,
+    base: &str,
+    run_id: &str,
+    last_id: Option<String>,
+) -> Result<(Duration, SseReader), BenchError> {
+    let start = Instant::now();
+    let mut req = http.get(format!("{base}/rooms/five/runs/{run_id}/events"));
+    if let Some(id) = last_id {
+        req = req.header("Last-Event-ID", id);
+    }
+    let mut reader = SseReader::new(req.send().await?);
+    reader
+        .next_event()
+        .await
+        .ok_or_else(|| BenchError::Run(format!("no event to follow in run {run_id}")))?;
+    Ok((start.elapsed(), reader))
+}
+
 async fn wait_recorded(http: &reqwest::Client, base: &str, run_id: &str) -> Result<(), BenchError> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -282,17 +297,8 @@ async fn reconnects(
 ) -> Result<(Spread, Spread), BenchError> {
     let mut replay = Vec::new();
     for id in finished.iter().take(RECONNECTS) {
-        let start = Instant::now();
-        let resp = http
-            .get(format!("{base}/rooms/five/runs/{id}/events"))
-            .send()
-            .await?;
-        let mut reader = crate::harness::SseReader::new(resp);
-        reader
-            .next_event()
-            .await
-            .ok_or_else(|| BenchError::Run("empty replay".into()))?;
-        replay.push(start.elapsed());
+        let (elapsed, _) = first_event(http, base, id, None).await?;
+        replay.push(elapsed);
     }
     let mut resume = Vec::new();
     for _ in 0..RECONNECTS {
@@ -305,20 +311,10 @@ async fn reconnects(
                 .await
                 .ok_or_else(|| BenchError::Run("run ended early".into()))?;
         }
-        let last = reader.last_id.clone().unwrap_or_default();
+        let last = reader.last_id.clone();
         drop(reader);
-        let start = Instant::now();
-        let resp = http
-            .get(format!("{base}/rooms/five/runs/{id}/events"))
-            .header("Last-Event-ID", last)
-            .send()
-            .await?;
-        let mut reader = crate::harness::SseReader::new(resp);
-        reader
-            .next_event()
-            .await
-            .ok_or_else(|| BenchError::Run("nothing after the reconnect".into()))?;
-        resume.push(start.elapsed());
+        let (elapsed, mut reader) = first_event(http, base, &id, last).await?;
+        resume.push(elapsed);
         reader.read_to_end().await;
     }
     Ok((Spread::of(replay), Spread::of(resume)))
