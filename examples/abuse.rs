@@ -95,6 +95,15 @@ impl Server {
             .args(["--max-connections", &MAX_CONNECTIONS.to_string()])
             .args(["--max-concurrency", &SLOTS.to_string()])
             .args(["--max-queue", &MAX_QUEUE.to_string()])
+            // The default SQLite store, in the probe's own folder. A client that leaves cancels its
+            // run at once: the probes check that everything is released when hostile clients go
+            // (with the default grace, their runs hold their places up to 60 s).
+            .arg("--database-url")
+            .arg(format!(
+                "sqlite://{}",
+                dir.path.join("roomhost.db").display()
+            ))
+            .args(["--detached-grace", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);

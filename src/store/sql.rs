@@ -15,6 +15,8 @@ use super::{RunRecord, Started, Store, StoreError, StoredEvent, ThreadRecord, Wr
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections in each pool: the writer, replays and the HTTP reads.
 const POOL_SIZE: u32 = 8;
+/// SQLite has one writer at a time anyway, and each connection is a thread with its own cache.
+const SQLITE_POOL_SIZE: u32 = 4;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -39,7 +41,7 @@ impl SqliteStore {
                 .idle_timeout(None)
                 .max_lifetime(None)
         } else {
-            SqlitePoolOptions::new().max_connections(POOL_SIZE)
+            SqlitePoolOptions::new().max_connections(SQLITE_POOL_SIZE)
         }
         .connect_with(options)
         .await?;
