@@ -2,7 +2,7 @@
 //! `.ci/run` after `cargo build --release`:
 //! `target/release/examples/abuse [--server target/release/roomhost]`.
 //!
-//! roomhost runs as a child process under a 1 GiB address-space cap and a 512 open-file limit
+//! roomhost runs as a child process under a 1.5 GiB address-space cap and a 512 open-file limit
 //! (soft and hard, so it cannot raise it); the mock LLM runs in this process, so the server's
 //! memory figures are its own and every prompt the server sends can be checked. A poller reads
 //! `/healthz` every 250 ms throughout. Each probe prints one line with its figures (calls the
@@ -33,9 +33,10 @@ use tokio::net::TcpStream;
 use harness::{SseReader, TempDir};
 use mock_llm::MockLlm;
 
-/// Address-space cap: jemalloc's arenas and the runtime's thread stacks reserve about 150 MiB of
-/// address space at idle; the old quadratic prompt building needed 3.6-4 GB and dies under it.
-const AS_CAP: u64 = 1 << 30;
+/// Address-space cap: jemalloc's arenas, the runtime's thread stacks and the SQLite store's
+/// connections reserve a few hundred MiB of address space (the suite peaks near 900 MiB); the old
+/// quadratic prompt building needed 3.6-4 GB and dies well under this.
+const AS_CAP: u64 = 3 << 29;
 /// Open files: soft and hard, so the server's start-up raise cannot lift it.
 const NOFILE: u64 = 512;
 /// Below the open-file limit, so a flood is refused with 503 rather than failing accept().
@@ -95,6 +96,15 @@ impl Server {
             .args(["--max-connections", &MAX_CONNECTIONS.to_string()])
             .args(["--max-concurrency", &SLOTS.to_string()])
             .args(["--max-queue", &MAX_QUEUE.to_string()])
+            // The default SQLite store, in the probe's own folder. A client that leaves cancels its
+            // run at once: the probes check that everything is released when hostile clients go
+            // (with the default grace, their runs hold their places up to 60 s).
+            .arg("--database-url")
+            .arg(format!(
+                "sqlite://{}",
+                dir.path.join("roomhost.db").display()
+            ))
+            .args(["--detached-grace", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);

@@ -56,6 +56,19 @@ settings! {
         /// largest request line plus headers; past it 431
         max_header_bytes: usize = 16 * 1024, env ["ROOMHOST_MAX_HEADER_BYTES"],
             check at_least(1024);
+        /// where threads, runs and their events are kept: `sqlite://FILE` (created if missing,
+        /// relative to the working directory), `sqlite::memory:`, `postgres://USER:PASS@HOST/DB`,
+        /// or `none` to keep nothing (see [The store](#the-store))
+        database_url: String = "sqlite://roomhost.db".into(), env ["ROOMHOST_DATABASE_URL"];
+        /// threads with no run for this many days are deleted (checked hourly); 0 keeps them
+        retention_days: u32 = 0, env ["ROOMHOST_RETENTION_DAYS"];
+        /// events kept per run; past it the run is marked `events_cut` (its stream goes on)
+        max_events_per_run: usize = 100_000, env ["ROOMHOST_MAX_EVENTS_PER_RUN"],
+            check at_least(1);
+        /// how long a run goes on after its client left, so a reconnect picks it up (see
+        /// [Resuming a run](#resuming-a-run)); then it is cancelled. 0 cancels it at once
+        detached_grace: Duration = Duration::from_secs(60), env ["ROOMHOST_DETACHED_GRACE_SECS"],
+            serde(with = "declare::duration", alias = "detached_grace_secs");
     }
     sections { llm: LlmConfig / LlmFlags }
 }

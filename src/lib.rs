@@ -12,5 +12,6 @@ pub mod logsafe;
 pub mod rooms;
 pub mod server;
 pub mod state;
+pub mod store;
 
 pub use state::{App, AppState, StartupError};

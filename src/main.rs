@@ -36,7 +36,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), StartupError> {
     let settings = Settings::load(&cli)?;
     let addr = settings.addr;
-    let app = App::build(settings, &Registry::builtin())?;
+    let app = App::open(settings, &Registry::builtin()).await?;
     let bind_err = |e: std::io::Error| StartupError::Bind {
         addr: addr.to_string(),
         detail: e.to_string(),
@@ -47,9 +47,17 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
         .map_err(bind_err)?;
     let rooms: Vec<&str> = app.rooms().iter().map(|r| r.config.id.as_str()).collect();
     tracing::info!(%addr, ?rooms, llm = ?app.settings.llm.base_urls, "roomhost listening");
+    let stored = app.stored.clone();
     serve(listener, app, shutdown_signal())
         .await
-        .map_err(bind_err)
+        .map_err(bind_err)?;
+    // The runs have ended; their last events are still on their way to the database.
+    if let Some(stored) = stored {
+        if !stored.writer.flush(FINAL_FLUSH).await {
+            tracing::warn!("store: the last writes did not reach the database before exit");
+        }
+    }
+    Ok(())
 }
 
 /// Every connection is a file: below the connection cap (plus room for backend calls and files),
@@ -73,3 +81,6 @@ fn log_nofile_limit(max_connections: usize) {
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
 }
+
+/// How long the exit waits for the store's last writes.
+const FINAL_FLUSH: std::time::Duration = std::time::Duration::from_secs(10);

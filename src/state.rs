@@ -3,6 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -12,6 +13,7 @@ use crate::agents::{Agent, AgentDeps, Registry};
 use crate::config::{ConfigError, Settings};
 use crate::llm::{self, LlmClient};
 use crate::rooms::{load_rooms_dir, LoadedRoom, RoomConfig, RoomError};
+use crate::store::{self, LiveRuns, Store, Writer};
 
 pub type AppState = Arc<App>;
 
@@ -34,6 +36,17 @@ pub struct App {
     /// Fired when the shutdown grace period is over: running streams end with `RUN_ERROR`.
     pub force_stop: CancellationToken,
     pub(crate) threads: Mutex<ThreadBook>,
+    /// The store and its writer; `None` with `database_url: none` (or built by [`App::build`]).
+    pub stored: Option<Stored>,
+    /// Runs going on in this process, for followers and cancel.
+    pub live: LiveRuns,
+}
+
+/// The open store and the one writer batching its event writes.
+#[derive(Clone)]
+pub struct Stored {
+    pub store: Arc<dyn Store>,
+    pub writer: Writer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,14 +59,47 @@ pub enum StartupError {
     Llm(#[from] llm::BuildError),
     #[error("cannot listen on {addr}: {detail}")]
     Bind { addr: String, detail: String },
+    #[error("database {url}: {reason}")]
+    Store { url: String, reason: String },
 }
 
 impl App {
-    /// Loads the rooms from `settings.rooms_dir`, builds the LLM client and every room's agent.
+    /// What the server runs: [`App::build`] with the store at `settings.database_url` opened and
+    /// migrated (runs a previous process left `running` become `interrupted`), its writer and
+    /// retention task started.
+    pub async fn open(settings: Settings, registry: &Registry) -> Result<AppState, StartupError> {
+        let url = settings.database_url.clone();
+        let store = store::open(&url).await.map_err(|e| StartupError::Store {
+            url: store::mask_password(&url),
+            reason: e.to_string(),
+        })?;
+        let stored = store.map(|store| {
+            if settings.retention_days > 0 {
+                let days = u64::from(settings.retention_days);
+                store::spawn_purge(store.clone(), Duration::from_secs(days * 86_400));
+            }
+            Stored {
+                writer: Writer::spawn(store.clone(), store::MAX_QUEUED_EVENTS),
+                store,
+            }
+        });
+        Self::with_parts(settings, registry, stored)
+    }
+
+    /// Loads the rooms from `settings.rooms_dir`, builds the LLM client and every room's agent;
+    /// no store.
     pub fn build(settings: Settings, registry: &Registry) -> Result<AppState, StartupError> {
+        Self::with_parts(settings, registry, None)
+    }
+
+    fn with_parts(
+        settings: Settings,
+        registry: &Registry,
+        stored: Option<Stored>,
+    ) -> Result<AppState, StartupError> {
         let llm = llm::build_client(&settings.llm.settings())?;
         let rooms = load_rooms_dir(&settings.rooms_dir)?;
-        Self::build_with(settings, registry, llm, rooms)
+        Self::build_with(settings, registry, llm, rooms, stored)
     }
 
     pub fn build_with(
@@ -61,6 +107,7 @@ impl App {
         registry: &Registry,
         llm: Arc<dyn LlmClient>,
         rooms: Vec<LoadedRoom>,
+        stored: Option<Stored>,
     ) -> Result<AppState, StartupError> {
         let deps = AgentDeps {
             llm: llm.clone(),
@@ -78,6 +125,8 @@ impl App {
             shutdown: CancellationToken::new(),
             force_stop: CancellationToken::new(),
             threads: Mutex::new(ThreadBook::default()),
+            stored,
+            live: LiveRuns::default(),
         }))
     }
 

@@ -51,6 +51,8 @@ const ui = {
   send: $("send"),
   stop: $("stop"),
   newChat: $("new-chat"),
+  threads: $("threads"),
+  threadsTitle: $("threads-title"),
 };
 
 const state = {
@@ -58,7 +60,7 @@ const state = {
   room: null,
   threadId: uuid(),
   history: [], // the conversation so far, sent with each run as AG-UI messages
-  active: null, // { view, controller } while a run streams
+  active: null, // { view, controller, runId } while a run streams
   followOutput: true, // keep the transcript scrolled to the bottom unless the user scrolled up
 };
 
@@ -308,6 +310,10 @@ class RunView {
         this.finish(event);
         return;
       case "RUN_ERROR":
+        if (event.code === "cancelled") {
+          this.stopped();
+          return;
+        }
         this.showError("The run failed", event.message, event.code);
         this.end("failed");
         return;
@@ -407,7 +413,7 @@ class RunView {
     for (const card of this.cards.values()) {
       if (["running", "pending"].includes(card.root.dataset.status)) card.setStatus("stopped");
     }
-    this.showError("Stopped", "You stopped this run. Closing its stream cancels the model calls on the server.");
+    this.showError("Stopped", "This run was stopped; its model calls were cancelled on the server.");
     this.end("stopped");
   }
 
@@ -498,24 +504,60 @@ async function sendMessage(text) {
   ui.transcript.append(view.root);
   state.followOutput = true;
   followOutput();
-  const controller = new AbortController();
-  state.active = { view, controller };
-  setBusy(true);
-
-  try {
-    const resp = await fetch(`/rooms/${encodeURIComponent(state.room.id)}/run`, {
+  setThreadInUrl(state.threadId);
+  const post = (signal) =>
+    fetch(`/rooms/${encodeURIComponent(state.room.id)}/run`, {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
       body: JSON.stringify(body),
-      signal: controller.signal,
+      signal,
     });
+  await streamRun(view, body.runId, post);
+  if (view.state === "complete") {
+    state.history.push(userMessage, { id: uuid(), role: "assistant", content: view.answer });
+  }
+  refreshThreads();
+}
+
+/** Tries to resume a broken stream this many times, waiting longer each time. */
+const RESUME_TRIES = 4;
+
+/**
+ * Streams a run into its view: `open(signal)` starts the stream; should it break before the run's
+ * last event, the rest is followed from the events route after the last event id received.
+ */
+async function streamRun(view, runId, open) {
+  const controller = new AbortController();
+  state.active = { view, controller, runId };
+  setBusy(true);
+  let lastId = null;
+  const events = (resp) => sseJson(resp.body, (id) => (lastId = id));
+  try {
+    const resp = await open(controller.signal);
     if (!resp.ok) throw await httpError(resp);
-    for await (const event of sseJson(resp.body)) {
+    for await (const event of events(resp)) {
       view.handle(event);
       followOutput();
     }
+    for (let attempt = 0; !view.ended && attempt < RESUME_TRIES; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 500 * 2 ** attempt));
+      if (controller.signal.aborted) break;
+      try {
+        const resumed = await fetch(eventsUrl(runId), {
+          headers: lastId ? { "Last-Event-ID": lastId } : {},
+          signal: controller.signal,
+        });
+        if (!resumed.ok) break;
+        for await (const event of events(resumed)) {
+          view.handle(event);
+          followOutput();
+        }
+      } catch (e) {
+        if (controller.signal.aborted) throw e;
+      }
+    }
     if (!view.ended) {
-      view.fail("The stream ended early", "The connection closed before the run finished. The server may have restarted; try again.");
+      view.fail("The stream ended early", "The connection closed before the run finished and it could not be resumed. Try again.");
     }
   } catch (e) {
     if (controller.signal.aborted) view.stopped();
@@ -526,11 +568,27 @@ async function sendMessage(text) {
     state.active = null;
     setBusy(false);
     followOutput();
-    if (view.state === "complete") {
-      state.history.push(userMessage, { id: uuid(), role: "assistant", content: view.answer });
-    }
     checkServer();
   }
+}
+
+function eventsUrl(runId) {
+  return `/rooms/${encodeURIComponent(state.room.id)}/runs/${encodeURIComponent(runId)}/events`;
+}
+
+/** Stop: the server cancels the run (its stream then ends with a `cancelled` error); a server
+ * without the route (or that lost the run) is left by closing the stream. */
+async function stopRun() {
+  const active = state.active;
+  if (!active) return;
+  try {
+    const url = `/rooms/${encodeURIComponent(state.room.id)}/runs/${encodeURIComponent(active.runId)}/cancel`;
+    const resp = await fetch(url, { method: "POST" });
+    if (resp.ok) return;
+  } catch {
+    // Unreachable: closing the stream is all that is left.
+  }
+  active.controller.abort();
 }
 
 function setBusy(busy) {
@@ -545,18 +603,119 @@ function followOutput() {
 
 // ---- Rooms -------------------------------------------------------------------------------------
 
-function newChat() {
+function clearTranscript() {
   state.active?.controller.abort();
-  state.threadId = uuid();
   state.history = [];
   for (const turn of ui.transcript.querySelectorAll(".turn")) turn.remove();
-  ui.welcome.hidden = false;
 }
 
-function selectRoom(room) {
-  newChat();
+function newChat() {
+  clearTranscript();
+  state.threadId = uuid();
+  ui.welcome.hidden = false;
+  if (state.room) setThreadInUrl(null);
+  markCurrentThread();
+}
+
+/** The room and thread in the address, so a reload comes back to them. */
+function setThreadInUrl(threadId) {
+  const params = new URLSearchParams({ room: state.room.id });
+  if (threadId) params.set("thread", threadId);
+  history.replaceState(null, "", `#${params}`);
+}
+
+// ---- Threads -----------------------------------------------------------------------------------
+
+/** The room's threads in the sidebar, newest first; hidden when the server keeps none. */
+async function refreshThreads() {
+  if (!state.room) return;
+  let body;
+  try {
+    const resp = await fetch(`/rooms/${encodeURIComponent(state.room.id)}/threads?limit=30`);
+    if (!resp.ok) throw await httpError(resp);
+    body = await resp.json();
+  } catch {
+    ui.threadsTitle.hidden = ui.threads.hidden = true;
+    return;
+  }
+  ui.threadsTitle.hidden = ui.threads.hidden = false;
+  ui.threads.replaceChildren(
+    ...body.threads.map((t) => {
+      const button = h("button", "thread", t.metadata?.name || "Untitled thread");
+      button.type = "button";
+      button.dataset.thread = t.thread_id;
+      button.title = new Date(t.created).toLocaleString();
+      button.addEventListener("click", () => {
+        if (t.thread_id !== state.threadId || state.active) openThread(t.thread_id);
+      });
+      return button;
+    }),
+  );
+  if (!body.threads.length) ui.threads.replaceChildren(h("p", "muted small", "No threads yet."));
+  markCurrentThread();
+}
+
+function markCurrentThread() {
+  for (const button of ui.threads.querySelectorAll(".thread")) {
+    button.setAttribute("aria-current", String(button.dataset.thread === state.threadId));
+  }
+}
+
+/** The last user message's text of a stored run input. */
+function promptOf(input) {
+  const user = (input?.messages ?? []).filter((m) => m.role === "user").at(-1);
+  if (!user) return "";
+  if (typeof user.content === "string") return user.content;
+  return (user.content ?? []).map((p) => p.text ?? "").join("\n");
+}
+
+/**
+ * Opens a stored thread: each run replayed from its events (answers and final activity); a run still
+ * going is followed live from where it is.
+ */
+async function openThread(threadId) {
+  clearTranscript();
+  state.threadId = threadId;
+  setThreadInUrl(threadId);
+  markCurrentThread();
+  const room = encodeURIComponent(state.room.id);
+  let thread;
+  try {
+    const resp = await fetch(`/rooms/${room}/threads/${encodeURIComponent(threadId)}`);
+    if (!resp.ok) throw await httpError(resp);
+    thread = await resp.json();
+  } catch {
+    // Gone (deleted, or a server without a store): start it afresh under the same id.
+    ui.welcome.hidden = false;
+    return;
+  }
+  ui.welcome.hidden = thread.runs.length > 0;
+  for (const run of thread.runs) {
+    if (state.threadId !== threadId) return; // another thread was opened meanwhile
+    let prompt = "";
+    try {
+      const resp = await fetch(`/rooms/${room}/runs/${encodeURIComponent(run.run_id)}`);
+      if (resp.ok) prompt = promptOf((await resp.json()).run_input);
+    } catch {
+      // The prompt is only a heading; the events still show the run.
+    }
+    const view = new RunView(prompt);
+    ui.transcript.append(view.root);
+    await streamRun(view, run.run_id, (signal) => fetch(eventsUrl(run.run_id), { signal }));
+    if (view.state === "complete") {
+      state.history.push(
+        { id: uuid(), role: "user", content: prompt },
+        { id: uuid(), role: "assistant", content: view.answer },
+      );
+    }
+  }
+}
+
+function selectRoom(room, threadId) {
   state.room = room;
-  history.replaceState(null, "", `#room=${encodeURIComponent(room.id)}`);
+  if (threadId) openThread(threadId);
+  else newChat();
+  refreshThreads();
   ui.roomName.textContent = room.name || room.id;
   ui.roomDescription.textContent = room.description ?? "";
   ui.welcomeText.textContent = room.welcome_message || "Pick a suggestion below or write your own message.";
@@ -600,8 +759,9 @@ async function loadRooms() {
       return button;
     }),
   );
-  const wanted = new URLSearchParams(location.hash.slice(1)).get("room");
-  selectRoom(state.rooms.find((r) => r.id === wanted) ?? state.rooms[0]);
+  const wanted = new URLSearchParams(location.hash.slice(1));
+  const room = state.rooms.find((r) => r.id === wanted.get("room"));
+  selectRoom(room ?? state.rooms[0], room ? wanted.get("thread") : null);
 }
 
 async function checkServer() {
@@ -636,7 +796,7 @@ ui.prompt.addEventListener("keydown", (e) => {
     submitComposer();
   }
 });
-ui.stop.addEventListener("click", () => state.active?.controller.abort());
+ui.stop.addEventListener("click", stopRun);
 ui.newChat.addEventListener("click", newChat);
 ui.transcript.addEventListener("scroll", () => {
   const t = ui.transcript;

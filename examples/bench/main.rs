@@ -9,6 +9,7 @@ mod scale;
 mod script;
 mod server;
 mod stats;
+mod store;
 mod system;
 mod throughput;
 
@@ -50,13 +51,14 @@ enum Section {
     Scale,
     Idle,
     Throughput,
+    Store,
 }
 
 #[derive(Parser)]
 #[command(about = "roomhost benchmark: overhead vs the LLM's critical path, scale, streaming")]
 struct Args {
     /// Sections to run.
-    #[arg(long, value_enum, value_delimiter = ',', default_values = ["overhead", "scale", "idle", "throughput"])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["overhead", "scale", "idle", "throughput", "store"])]
     only: Vec<Section>,
     /// Runs per overhead row.
     #[arg(long, default_value_t = 50)]
@@ -73,6 +75,12 @@ struct Args {
     /// Tokens per run in the throughput section.
     #[arg(long, default_value_t = 10_000)]
     tokens: usize,
+    /// Runs at once in the store section's burst (each call lasting L).
+    #[arg(long, default_value_t = 1000)]
+    store_burst: usize,
+    /// A PostgreSQL server for the store section (a database is created on it).
+    #[arg(long, env = "ROOMHOST_TEST_DATABASE_URL")]
+    postgres: Option<String>,
     /// Internal: serve roomhost with this settings file (the benchmark's child process).
     #[arg(long = "serve", hide = true)]
     serve: Option<PathBuf>,
@@ -140,6 +148,16 @@ async fn run(args: &Args) -> Result<(), BenchError> {
             Section::Idle => {
                 println!("\n## Scale: idle-but-open streams");
                 scale::idle_streams(args.idle_streams).await?;
+            }
+            Section::Store => {
+                println!("\n## The store: off, SQLite, PostgreSQL");
+                store::run(
+                    args.runs,
+                    Duration::from_millis(args.call_ms),
+                    args.store_burst,
+                    args.postgres.clone(),
+                )
+                .await?;
             }
             Section::Throughput => {
                 println!("\n## Streaming throughput");

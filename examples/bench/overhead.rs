@@ -150,7 +150,11 @@ pub async fn calibrate(
 }
 
 pub fn settings(mocks: &[&MockLlm], limit: usize, queue: usize) -> Settings {
-    let mut settings = Settings::default();
+    let mut settings = Settings {
+        // The store's cost is measured on its own (`store` section).
+        database_url: "none".into(),
+        ..Settings::default()
+    };
     settings.llm.base_urls = mocks.iter().map(|m| m.url()).collect();
     settings.llm.max_concurrency = slots(limit);
     settings.llm.max_queue = queue;

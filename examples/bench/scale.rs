@@ -8,8 +8,8 @@ use tokio::time::Instant;
 
 use crate::client::{client, open, timed_run, Timing};
 use crate::mock_llm::MockLlm;
-use crate::overhead::{calibrate, rooms, settings, SECTIONING, TOKENS};
-use crate::script::{hanging, paced};
+use crate::overhead::{calibrate, rooms, settings, SECTIONING};
+use crate::script::{hanging, paced_mocks};
 use crate::server::ServerProc;
 use crate::stats::{kib_each, mib, ms, Spread};
 use crate::system::Usage;
@@ -23,12 +23,7 @@ const SETTLE: Duration = Duration::from_secs(20);
 
 pub async fn concurrent_runs(runs: usize, call: Duration) -> Result<(), BenchError> {
     let http = client();
-    let mut mocks = Vec::new();
-    for _ in 0..ENDPOINTS {
-        let mock = MockLlm::start().await;
-        paced(&mock, call, TOKENS);
-        mocks.push(mock);
-    }
+    let mocks = paced_mocks(ENDPOINTS, call).await;
     let l = calibrate(&http, &mocks[0], 20).await?.median;
     let limit = (runs * TASKS).div_ceil(ENDPOINTS).clamp(1, 1024);
     let mock_refs: Vec<&MockLlm> = mocks.iter().collect();

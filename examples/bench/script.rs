@@ -23,6 +23,17 @@ pub fn paced(mock: &MockLlm, call: Duration, tokens: usize) {
     });
 }
 
+/// `count` mocks, each pacing its calls over `call` with the overhead section's tokens.
+pub async fn paced_mocks(count: usize, call: Duration) -> Vec<MockLlm> {
+    let mut mocks = Vec::new();
+    for _ in 0..count {
+        let mock = MockLlm::start().await;
+        paced(&mock, call, crate::overhead::TOKENS);
+        mocks.push(mock);
+    }
+    mocks
+}
+
 /// Every call waits before its headers for longer than any benchmark runs.
 pub fn hanging(mock: &MockLlm) {
     mock.respond_with(|_| MockReply::new().hang_before_headers());

@@ -160,7 +160,8 @@ pub fn serve_child(config: &Path) -> ExitCode {
 async fn serve(config: &Path) -> Result<(), BenchError> {
     // Reading the file checks it.
     let settings = Settings::from_file(config).map_err(|e| BenchError::Server(e.to_string()))?;
-    let app = App::build(settings, &Registry::builtin())
+    let app = App::open(settings, &Registry::builtin())
+        .await
         .map_err(|e| BenchError::Server(e.to_string()))?;
     let listener = tokio::net::TcpListener::bind(app.settings.addr).await?;
     println!("listening http://{}", listener.local_addr()?);

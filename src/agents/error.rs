@@ -27,6 +27,12 @@ error_codes! {
     BadInput = "bad_input",
     /// The server stopped the run while shutting down.
     Shutdown = "shutdown",
+    /// Cancelled on request, or because nobody followed it after its client left.
+    Cancelled = "cancelled",
+    /// The server stopped (crashed) while the run was going; its events up to then are kept.
+    Interrupted = "interrupted",
+    /// A replay could not read the run's stored events.
+    Store = "store",
     /// A server bug (a panic, an event that would not encode).
     Internal = "internal",
     /// Every task of a step failed, for different reasons.

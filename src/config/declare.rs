@@ -189,7 +189,7 @@ macro_rules! value_from_str {
     )*};
 }
 
-value_from_str!(SocketAddr, usize, u32, LlmApi, OpenAiJsonMode);
+value_from_str!(SocketAddr, String, usize, u32, LlmApi, OpenAiJsonMode);
 
 impl Value for bool {
     fn parse(text: &str) -> Result<Self, String> {

@@ -12,6 +12,14 @@ pub enum ApiError {
     RoomNotFound(String),
     #[error("thread '{0}' not found in this room")]
     ThreadNotFound(String),
+    #[error("run '{0}' not found in this room")]
+    RunNotFound(String),
+    #[error("this server keeps no threads or runs (database_url is none)")]
+    NoStore,
+    #[error("run '{0}' is {1}, not going on in this process")]
+    NotRunningHere(String, &'static str),
+    #[error("the database cannot be read: {0}")]
+    Store(#[from] crate::store::StoreError),
     #[error("no route for {0}")]
     NoRoute(String),
     #[error("request body is not valid JSON: {0}")]
@@ -49,9 +57,13 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::RoomNotFound(_) | ApiError::ThreadNotFound(_) | ApiError::NoRoute(_) => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::RoomNotFound(_)
+            | ApiError::ThreadNotFound(_)
+            | ApiError::RunNotFound(_)
+            | ApiError::NoStore
+            | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::NotRunningHere(..) => StatusCode::CONFLICT,
+            ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InvalidJson(_)
             | ApiError::InvalidInput(_)
             | ApiError::NoUserMessage
@@ -74,6 +86,10 @@ impl ApiError {
         match self {
             ApiError::RoomNotFound(_) => "room_not_found",
             ApiError::ThreadNotFound(_) => "thread_not_found",
+            ApiError::RunNotFound(_) => "run_not_found",
+            ApiError::NoStore => "no_store",
+            ApiError::NotRunningHere(..) => "run_not_running",
+            ApiError::Store(_) => "store_unavailable",
             ApiError::NoRoute(_) => "not_found",
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::InvalidInput(_) => "invalid_input",

@@ -2,12 +2,15 @@
 
 mod conn;
 mod error;
+mod follow;
 mod health;
 mod page;
+mod record;
 mod rooms;
 mod run;
 mod soliplex;
 mod stream;
+mod threads;
 
 pub use conn::raise_nofile_limit;
 pub use error::ApiError;
@@ -37,6 +40,14 @@ pub fn router(app: AppState) -> Router {
         .route("/rooms", get(rooms::list))
         .route("/rooms/{id}", get(rooms::get))
         .route("/rooms/{id}/run", post(run::run_room))
+        .route("/rooms/{id}/threads", get(threads::list))
+        .route(
+            "/rooms/{id}/threads/{thread_id}",
+            get(threads::get).delete(threads::delete),
+        )
+        .route("/rooms/{id}/runs/{run_id}", get(threads::run))
+        .route("/rooms/{id}/runs/{run_id}/cancel", post(threads::cancel))
+        .route("/rooms/{id}/runs/{run_id}/events", get(threads::events))
         .route("/api/v1/rooms", get(rooms::list_by_id))
         .route("/api/v1/rooms/{id}", get(rooms::get))
         .route("/api/v1/rooms/{id}/agui", post(soliplex::new_thread))
@@ -64,7 +75,7 @@ pub fn router(app: AppState) -> Router {
 
 fn cors(origins: &[String]) -> CorsLayer {
     let layer = CorsLayer::new()
-        .allow_methods([Method::GET, Method::POST])
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
         .allow_headers(Any);
     if origins.iter().any(|o| o == "*") {
         return layer.allow_origin(Any);

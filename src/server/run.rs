@@ -14,12 +14,14 @@ use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutError;
 use tracing::Instrument;
 
-use super::stream::{self, RunOutlet};
+use super::record::{self, NewRun, Recorder};
+use super::stream;
 use super::ApiError;
-use crate::agents::{AgentError, ErrorCode, EventOutlet, EventSink, RunFuture};
+use crate::agents::{AgentError, ErrorCode, EventOutlet, EventSink, RunFuture, RunOutput};
 use crate::agui::{Event, Message, MessageContent, Profile, RunAgentInput};
 use crate::logsafe::Shown;
 use crate::state::AppState;
+use crate::store::{history, RunStatus};
 
 pub async fn run_room(
     State(app): State<AppState>,
@@ -28,7 +30,7 @@ pub async fn run_room(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let input = decode_input(&app, &room_id, &headers, body)?;
-    start_run(app, room_id, input, || Ok(()))
+    start_run(app, room_id, input, || Ok(())).await
 }
 
 /// Checks the room and body and turns them into a run input; shared by every run route.
@@ -137,7 +139,7 @@ const MAX_ID_BYTES: usize = 128;
 
 /// Ids are echoed in events and logged: short, and of characters that need no escaping anywhere.
 /// The id itself is not repeated in the error (it may be huge).
-fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
+pub(super) fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
     let allowed = |b: u8| b.is_ascii_alphanumeric() || b"_.:-".contains(&b);
     if !id.is_empty() && id.len() <= MAX_ID_BYTES && id.bytes().all(allowed) {
         return Ok(());
@@ -148,23 +150,41 @@ fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
 }
 
 /// Starts the room's agent on `input` and answers with its event stream. `accept` runs once the
-/// agent has accepted the input, so that only runs that start are recorded.
-pub(super) fn start_run(
+/// agent has accepted the input, so that only runs that start are recorded. With a store, the
+/// thread's earlier turns are put before a lone new message, and the run is recorded before its
+/// stream starts.
+pub(super) async fn start_run(
     app: AppState,
     room_id: String,
-    input: RunAgentInput,
+    mut input: RunAgentInput,
     accept: impl FnOnce() -> Result<(), ApiError>,
 ) -> Result<Response, ApiError> {
     let room = app
         .room(&room_id)
         .ok_or_else(|| ApiError::RoomNotFound(room_id.clone()))?;
     let profile = Profile::for_input(&input).map_err(|e| ApiError::InvalidInput(e.to_string()))?;
-    let cancel = CancellationToken::new();
+    if app.live.get(&input.run_id).is_some() {
+        return Err(ApiError::RunIdReused(input.run_id));
+    }
+    if let Some(stored) = &app.stored {
+        // A run of this thread that just finished here may not be written yet.
+        if app.live.in_thread(&input.thread_id) {
+            stored.writer.flush(HISTORY_FLUSH).await;
+        }
+        match history::fill(stored.store.as_ref(), &room_id, &mut input).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(messages = n, "earlier turns of the thread added"),
+            Err(e) => {
+                tracing::warn!(error = %e, "store: earlier turns cannot be read; the run goes on without them")
+            }
+        }
+    }
+    let new_run = NewRun::of(&room_id, &input);
+    let client_left = CancellationToken::new();
     let (outlet, response) = stream::channel(
-        profile,
         app.settings.client_buffer_bytes,
         app.settings.keep_alive,
-        cancel.clone(),
+        client_left.clone(),
     );
     let started = Event::RunStarted {
         thread_id: input.thread_id.clone(),
@@ -179,88 +199,150 @@ pub(super) fn start_run(
         thread_id = %Shown(&input.thread_id),
         strategy = tracing::field::Empty,
     );
+    let recorder = record::recorder(&app, &room_id, (&ids.0, &ids.1), profile, outlet);
     let accepted = room
         .agent
-        .start(input, EventSink::new(outlet.clone()))
+        .start(input, EventSink::new(recorder.clone()))
         .map_err(|e| match e {
             AgentError::BadInput(msg) => ApiError::BadRequest(msg),
             other => ApiError::BadRequest(other.to_string()),
-        })?;
+        });
+    // A run refused from here on was never live.
+    let refused = |e: ApiError| {
+        app.live.remove(&ids.1);
+        e
+    };
+    let accepted = accepted.map_err(refused)?;
     // The whole run is admitted to the LLM queue before its stream starts, or refused with 429/503.
-    let reservation = app.llm.reserve(accepted.max_calls).inspect_err(
-        |e| tracing::warn!(room = %Shown(&room_id), calls = accepted.max_calls, "run refused: {e}"),
-    )?;
+    let reservation = app
+        .llm
+        .reserve(accepted.max_calls)
+        .inspect_err(|e| tracing::warn!(room = %Shown(&room_id), calls = accepted.max_calls, "run refused: {e}"))
+        .map_err(|e| refused(e.into()))?;
     // Only a run that starts is recorded (a refused reservation is dropped with this error).
-    accept()?;
+    accept().map_err(refused)?;
+    if let Some(stored) = &app.stored {
+        new_run.record(stored).await.map_err(refused)?;
+    }
     let run: RunFuture = Box::pin(reservation.scope(accepted.run));
 
     app.runs
-        .spawn(drive(app.clone(), run, started, ids, outlet, cancel).instrument(span));
+        .spawn(drive(app.clone(), run, started, ids, recorder, client_left).instrument(span));
     Ok(response)
 }
 
-/// Runs the agent between `RUN_STARTED` and exactly one `RUN_FINISHED`/`RUN_ERROR`, unless the
-/// client leaves or stops reading, in which case the agent's future is dropped and its LLM calls
-/// with it.
+/// How long a run waits for the thread's previous run to be written before reading the history.
+const HISTORY_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How a run ended, before its last event.
+enum Ending {
+    Done(Result<RunOutput, AgentError>),
+    /// Cancelled: on request, or nobody followed it for the detached grace.
+    Cancelled(&'static str),
+    /// Its client left and there is no grace: ended as before the store, without a last event.
+    Left,
+}
+
+/// Runs the agent between `RUN_STARTED` and exactly one `RUN_FINISHED`/`RUN_ERROR`. When the
+/// client leaves or stops reading, the run goes on detached for the grace so that a follower can
+/// pick it up; if none does (or the grace is 0) it is cancelled: the agent's future is dropped
+/// and its LLM calls with it.
 async fn drive(
     app: AppState,
     run: RunFuture,
     started: Event,
     (thread_id, run_id): (String, String),
-    outlet: Arc<RunOutlet>,
-    cancel: CancellationToken,
+    recorder: Arc<Recorder>,
+    client_left: CancellationToken,
 ) {
     tracing::info!("run started");
-    outlet.push(started);
-    let outcome = tokio::select! {
-        _ = cancel.cancelled() => None,
-        _ = outlet.until_gone(app.settings.client_stall) => {
-            tracing::info!("run cancelled");
-            return;
+    recorder.push(started);
+    let grace = app.settings.detached_grace;
+    let live = recorder.live.clone();
+    let mut client = Some(live.follow());
+    let client_gone = async {
+        tokio::select! {
+            _ = client_left.cancelled() => {}
+            _ = recorder.client.until_gone(app.settings.client_stall) => {}
         }
-        _ = app.force_stop.cancelled() => Some(Err(AgentError::Failed {
-            code: ErrorCode::Shutdown,
-            message: "the server is shutting down and stopped this run before it finished; retry it".into(),
-        })),
-        result = AssertUnwindSafe(run).catch_unwind() => Some(result.unwrap_or_else(|panic| {
-            let detail = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            tracing::error!(%detail, "agent panicked");
-            Err(AgentError::Failed {
-                code: ErrorCode::Internal,
-                message: format!("the agent failed unexpectedly ({detail}); this is a server bug, please report it"),
-            })
-        })),
     };
-    let last = match outcome {
-        None => {
-            tracing::info!("client disconnected; run cancelled");
-            return;
+    tokio::pin!(client_gone);
+    let mut run = AssertUnwindSafe(run).catch_unwind();
+    let ending = loop {
+        tokio::select! {
+            _ = &mut client_gone, if client.is_some() => {
+                client = None;
+                if grace.is_zero() {
+                    break Ending::Left;
+                }
+                tracing::info!(?grace, "client left; the run goes on detached");
+            }
+            _ = live.unfollowed_for(grace), if client.is_none() => {
+                break Ending::Cancelled("nobody followed this run after its client left; it was cancelled");
+            }
+            _ = live.cancel.cancelled() => break Ending::Cancelled("this run was cancelled on request"),
+            _ = app.force_stop.cancelled() => break Ending::Done(Err(AgentError::Failed {
+                code: ErrorCode::Shutdown,
+                message: "the server is shutting down and stopped this run before it finished; retry it".into(),
+            })),
+            result = &mut run => break Ending::Done(result.unwrap_or_else(|panic| {
+                let detail = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(%detail, "agent panicked");
+                Err(AgentError::Failed {
+                    code: ErrorCode::Internal,
+                    message: format!("the agent failed unexpectedly ({detail}); this is a server bug, please report it"),
+                })
+            })),
         }
-        Some(Ok(out)) => {
+    };
+    // The agent and its LLM calls stop here, whatever the ending.
+    drop(run);
+    let cancelled = |message: &str| {
+        tracing::info!(message, "run cancelled");
+        let last = Event::from(AgentError::Failed {
+            code: ErrorCode::Cancelled,
+            message: message.into(),
+        });
+        (RunStatus::Cancelled, last)
+    };
+    let (status, last) = match ending {
+        Ending::Done(Ok(out)) => {
             tracing::info!("run finished");
-            Event::RunFinished {
+            let last = Event::RunFinished {
                 thread_id,
                 run_id,
                 result: out.result,
                 usage: (!out.usage.is_empty()).then_some(out.usage),
-            }
+            };
+            (RunStatus::Finished, last)
         }
-        Some(Err(e)) => {
+        Ending::Done(Err(e)) => {
             tracing::warn!(code = %e.code(), error = %e, "run failed");
-            Event::from(e)
+            // Stopped by the server going down, as a crash would have: not the run's own failure.
+            let status = if e.code() == ErrorCode::Shutdown {
+                RunStatus::Interrupted
+            } else {
+                RunStatus::Failed
+            };
+            (status, Event::from(e))
         }
+        Ending::Cancelled(why) => cancelled(why),
+        Ending::Left => cancelled("the client left and this run was cancelled"),
     };
-    outlet.push(last);
+    recorder.push(last.clone());
+    recorder.finish(&app, status, Some(&last));
+    if client.is_none() {
+        return;
+    }
     // A finished run's events may still wait for a slow client: it keeps its place among the runs
     // in flight until they are taken, and a client that stalls is let go the same way.
     tokio::select! {
-        _ = outlet.drained() => {}
-        _ = cancel.cancelled() => {}
-        _ = outlet.until_gone(app.settings.client_stall) => {}
+        _ = recorder.client.drained() => {}
+        _ = &mut client_gone => {}
         // What is queued still goes out; the server's drain waits for the connection.
         _ = app.force_stop.cancelled() => {}
     }

@@ -10,6 +10,7 @@ use axum::response::Response;
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::follow;
 use super::run::{decode_input, start_run};
 use super::ApiError;
 use crate::state::{AppState, BookError, MAX_RUNS_PER_THREAD};
@@ -56,6 +57,14 @@ pub async fn run(
 ) -> Result<Response, ApiError> {
     check_uuid("thread id", &thread_id)?;
     check_uuid("run id", &run_id)?;
+    // soliplex's client resends the POST with `Last-Event-ID` after a drop: it follows the run
+    // rather than starting it again.
+    if headers.contains_key("last-event-id") {
+        app.room(&room_id)
+            .ok_or_else(|| ApiError::RoomNotFound(room_id.clone()))?;
+        let after = follow::after(&run_id, &headers, None)?;
+        return follow::follow(app, room_id, run_id, after).await;
+    }
     let mut input = decode_input(&app, &room_id, &headers, body)?;
     input.thread_id = thread_id.clone();
     input.run_id = run_id.clone();
@@ -66,6 +75,7 @@ pub async fn run(
             .start_run(&room, &thread_id, &run_id)
             .map_err(|e| refusal(e, &thread_id, &run_id))
     })
+    .await
 }
 
 /// soliplex makes every thread and run id a UUID; so do these routes, and nothing else is accepted.

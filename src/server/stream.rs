@@ -17,11 +17,6 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::agents::{AgentError, ErrorCode, EventOutlet};
-use crate::agui::{Event, Profile, Shaper};
-
-/// Most events are a delta of a few words: one allocation holds the whole frame.
-const FRAME_CAPACITY: usize = 160;
 const KEEP_ALIVE: &[u8] = b":keep-alive\n\n";
 
 /// Why the host stopped serving a client before its run ended.
@@ -50,23 +45,14 @@ pub(super) struct RunOutlet {
     shared: Arc<Shared>,
     cap: usize,
     overflow: CancellationToken,
-    /// Shapes the run's events for its client's profile before they are queued.
-    shaper: Mutex<Shaper>,
-}
-
-impl EventOutlet for RunOutlet {
-    fn push(&self, event: Event) {
-        let mut shaper = self.shaper.lock().unwrap_or_else(|p| p.into_inner());
-        shaper.push(event, std::time::Instant::now(), &mut |e| self.enqueue(e));
-    }
 }
 
 impl RunOutlet {
-    fn enqueue(&self, event: Event) {
+    /// Queues one SSE frame for the client; once it is over its limit or gone, frames are dropped.
+    pub(super) fn push_frame(&self, frame: Bytes) {
         if self.overflow.is_cancelled() {
             return;
         }
-        let frame = frame(&event);
         let sent = self.shared.sent.load(Ordering::Relaxed);
         if sent - self.shared.taken.load(Ordering::Relaxed) + frame.len() > self.cap {
             self.overflow.cancel();
@@ -75,7 +61,7 @@ impl RunOutlet {
         self.shared
             .sent
             .store(sent + frame.len(), Ordering::Relaxed);
-        // A closed queue means the client left; the host cancels the run, so nothing to do here.
+        // A closed queue means the client left; the run goes on for its followers, if any.
         let _ = self.tx.send(frame);
     }
 
@@ -123,10 +109,8 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Option<mpsc::UnboundedRece
 }
 
 /// A run's queue: its outlet, and the SSE response that streams it (with keep-alive comments
-/// every `keep_alive` of quiet), shaped for `profile`. Dropping the response (the client went
-/// away) fires `cancel`.
+/// every `keep_alive` of quiet). Dropping the response (the client went away) fires `cancel`.
 pub(super) fn channel(
-    profile: Profile,
     cap: usize,
     keep_alive: Duration,
     cancel: CancellationToken,
@@ -143,7 +127,6 @@ pub(super) fn channel(
         shared: shared.clone(),
         cap,
         overflow: CancellationToken::new(),
-        shaper: Mutex::new(Shaper::new(profile)),
     };
     let body = EventBody {
         shared,
@@ -205,22 +188,4 @@ impl Stream for EventBody {
             },
         }
     }
-}
-
-/// One event as an SSE frame. Our events always serialize; should one ever not, the client still
-/// gets a valid event.
-fn frame(event: &Event) -> Bytes {
-    const DATA: &[u8] = b"data: ";
-    let mut buf = Vec::with_capacity(FRAME_CAPACITY);
-    buf.extend_from_slice(DATA);
-    if let Err(e) = serde_json::to_writer(&mut buf, event) {
-        buf.truncate(DATA.len());
-        let error = Event::from(AgentError::Failed {
-            code: ErrorCode::Internal,
-            message: format!("an event could not be encoded ({e}); this is a server bug"),
-        });
-        let _ = serde_json::to_writer(&mut buf, &error);
-    }
-    buf.extend_from_slice(b"\n\n");
-    Bytes::from(buf)
 }

@@ -37,3 +37,6 @@ mod process_lifecycle;
 mod real_model;
 mod real_model_agent;
 mod shutdown_load;
+mod store;
+mod store_faults;
+mod store_runs;

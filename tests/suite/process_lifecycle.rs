@@ -8,15 +8,16 @@ use crate::support::harness::{types_of, verify_agui, SseReader, TempDir, TestSer
 use crate::support::mock_llm::MockLlm;
 use serde_json::json;
 
-const ROOM: &str = include_str!("../../rooms/parallelization/room_config.yaml");
+pub const ROOM: &str = include_str!("../../rooms/parallelization/room_config.yaml");
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
 }
 
-/// The roomhost binary with a clean environment of settings.
-fn roomhost(rooms_dir: &std::path::Path, llm_url: &str, port: u16) -> Command {
+/// The roomhost binary with a clean environment of settings (and an in-memory store unless a
+/// test sets `ROOMHOST_DATABASE_URL`).
+pub fn roomhost(rooms_dir: &std::path::Path, llm_url: &str, port: u16) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_roomhost"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -24,13 +25,14 @@ fn roomhost(rooms_dir: &std::path::Path, llm_url: &str, port: u16) -> Command {
         .env("ROOMHOST_ROOMS_DIR", rooms_dir)
         .env("OLLAMA_BASE_URL", llm_url)
         .env("ROOMHOST_ADDR", format!("127.0.0.1:{port}"))
+        .env("ROOMHOST_DATABASE_URL", "sqlite::memory:")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     cmd
 }
 
-struct Running(Child);
+pub struct Running(pub Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -39,7 +41,7 @@ impl Drop for Running {
     }
 }
 
-async fn wait_healthy(url: &str) {
+pub async fn wait_healthy(url: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(resp) = TestServer::client()

@@ -1,6 +1,7 @@
 // The chat page in headless Chromium against roomhost and the mock LLM: each strategy from its
 // suggestion chip, the strategy picker, Markdown that stays text, a RUN_ERROR shown as a message,
-// Stop closing the stream so that the server cancels its model calls, and streamed thinking.
+// Stop cancelling the run so that the server closes its model calls, a reload resuming a running
+// run, a stored thread reopened from the sidebar, and streamed thinking.
 
 import assert from "node:assert/strict";
 import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
@@ -282,6 +283,47 @@ test("Stop closes the stream and the server cancels its model calls", async () =
   assert.ok(await page.locator("#send").isEnabled());
   assert.ok(await page.locator("#stop").isHidden());
   await mock.mode(AUTO);
+});
+
+test("a reload keeps the thread and resumes the running run where its stream broke", async () => {
+  await page.locator("#new-chat").click();
+  await mock.mode({ ...AUTO, chunk_ms: 150 });
+  await page.locator(".chip", { hasText: "AI ethics" }).click();
+  await page.waitForFunction(
+    () => [...document.querySelectorAll(".run")].at(-1)?.querySelectorAll(".task-text:not(:empty)").length === 3,
+    null,
+    { timeout: RUN_LIMIT_MS },
+  );
+  const thread = new URLSearchParams(new URL(page.url()).hash.slice(1)).get("thread");
+  assert.ok(thread, "the thread is in the address");
+  await page.reload();
+  await page.locator(".turn .run").first().waitFor({ timeout: RUN_LIMIT_MS });
+  assert.equal(new URLSearchParams(new URL(page.url()).hash.slice(1)).get("thread"), thread);
+  assert.equal(await page.locator(".turn").count(), 1);
+  await expectComplete("12-reload-resumed");
+  await assertCompletedRun("Sectioning", 3);
+  assert.match(await page.locator(".turn .user-msg").first().textContent(), /AI ethics/);
+  await mock.mode(AUTO);
+});
+
+test("an old thread reopens from the sidebar with its answers and final activity", async () => {
+  const thread = new URLSearchParams(new URL(page.url()).hash.slice(1)).get("thread");
+  await page.locator(".chip", { hasText: "Summarize" }).click();
+  await expectComplete("13-follow-up");
+  const answers = await page.locator(".turn .answer").allTextContents();
+  assert.equal(answers.length, 2);
+  await page.locator("#new-chat").click();
+  assert.equal(await page.locator(".turn").count(), 0);
+  await page.locator(`.thread[data-thread="${thread}"]`).click();
+  await page.waitForFunction(
+    () => [...document.querySelectorAll(".run")].length === 2 && [...document.querySelectorAll(".run")].every((r) => r.dataset.state !== "running"),
+    null,
+    { timeout: RUN_LIMIT_MS },
+  );
+  await shot("14-thread-reopened");
+  assert.deepEqual(await page.locator(".turn .answer").allTextContents(), answers);
+  for (const phase of await page.locator(".turn .phase").allTextContents()) assert.equal(phase, "Complete");
+  assert.equal(await page.locator(`.thread[aria-current="true"]`).getAttribute("data-thread"), thread);
 });
 
 test("a room that shows thinking: each card's thinking, and the reduction's above the answer", async () => {

@@ -122,6 +122,8 @@ export async function startRoomhost(llmUrl, env = {}) {
     OLLAMA_BASE_URL: llmUrl,
     ROOMHOST_ROOMS_DIR: path.join(REPO, "rooms"),
     ROOMHOST_ADDR: `127.0.0.1:${port}`,
+    // A store of its own that goes with the process.
+    ROOMHOST_DATABASE_URL: "sqlite::memory:",
     RUST_LOG: "warn",
     ...env,
   });

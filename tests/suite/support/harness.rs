@@ -40,6 +40,9 @@ pub fn test_settings(llm_url: &str, rooms_dir: PathBuf) -> Settings {
     settings.llm.request_timeout = Duration::from_secs(30);
     settings.llm.retry_base_delay = Duration::from_millis(10);
     settings.shutdown_grace = Duration::from_secs(5);
+    // A store of the test's own; a client that leaves cancels its run, unless a test says so.
+    settings.database_url = "sqlite::memory:".into();
+    settings.detached_grace = Duration::ZERO;
     settings
 }
 
@@ -58,7 +61,7 @@ impl TestServer {
         rooms_dir: TempDir,
     ) -> TestServer {
         settings.validate().expect("test settings are valid");
-        let app = App::build(settings, &registry).expect("app builds");
+        let app = App::open(settings, &registry).await.expect("app builds");
         Self::serve_app(app, rooms_dir).await
     }
 
@@ -156,6 +159,8 @@ pub struct SseReader {
     buf: Vec<u8>,
     /// Comment frames (keep-alives) seen so far.
     pub comments: usize,
+    /// The `id:` of the last event read.
+    pub last_id: Option<String>,
 }
 
 impl SseReader {
@@ -164,6 +169,7 @@ impl SseReader {
             stream: resp.bytes_stream().boxed(),
             buf: Vec::new(),
             comments: 0,
+            last_id: None,
         }
     }
 
@@ -181,6 +187,8 @@ impl SseReader {
                         .or_else(|| line.strip_prefix("data:"))
                     {
                         data.push_str(d);
+                    } else if let Some(id) = line.strip_prefix("id: ") {
+                        self.last_id = Some(id.to_owned());
                     } else if line.starts_with(':') {
                         self.comments += 1;
                     }

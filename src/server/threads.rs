@@ -1,0 +1,190 @@
+//! The store's routes: a room's threads, a thread's runs, a run, deleting a thread, cancelling a
+//! run and following a run's events (replay, then live).
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::follow;
+use super::run::check_id;
+use super::ApiError;
+use crate::state::{AppState, Stored};
+use crate::store::{RunRecord, ThreadRecord};
+
+/// Threads per page unless `limit` says otherwise, and the most it may say.
+const PAGE: i64 = 50;
+const MAX_PAGE: i64 = 500;
+
+fn stored<'a>(app: &'a AppState, room: &str) -> Result<&'a Stored, ApiError> {
+    app.room(room)
+        .ok_or_else(|| ApiError::RoomNotFound(room.to_owned()))?;
+    app.stored.as_ref().ok_or(ApiError::NoStore)
+}
+
+#[derive(Deserialize)]
+pub struct Page {
+    limit: Option<i64>,
+    /// A thread id: the page starts after it.
+    before: Option<String>,
+}
+
+/// `GET /rooms/{room}/threads?limit=&before=`: newest first; `next` is the `before` of the next
+/// page.
+pub async fn list(
+    State(app): State<AppState>,
+    Path(room): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    let s = stored(&app, &room)?;
+    let limit = page.limit.unwrap_or(PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "`limit` must be 1 to {MAX_PAGE}"
+        )));
+    }
+    let before = match &page.before {
+        Some(id) => {
+            check_id("before", id)?;
+            let t = s
+                .store
+                .thread(&room, id)
+                .await?
+                .ok_or_else(|| ApiError::ThreadNotFound(id.clone()))?;
+            Some((t.created, t.id))
+        }
+        None => None,
+    };
+    let threads = s.store.threads(&room, limit, before).await?;
+    let next = (threads.len() as i64 == limit)
+        .then(|| threads.last().map(|t| t.id.clone()))
+        .flatten();
+    let threads: Vec<Value> = threads.iter().map(thread_json).collect();
+    Ok(Json(json!({"threads": threads, "next": next})))
+}
+
+/// `GET /rooms/{room}/threads/{thread}`: the thread with its runs, oldest first.
+pub async fn get(
+    State(app): State<AppState>,
+    Path((room, thread_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let s = stored(&app, &room)?;
+    check_id("thread id", &thread_id)?;
+    let thread = s
+        .store
+        .thread(&room, &thread_id)
+        .await?
+        .ok_or_else(|| ApiError::ThreadNotFound(thread_id.clone()))?;
+    let runs = s.store.thread_runs(&room, &thread_id).await?;
+    let mut body = thread_json(&thread);
+    body["runs"] = runs.iter().map(|r| run_json(r, false)).collect();
+    Ok(Json(body))
+}
+
+/// `DELETE /rooms/{room}/threads/{thread}`: the thread, its runs and their events; its runs
+/// still going are cancelled.
+pub async fn delete(
+    State(app): State<AppState>,
+    Path((room, thread_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let s = stored(&app, &room)?;
+    check_id("thread id", &thread_id)?;
+    app.live.remove_thread(&thread_id);
+    if !s.store.delete_thread(&room, &thread_id).await? {
+        return Err(ApiError::ThreadNotFound(thread_id));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /rooms/{room}/runs/{run}`: its input, result, usage and status.
+pub async fn run(
+    State(app): State<AppState>,
+    Path((room, run_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let s = stored(&app, &room)?;
+    check_id("run id", &run_id)?;
+    let run = s
+        .store
+        .run(&room, &run_id)
+        .await?
+        .ok_or(ApiError::RunNotFound(run_id))?;
+    Ok(Json(run_json(&run, true)))
+}
+
+/// `POST /rooms/{room}/runs/{run}/cancel`: stops a run going on in this process at once.
+pub async fn cancel(
+    State(app): State<AppState>,
+    Path((room, run_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    check_id("run id", &run_id)?;
+    app.room(&room)
+        .ok_or_else(|| ApiError::RoomNotFound(room.clone()))?;
+    if let Some(live) = app.live.get(&run_id).filter(|l| l.room == room) {
+        live.cancel.cancel();
+        let body = json!({"run_id": run_id, "status": "cancelling"});
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
+    let s = stored(&app, &room)?;
+    let run = s
+        .store
+        .run(&room, &run_id)
+        .await?
+        .ok_or(ApiError::RunNotFound(run_id.clone()))?;
+    Err(ApiError::NotRunningHere(run_id, run.status.as_str()))
+}
+
+/// `GET /rooms/{room}/runs/{run}/events`: the run's events after `Last-Event-ID` (or `?after=`),
+/// then live until its last one.
+pub async fn events(
+    State(app): State<AppState>,
+    Path((room, run_id)): Path<(String, String)>,
+    Query(after): Query<follow::After>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_id("run id", &run_id)?;
+    app.room(&room)
+        .ok_or_else(|| ApiError::RoomNotFound(room.clone()))?;
+    let after = follow::after(&run_id, &headers, after.after)?;
+    follow::follow(app, room, run_id, after).await
+}
+
+fn thread_json(t: &ThreadRecord) -> Value {
+    json!({
+        "thread_id": t.id,
+        "room_id": t.room,
+        "created": time(t.created),
+        "metadata": {"name": t.name, "description": t.description},
+    })
+}
+
+/// A run; with its input, result and usage when `full`.
+fn run_json(r: &RunRecord, full: bool) -> Value {
+    let mut body = json!({
+        "run_id": r.id,
+        "thread_id": r.thread_id,
+        "parent_run_id": r.parent_run_id,
+        "status": r.status.as_str(),
+        "created": time(r.created),
+        "finished": r.finished.map(time),
+        "events_cut": r.events_cut,
+    });
+    if full {
+        let parse = |text: &Option<String>| {
+            text.as_deref()
+                .and_then(|t| serde_json::from_str::<Value>(t).ok())
+        };
+        body["run_input"] = serde_json::from_str(&r.input).unwrap_or(Value::Null);
+        body["result"] = parse(&r.result).unwrap_or(Value::Null);
+        body["usage"] = parse(&r.usage).unwrap_or(Value::Null);
+    }
+    body
+}
+
+/// Unix milliseconds as RFC 3339 (what soliplex shows for `created`).
+fn time(ms: i64) -> String {
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(t).to_string()
+}

@@ -1,0 +1,421 @@
+//! The two SQL stores. Their SQL is the same text (`$n` parameters work in both), so one macro
+//! writes both implementations; only opening the pool and the migrations differ.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, PgPool, QueryBuilder, SqlitePool};
+
+use super::{RunRecord, Started, Store, StoreError, StoredEvent, ThreadRecord, Write};
+
+/// How long a statement waits for SQLite's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections in each pool: the writer, replays and the HTTP reads.
+const POOL_SIZE: u32 = 8;
+/// SQLite has one writer at a time anyway, and each connection is a thread with its own cache.
+const SQLITE_POOL_SIZE: u32 = 4;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        // WAL: readers do not block the writer and a crash leaves a consistent file;
+        // `synchronous=NORMAL` is durable across process crashes in WAL mode.
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        // Each in-memory connection would be its own database: keep exactly one, forever.
+        let pool = if in_memory {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(SQLITE_POOL_SIZE)
+        }
+        .connect_with(options)
+        .await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        // A pool hides why it cannot connect ("timed out"); one plain connection says why.
+        sqlx::PgConnection::connect(url).await?.close().await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    id: String,
+    thread_id: String,
+    parent_run_id: Option<String>,
+    created: i64,
+    finished: Option<i64>,
+    status: String,
+    input: String,
+    result: Option<String>,
+    usage: Option<String>,
+    events_cut: i64,
+}
+
+impl TryFrom<RunRow> for RunRecord {
+    type Error = StoreError;
+    fn try_from(r: RunRow) -> Result<Self, StoreError> {
+        Ok(RunRecord {
+            status: r.status.parse()?,
+            id: r.id,
+            thread_id: r.thread_id,
+            parent_run_id: r.parent_run_id,
+            created: r.created,
+            finished: r.finished,
+            input: r.input,
+            result: r.result,
+            usage: r.usage,
+            events_cut: r.events_cut != 0,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ThreadRow {
+    id: String,
+    room: String,
+    owner: String,
+    created: i64,
+    name: Option<String>,
+    description: Option<String>,
+}
+
+impl From<ThreadRow> for ThreadRecord {
+    fn from(t: ThreadRow) -> Self {
+        ThreadRecord {
+            id: t.id,
+            room: t.room,
+            owner: t.owner,
+            created: t.created,
+            name: t.name,
+            description: t.description,
+        }
+    }
+}
+
+const RUN_COLUMNS: &str = "r.id, r.thread_id, r.parent_run_id, r.created, r.finished, r.status, \
+                           r.input, r.result, r.usage, r.events_cut";
+const INSERT_THREAD: &str = "INSERT INTO threads (id, room, owner, created, name, description) \
+                             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
+const INSERT_RUN: &str = "INSERT INTO runs (id, thread_id, parent_run_id, created, finished, \
+                          status, input, result, usage, events_cut) \
+                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                          ON CONFLICT (id) DO NOTHING";
+/// Rows per multi-row event insert: 3 parameters each, far below either database's limit.
+const EVENT_ROWS: usize = 500;
+
+macro_rules! sql_store {
+    ($Store:ident, $Db:ty) => {
+        impl $Store {
+            fn thread_query<'q>(
+                t: &'q ThreadRecord,
+            ) -> sqlx::query::Query<'q, $Db, <$Db as sqlx::Database>::Arguments<'q>> {
+                sqlx::query(INSERT_THREAD)
+                    .bind(&t.id)
+                    .bind(&t.room)
+                    .bind(&t.owner)
+                    .bind(t.created)
+                    .bind(&t.name)
+                    .bind(&t.description)
+            }
+
+            /// Inserts the thread if new; whether it is in `thread.room`.
+            async fn thread_in_room(
+                conn: &mut <$Db as sqlx::Database>::Connection,
+                thread: &ThreadRecord,
+            ) -> Result<bool, StoreError> {
+                if Self::thread_query(thread)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected()
+                    > 0
+                {
+                    return Ok(true);
+                }
+                let room: Option<String> =
+                    sqlx::query_scalar("SELECT room FROM threads WHERE id = $1")
+                        .bind(&thread.id)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                Ok(room.as_deref() == Some(thread.room.as_str()))
+            }
+
+            fn run_query<'q>(
+                r: &'q RunRecord,
+            ) -> sqlx::query::Query<'q, $Db, <$Db as sqlx::Database>::Arguments<'q>> {
+                sqlx::query(INSERT_RUN)
+                    .bind(&r.id)
+                    .bind(&r.thread_id)
+                    .bind(&r.parent_run_id)
+                    .bind(r.created)
+                    .bind(r.finished)
+                    .bind(r.status.as_str())
+                    .bind(&r.input)
+                    .bind(&r.result)
+                    .bind(&r.usage)
+                    .bind(i64::from(r.events_cut))
+            }
+        }
+
+        #[async_trait]
+        impl Store for $Store {
+            async fn put_thread(&self, thread: &ThreadRecord) -> Result<bool, StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                Self::thread_in_room(&mut conn, thread).await
+            }
+
+            async fn start_run(
+                &self,
+                thread: &ThreadRecord,
+                run: &RunRecord,
+            ) -> Result<Started, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                if !Self::thread_in_room(&mut tx, thread).await? {
+                    return Ok(Started::OtherRoom);
+                }
+                if Self::run_query(run)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 0
+                {
+                    return Ok(Started::RunExists);
+                }
+                tx.commit().await?;
+                Ok(Started::Recorded)
+            }
+
+            async fn thread(
+                &self,
+                room: &str,
+                id: &str,
+            ) -> Result<Option<ThreadRecord>, StoreError> {
+                let row: Option<ThreadRow> =
+                    sqlx::query_as("SELECT * FROM threads WHERE id = $1 AND room = $2")
+                        .bind(id)
+                        .bind(room)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row.map(Into::into))
+            }
+
+            async fn threads(
+                &self,
+                room: &str,
+                limit: i64,
+                before: Option<(i64, String)>,
+            ) -> Result<Vec<ThreadRecord>, StoreError> {
+                let (created, id) = before.unwrap_or((i64::MAX, String::new()));
+                let rows: Vec<ThreadRow> = sqlx::query_as(
+                    "SELECT * FROM threads WHERE room = $1 \
+                     AND (created < $2 OR (created = $2 AND id < $3) OR $3 = '') \
+                     AND created <= $2 ORDER BY created DESC, id DESC LIMIT $4",
+                )
+                .bind(room)
+                .bind(created)
+                .bind(id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn delete_thread(&self, room: &str, id: &str) -> Result<bool, StoreError> {
+                let done = sqlx::query("DELETE FROM threads WHERE id = $1 AND room = $2")
+                    .bind(id)
+                    .bind(room)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn create_run(&self, run: &RunRecord) -> Result<bool, StoreError> {
+                let done = Self::run_query(run).execute(&self.pool).await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn run(&self, room: &str, id: &str) -> Result<Option<RunRecord>, StoreError> {
+                let row: Option<RunRow> = sqlx::query_as(&format!(
+                    "SELECT {RUN_COLUMNS} FROM runs r JOIN threads t ON t.id = r.thread_id \
+                     WHERE r.id = $1 AND t.room = $2"
+                ))
+                .bind(id)
+                .bind(room)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn thread_runs(
+                &self,
+                room: &str,
+                thread_id: &str,
+            ) -> Result<Vec<RunRecord>, StoreError> {
+                let rows: Vec<RunRow> = sqlx::query_as(&format!(
+                    "SELECT {RUN_COLUMNS} FROM runs r JOIN threads t ON t.id = r.thread_id \
+                     WHERE t.id = $1 AND t.room = $2 ORDER BY r.created, r.id"
+                ))
+                .bind(thread_id)
+                .bind(room)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn events(
+                &self,
+                run_id: &str,
+                after: i64,
+                limit: i64,
+            ) -> Result<Vec<StoredEvent>, StoreError> {
+                let rows: Vec<(i64, String)> = sqlx::query_as(
+                    "SELECT seq, data FROM events WHERE run_id = $1 AND seq > $2 \
+                     ORDER BY seq LIMIT $3",
+                )
+                .bind(run_id)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(seq, data)| StoredEvent { seq, data })
+                    .collect())
+            }
+
+            async fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let mut events: Vec<(&str, i64, &str)> = Vec::new();
+                for write in batch {
+                    if let Write::Event { run_id, seq, data } = write {
+                        events.push((run_id, *seq, data));
+                        continue;
+                    }
+                    // Events go in before anything that follows them (their run's finish).
+                    insert_events!($Db, &mut *tx, events);
+                    match write {
+                        Write::Thread(t) => {
+                            Self::thread_query(t).execute(&mut *tx).await?;
+                        }
+                        Write::Run(r) => {
+                            Self::run_query(r).execute(&mut *tx).await?;
+                        }
+                        Write::Finish {
+                            run_id,
+                            status,
+                            finished,
+                            result,
+                            usage,
+                        } => {
+                            sqlx::query(
+                                "UPDATE runs SET status = $2, finished = $3, result = $4, \
+                                 usage = $5 WHERE id = $1",
+                            )
+                            .bind(run_id)
+                            .bind(status.as_str())
+                            .bind(finished)
+                            .bind(result)
+                            .bind(usage)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        Write::Cut { run_id } => {
+                            sqlx::query("UPDATE runs SET events_cut = 1 WHERE id = $1")
+                                .bind(run_id)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        Write::Event { .. } => {}
+                    }
+                }
+                insert_events!($Db, &mut *tx, events);
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn interrupt_running(&self, now: i64) -> Result<u64, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE runs SET status = 'interrupted', finished = $1 \
+                     WHERE status = 'running'",
+                )
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn purge(&self, cutoff: i64) -> Result<u64, StoreError> {
+                let done = sqlx::query(
+                    "DELETE FROM threads WHERE created < $1 AND NOT EXISTS (SELECT 1 FROM runs \
+                     WHERE runs.thread_id = threads.id \
+                     AND (runs.created >= $1 OR runs.status = 'running'))",
+                )
+                .bind(cutoff)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn add_feedback(&self, run_id: &str, data: &str) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "INSERT INTO feedback (run_id, created, data) \
+                     SELECT id, $2, $3 FROM runs WHERE id = $1",
+                )
+                .bind(run_id)
+                .bind(super::now_ms())
+                .bind(data)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+        }
+    };
+}
+
+/// Inserts the collected events (multi-row, ignoring ones already there) and empties the list.
+macro_rules! insert_events {
+    ($Db:ty, $conn:expr, $events:ident) => {
+        for chunk in $events.chunks(EVENT_ROWS) {
+            let mut insert = QueryBuilder::<$Db>::new("INSERT INTO events (run_id, seq, data) ");
+            insert.push_values(chunk, |mut row, (run_id, seq, data)| {
+                row.push_bind(*run_id).push_bind(*seq).push_bind(*data);
+            });
+            insert.push(" ON CONFLICT (run_id, seq) DO NOTHING");
+            insert.build().execute($conn).await?;
+        }
+        $events.clear();
+    };
+}
+
+sql_store!(SqliteStore, sqlx::Sqlite);
+sql_store!(PgStore, sqlx::Postgres);
