@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::auth::AuthMode;
 use crate::llm::{LlmApi, LlmSettings, OpenAiJsonMode};
-use declare::{at_least, at_most, endpoints, positive};
+use declare::{api_keys, at_least, at_most, endpoints, positive};
 
 settings! {
     /// Server settings: the top level of the YAML file.
@@ -69,6 +70,31 @@ settings! {
         /// [Resuming a run](#resuming-a-run)); then it is cancelled. 0 cancels it at once
         detached_grace: Duration = Duration::from_secs(60), env ["ROOMHOST_DETACHED_GRACE_SECS"],
             serde(with = "declare::duration", alias = "detached_grace_secs");
+        /// who may use the API: `none` (anyone; one shared owner), `keys` (bearer API keys,
+        /// `api_keys`) or `oidc` (JWTs from the `oidc_*` issuers); see [Sign-in](#sign-in)
+        auth: AuthMode = AuthMode::None, env ["ROOMHOST_AUTH"];
+        /// API keys for `auth: keys`, comma-separated `user:<sha256 hex of the key>`
+        api_keys: Vec<String> = Vec::new(), env ["ROOMHOST_API_KEYS"], check api_keys;
+        /// accepted token issuers (`iss`) for `auth: oidc`, comma-separated
+        oidc_issuers: Vec<String> = Vec::new(), env ["ROOMHOST_OIDC_ISSUERS"];
+        /// each issuer's JWKS URL, in the order of `oidc_issuers`; keys are cached and fetched
+        /// again for an unknown `kid` and every 15 minutes
+        oidc_jwks_urls: Vec<String> = Vec::new(), env ["ROOMHOST_OIDC_JWKS_URLS"];
+        /// a local JWKS file used for every issuer instead of `oidc_jwks_urls`
+        oidc_jwks_file: Option<PathBuf> = None, env ["ROOMHOST_OIDC_JWKS_FILE"];
+        /// the audience (`aud`) tokens must name
+        oidc_audience: Option<String> = None, env ["ROOMHOST_OIDC_AUDIENCE"];
+        /// the claim that names the user
+        oidc_user_claim: String = "preferred_username".into(), env ["ROOMHOST_OIDC_USER_CLAIM"];
+        /// the OAuth client id the soliplex frontend signs in with (`GET /api/login`); defaults
+        /// to the audience
+        oidc_client_id: Option<String> = None, env ["ROOMHOST_OIDC_CLIENT_ID"];
+        /// runs one user may have in flight; past it 429 with `Retry-After` (0: no limit)
+        max_runs_per_user: usize = 0, env ["ROOMHOST_MAX_RUNS_PER_USER"];
+        /// record metrics and serve them at `GET /metrics` (Prometheus text format)
+        metrics: bool = true, env ["ROOMHOST_METRICS"];
+        /// `GET /metrics` and `/stats` need the same sign-in as the API
+        metrics_auth: bool = false, env ["ROOMHOST_METRICS_AUTH"];
     }
     sections { llm: LlmConfig / LlmFlags }
 }

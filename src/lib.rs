@@ -6,6 +6,7 @@
 
 pub mod agents;
 pub mod agui;
+pub mod auth;
 pub mod config;
 pub mod llm;
 pub mod logsafe;
@@ -13,5 +14,6 @@ pub mod rooms;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 
 pub use state::{App, AppState, StartupError};

@@ -42,6 +42,9 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
         detail: e.to_string(),
     };
     log_nofile_limit(app.settings.max_connections);
+    if !addr.ip().is_loopback() && !app.auth.is_on() {
+        tracing::warn!(%addr, "listening beyond this machine with `auth: none`: anyone who reaches the port can run rooms and read every thread; set ROOMHOST_AUTH=keys or oidc");
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(bind_err)?;

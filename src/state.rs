@@ -9,7 +9,10 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use metrics_exporter_prometheus::PrometheusHandle;
+
 use crate::agents::{Agent, AgentDeps, Registry};
+use crate::auth::{Auth, UserRuns};
 use crate::config::{ConfigError, Settings};
 use crate::llm::{self, LlmClient};
 use crate::rooms::{load_rooms_dir, LoadedRoom, RoomConfig, RoomError};
@@ -40,6 +43,12 @@ pub struct App {
     pub stored: Option<Stored>,
     /// Runs going on in this process, for followers and cancel.
     pub live: LiveRuns,
+    /// Who may call the API.
+    pub auth: Auth,
+    /// Runs in flight per user, for `max_runs_per_user`.
+    pub user_runs: UserRuns,
+    /// Renders `GET /metrics`; `None` when metrics are off.
+    pub metrics: Option<PrometheusHandle>,
 }
 
 /// The open store and the one writer batching its event writes.
@@ -97,6 +106,10 @@ impl App {
         registry: &Registry,
         stored: Option<Stored>,
     ) -> Result<AppState, StartupError> {
+        // The recorder goes first: the LLM client records its endpoints' slots when built.
+        if settings.metrics {
+            crate::telemetry::install();
+        }
         let llm = llm::build_client(&settings.llm.settings())?;
         let rooms = load_rooms_dir(&settings.rooms_dir)?;
         Self::build_with(settings, registry, llm, rooms, stored)
@@ -109,6 +122,8 @@ impl App {
         rooms: Vec<LoadedRoom>,
         stored: Option<Stored>,
     ) -> Result<AppState, StartupError> {
+        let auth = Auth::from_settings(&settings)?;
+        let metrics = settings.metrics.then(crate::telemetry::install).flatten();
         let deps = AgentDeps {
             llm: llm.clone(),
             model_override: settings.model.clone(),
@@ -127,6 +142,9 @@ impl App {
             threads: Mutex::new(ThreadBook::default()),
             stored,
             live: LiveRuns::default(),
+            auth,
+            user_runs: UserRuns::default(),
+            metrics,
         }))
     }
 

@@ -508,7 +508,7 @@ async function sendMessage(text) {
   const post = (signal) =>
     fetch(`/rooms/${encodeURIComponent(state.room.id)}/run`, {
       method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream", ...authHeaders() },
       body: JSON.stringify(body),
       signal,
     });
@@ -734,9 +734,24 @@ function selectRoom(room, threadId) {
   ui.prompt.focus();
 }
 
+// ---- Sign-in: a key or token kept in this browser, sent as a bearer token ------------------------
+
+const TOKEN_KEY = "roomhost.token";
+const tokenInput = $("api-token");
+tokenInput.value = localStorage.getItem(TOKEN_KEY) ?? "";
+tokenInput.addEventListener("change", () => {
+  localStorage.setItem(TOKEN_KEY, tokenInput.value.trim());
+  loadRooms();
+});
+
+function authHeaders() {
+  const token = localStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
 async function loadRooms() {
   try {
-    const resp = await fetch("/rooms");
+    const resp = await fetch("/rooms", { headers: authHeaders() });
     if (!resp.ok) throw await httpError(resp);
     state.rooms = await resp.json();
   } catch (e) {

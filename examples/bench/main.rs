@@ -48,6 +48,8 @@ pub enum BenchError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Section {
     Overhead,
+    /// The overhead rows with metrics and sign-in off and on.
+    Ops,
     Scale,
     Idle,
     Throughput,
@@ -140,6 +142,10 @@ async fn run(args: &Args) -> Result<(), BenchError> {
                     "\n## Overhead vs the critical path; time to first event and first answer text"
                 );
                 overhead::run(args.runs, Duration::from_millis(args.call_ms)).await?;
+            }
+            Section::Ops => {
+                println!("\n## Overhead with metrics and sign-in off and on");
+                overhead::ops(args.runs, Duration::from_millis(args.call_ms)).await?;
             }
             Section::Scale => {
                 println!("\n## Scale: concurrent runs");

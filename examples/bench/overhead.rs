@@ -5,8 +5,10 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use roomhost::auth::AuthMode;
 use roomhost::config::Settings;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::client::{client, timed_run, Timing};
 use crate::harness::slots;
@@ -115,13 +117,24 @@ pub async fn run(runs: usize, call: Duration) -> Result<(), BenchError> {
 
     let mut rows = Vec::new();
     for case in [SECTIONING, MAP_REDUCE, VOTING, VOTING_TIED] {
-        rows.push(measure(&case, GENEROUS, GENEROUS_CONCURRENCY, runs, call, l).await?);
+        rows.push(
+            measure(
+                &case,
+                GENEROUS,
+                GENEROUS_CONCURRENCY,
+                runs,
+                call,
+                l,
+                &Ops::ON,
+            )
+            .await?,
+        );
     }
     let limited = [SECTIONING, MAP_REDUCE, VOTING];
     let limited = futures::future::join_all(
         limited
             .iter()
-            .map(|case| measure(case, 2, 1, runs, call, l)),
+            .map(|case| measure(case, 2, 1, runs, call, l, &Ops::ON)),
     )
     .await;
     for row in limited {
@@ -161,6 +174,87 @@ pub fn settings(mocks: &[&MockLlm], limit: usize, queue: usize) -> Settings {
     settings
 }
 
+/// Metrics and sign-in for a row: off, or on (metrics recorded, every request's API key checked).
+pub struct Ops {
+    name: &'static str,
+    metrics: bool,
+    api_key: Option<&'static str>,
+}
+
+impl Ops {
+    const OFF: Ops = Ops {
+        name: "off",
+        metrics: false,
+        api_key: None,
+    };
+    /// The defaults: metrics on, sign-in off.
+    const ON: Ops = Ops {
+        name: "metrics",
+        metrics: true,
+        api_key: None,
+    };
+    const SIGNED_IN: Ops = Ops {
+        name: "metrics + keys",
+        metrics: true,
+        api_key: Some("bench-key"),
+    };
+
+    fn apply(&self, settings: &mut Settings) {
+        settings.metrics = self.metrics;
+        if let Some(key) = self.api_key {
+            let hex: String = Sha256::digest(key.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            settings.auth = AuthMode::Keys;
+            settings.api_keys = vec![format!("bench:{hex}")];
+        }
+    }
+
+    fn client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(value) = self
+            .api_key
+            .and_then(|key| reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).ok())
+        {
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .default_headers(headers)
+            .build()
+            .unwrap_or_else(|_| client())
+    }
+}
+
+/// The same rows with metrics and sign-in off, then on: what they cost a run.
+pub async fn ops(runs: usize, call: Duration) -> Result<(), BenchError> {
+    let calibration = MockLlm::start().await;
+    paced(&calibration, call, TOKENS);
+    let l = calibrate(&client(), &calibration, runs).await?.median;
+    println!("L measured median {} ms", ms(l));
+    println!(
+        "{:<12} {:<16} {:>17} {:>13} {:>17}",
+        "strategy", "metrics/sign-in", "run p50 / p99", "ratio p50/p99", "1st answer text"
+    );
+    for case in [SECTIONING, VOTING] {
+        for ops in [Ops::OFF, Ops::ON, Ops::SIGNED_IN] {
+            let r = measure(&case, GENEROUS, GENEROUS_CONCURRENCY, runs, call, l, &ops).await?;
+            let ratio = |d: Duration| d.as_secs_f64() / r.ideal.as_secs_f64();
+            println!(
+                "{:<12} {:<16} {:>17} {:>13} {:>17}",
+                r.name,
+                ops.name,
+                r.total.ms(),
+                format!("{:.3} / {:.3}", ratio(r.total.median), ratio(r.total.p99)),
+                r.first_text.ms(),
+            );
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)] // one row's parameters, each named at the call
 async fn measure(
     case: &Case,
     limit: usize,
@@ -168,11 +262,14 @@ async fn measure(
     runs: usize,
     call: Duration,
     l: Duration,
+    ops: &Ops,
 ) -> Result<Row, BenchError> {
     let mock = MockLlm::start().await;
     paced(&mock, call, TOKENS);
-    let server = ServerProc::start(settings(&[&mock], limit, 1024), &rooms()).await?;
-    let http = client();
+    let mut settings = settings(&[&mock], limit, 1024);
+    ops.apply(&mut settings);
+    let server = ServerProc::start(settings, &rooms()).await?;
+    let http = ops.client();
     let url = server.run_url(case.room);
     let body = case.body();
     // Warm-up: connections, lazily built state.

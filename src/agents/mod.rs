@@ -72,6 +72,8 @@ pub type RunFuture = BoxFuture<'static, Result<RunOutput, AgentError>>;
 pub struct Accepted {
     pub run: RunFuture,
     pub max_calls: usize,
+    /// What the run does, for metrics labels: one of a fixed set (a strategy's name).
+    pub strategy: &'static str,
 }
 
 pub trait Agent: Send + Sync {

@@ -7,6 +7,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::auth::{parse_api_key, AuthMode};
 use crate::llm::{normalize_base_url, LlmApi, OpenAiJsonMode};
 
 /// Declares one section of settings (one mapping of the YAML file). Each setting is written once:
@@ -157,7 +158,7 @@ pub fn table(declarations: &[Declaration]) -> String {
             None => String::new(),
         };
         let default = match d.default.as_str() {
-            "none" => "none".to_owned(),
+            "none" | "" => "none".to_owned(),
             value => format!("`{value}`"),
         };
         // Writing to a String cannot fail.
@@ -189,7 +190,15 @@ macro_rules! value_from_str {
     )*};
 }
 
-value_from_str!(SocketAddr, String, usize, u32, LlmApi, OpenAiJsonMode);
+value_from_str!(
+    SocketAddr,
+    String,
+    usize,
+    u32,
+    LlmApi,
+    OpenAiJsonMode,
+    AuthMode
+);
 
 impl Value for bool {
     fn parse(text: &str) -> Result<Self, String> {
@@ -222,6 +231,16 @@ impl Value for PathBuf {
     }
     fn show(&self) -> String {
         self.display().to_string()
+    }
+}
+
+impl Value for Option<PathBuf> {
+    fn parse(text: &str) -> Result<Self, String> {
+        Ok(Some(PathBuf::from(text)))
+    }
+    fn show(&self) -> String {
+        self.as_ref()
+            .map_or_else(|| "none".to_owned(), |p| p.display().to_string())
     }
 }
 
@@ -377,4 +396,12 @@ pub fn endpoints(urls: &mut Vec<String>) -> Result<(), String> {
         .map(|u| normalize_base_url(u))
         .collect::<Result<_, _>>()?;
     Ok(())
+}
+
+/// Each entry `user:<64 hex digits>` (the SHA-256 of the key, never the key itself).
+#[allow(clippy::ptr_arg)] // a check takes its setting's own type
+pub fn api_keys(entries: &mut Vec<String>) -> Result<(), String> {
+    entries
+        .iter()
+        .try_for_each(|entry| parse_api_key(entry).map(drop))
 }

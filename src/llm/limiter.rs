@@ -30,6 +30,8 @@ pub(crate) struct Limiter {
     queued: AtomicUsize,
     max_queue: usize,
     capacity: usize,
+    /// Each endpoint's name in metrics (`backend N`).
+    labels: Vec<String>,
 }
 
 struct State {
@@ -128,6 +130,7 @@ struct Waiting<'a>(&'a AtomicUsize);
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+        metrics::gauge!("roomhost_llm_queued_calls").decrement(1.0);
     }
 }
 
@@ -136,8 +139,13 @@ fn shut_down() -> LlmError {
 }
 
 impl Limiter {
-    pub(crate) fn new(endpoints: usize, per_endpoint: usize, max_queue: usize) -> Self {
+    pub(crate) fn new(labels: Vec<String>, per_endpoint: usize, max_queue: usize) -> Self {
+        let endpoints = labels.len();
         let capacity = endpoints * per_endpoint;
+        for label in &labels {
+            metrics::gauge!("roomhost_llm_slots", "endpoint" => label.clone())
+                .set(per_endpoint as f64);
+        }
         Self {
             slots: Arc::new(Semaphore::new(capacity)),
             state: Mutex::new(State {
@@ -149,6 +157,7 @@ impl Limiter {
             queued: AtomicUsize::new(0),
             max_queue,
             capacity,
+            labels,
         }
     }
 
@@ -229,6 +238,7 @@ impl Limiter {
             Err(_) => {
                 // The place taken above bounds the queue: no check is needed here.
                 self.queued.fetch_add(1, Ordering::SeqCst);
+                metrics::gauge!("roomhost_llm_queued_calls").increment(1.0);
                 let _waiting = Waiting(&self.queued);
                 self.slots
                     .clone()
@@ -253,8 +263,16 @@ impl Limiter {
         let endpoint = (0..busy.len()).min_by_key(|&i| busy[i]).unwrap_or(0);
         if let Some(n) = busy.get_mut(endpoint) {
             *n += 1;
+            self.in_flight_gauge(endpoint, *n);
         }
         endpoint
+    }
+
+    fn in_flight_gauge(&self, endpoint: usize, n: usize) {
+        if let Some(label) = self.labels.get(endpoint) {
+            metrics::gauge!("roomhost_llm_in_flight_calls", "endpoint" => label.clone())
+                .set(n as f64);
+        }
     }
 
     /// Notes whether `endpoint` could be reached, for telling a full queue from a dead backend.
@@ -291,6 +309,7 @@ impl Drop for Permit {
         let mut state = self.limiter.state();
         if let Some(n) = state.busy.get_mut(self.endpoint) {
             *n = n.saturating_sub(1);
+            self.limiter.in_flight_gauge(self.endpoint, *n);
         }
         // An exponential moving average over the last few calls.
         state.call_time = state.call_time.mul_f64(0.8) + self.since.elapsed().mul_f64(0.2);

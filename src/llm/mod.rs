@@ -18,6 +18,7 @@ mod call;
 mod error;
 mod limiter;
 mod lines;
+mod meter;
 mod ollama;
 mod openai;
 mod pool;

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::call::{BodyReader, Http, Target, CONNECT};
 use super::limiter::{Limiter, Permit};
+use super::meter::CallMeter;
 use super::ollama::Ollama;
 use super::openai::OpenAi;
 use super::retry::{backoff, is_retryable, refuses_think};
@@ -42,23 +43,24 @@ pub fn build_client(settings: &LlmSettings) -> Result<Arc<dyn LlmClient>, BuildE
         }),
     };
     let http = Http::new(settings).map_err(|e| BuildError::Http(e.to_string()))?;
+    let endpoints: Vec<Endpoint> = settings
+        .base_urls
+        .iter()
+        .enumerate()
+        .map(|(i, u)| Endpoint {
+            base: u.trim_end_matches('/').to_owned(),
+            label: format!("backend {}", i + 1),
+        })
+        .collect();
     Ok(Arc::new(Client {
         wire,
         http,
-        endpoints: settings
-            .base_urls
-            .iter()
-            .enumerate()
-            .map(|(i, u)| Endpoint {
-                base: u.trim_end_matches('/').to_owned(),
-                label: format!("backend {}", i + 1),
-            })
-            .collect(),
         limiter: Arc::new(Limiter::new(
-            settings.base_urls.len(),
+            endpoints.iter().map(|e| e.label.clone()).collect(),
             settings.max_concurrency.get(),
             settings.max_queue,
         )),
+        endpoints,
         max_retries: settings.max_retries,
         retry_base_delay: settings.retry_base_delay,
         structured_output: settings.structured_output,
@@ -114,6 +116,7 @@ impl LlmClient for Client {
             .endpoints
             .get(permit.endpoint())
             .map_or(("", ""), |e| (e.base.as_str(), e.label.as_str()));
+        let mut meter = CallMeter::new(label, &request.model);
         let target = Target {
             label,
             url: self.wire.chat_url(base),
@@ -150,19 +153,20 @@ impl LlmClient for Client {
                 attempt -= 1;
                 continue;
             }
-            if attempt > self.max_retries || !is_retryable(&error, attempt) {
-                tracing::warn!(url = %target.url, attempt, "LLM call failed: {error}");
-                return Err(error);
-            }
             let pause = backoff(self.retry_base_delay, attempt);
-            if Instant::now() + pause >= deadline {
+            if attempt > self.max_retries
+                || !is_retryable(&error, attempt)
+                || Instant::now() + pause >= deadline
+            {
                 tracing::warn!(url = %target.url, attempt, "LLM call failed: {error}");
+                meter.failed();
                 return Err(error);
             }
+            meter.retry();
             tracing::warn!(url = %target.url, attempt, ?pause, "LLM call failed, retrying: {error}");
             tokio::time::sleep(pause).await;
         };
-        Ok(stream(reader, permit, started, target.url))
+        Ok(stream(reader, permit, started, target.url, meter))
     }
 
     /// Every endpoint must answer.
@@ -192,23 +196,37 @@ impl LlmClient for Client {
 
 /// The chunks of an opened call. The permit and the connection go as soon as the final chunk or
 /// an error is yielded, or when the stream is dropped. `url` is for the log.
-fn stream(reader: BodyReader, permit: Permit, started: Instant, url: String) -> ChatStream {
-    futures::stream::unfold(Some((reader, permit, url)), move |state| async move {
-        let (mut reader, permit, url) = state?;
-        match reader.next_chunk().await? {
-            Ok(ChatChunk::Done(mut completion)) => {
-                // The OpenAI API reports no duration; the wall time of the call stands in.
-                if completion.usage.total_duration.is_zero() {
-                    completion.usage.total_duration = started.elapsed();
+fn stream(
+    reader: BodyReader,
+    permit: Permit,
+    started: Instant,
+    url: String,
+    meter: CallMeter,
+) -> ChatStream {
+    futures::stream::unfold(
+        Some((reader, permit, url, meter)),
+        move |state| async move {
+            let (mut reader, permit, url, mut meter) = state?;
+            match reader.next_chunk().await? {
+                Ok(ChatChunk::Done(mut completion)) => {
+                    // The OpenAI API reports no duration; the wall time of the call stands in.
+                    if completion.usage.total_duration.is_zero() {
+                        completion.usage.total_duration = started.elapsed();
+                    }
+                    meter.done(&completion.usage);
+                    Some((Ok(ChatChunk::Done(completion)), None))
                 }
-                Some((Ok(ChatChunk::Done(completion)), None))
+                Ok(chunk) => {
+                    meter.token();
+                    Some((Ok(chunk), Some((reader, permit, url, meter))))
+                }
+                Err(e) => {
+                    tracing::warn!(%url, "LLM call failed mid-stream: {e}");
+                    meter.failed();
+                    Some((Err(e), None))
+                }
             }
-            Ok(chunk) => Some((Ok(chunk), Some((reader, permit, url)))),
-            Err(e) => {
-                tracing::warn!(%url, "LLM call failed mid-stream: {e}");
-                Some((Err(e), None))
-            }
-        }
-    })
+        },
+    )
     .boxed()
 }

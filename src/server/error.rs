@@ -3,6 +3,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::auth::AuthError;
 use crate::llm::Refused;
 
 /// An error answered before any stream starts: an HTTP status and `{"error": {code, message}}`.
@@ -52,7 +53,16 @@ pub enum ApiError {
     /// reachable, with `Retry-After`.
     #[error("{0}")]
     Overloaded(#[from] Refused),
+    /// 401 with `WWW-Authenticate` (503 when the issuer's keys cannot be loaded).
+    #[error("{0}")]
+    Unauthorized(#[from] AuthError),
+    /// The caller has `max_runs_per_user` runs in flight: 429 with `Retry-After`.
+    #[error("you have {0} runs in flight, the most one user may have; retry in {USER_RETRY_AFTER_SECS} s, once one has finished")]
+    UserBusy(usize),
 }
+
+/// `Retry-After` for a user at their limit of runs: about the time a short run takes.
+const USER_RETRY_AFTER_SECS: u64 = 5;
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
@@ -79,6 +89,11 @@ impl ApiError {
             ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Overloaded(Refused::Saturated { .. }) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Overloaded(Refused::Unreachable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized(AuthError::KeysUnavailable(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::UserBusy(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -105,6 +120,8 @@ impl ApiError {
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Overloaded(Refused::Saturated { .. }) => "backend_saturated",
             ApiError::Overloaded(Refused::Unreachable { .. }) => "backend_unreachable",
+            ApiError::Unauthorized(e) => e.code(),
+            ApiError::UserBusy(_) => "too_many_user_runs",
         }
     }
 }
@@ -113,11 +130,24 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code(), "message": self.to_string()}});
         let mut response = (self.status(), Json(body)).into_response();
-        if let ApiError::Overloaded(refused) = &self {
-            let secs = refused.retry_after().as_secs().max(1);
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::Overloaded(refused) => {
+                let secs = refused.retry_after().as_secs().max(1);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            ApiError::UserBusy(_) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(USER_RETRY_AFTER_SECS),
+                );
+            }
+            ApiError::Unauthorized(e) => {
+                if let Ok(challenge) = HeaderValue::from_str(&e.challenge()) {
+                    headers.insert(header::WWW_AUTHENTICATE, challenge);
+                }
+            }
+            _ => {}
         }
         response
     }

@@ -11,9 +11,11 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
 use serde::Deserialize;
 
+use super::threads::owned_run;
 use super::ApiError;
 use crate::agents::{AgentError, ErrorCode};
 use crate::agui::Event;
+use crate::auth::User;
 use crate::state::{AppState, Stored};
 use crate::store::{Follower, LiveRun, RunStatus, Since, StoreError};
 
@@ -86,19 +88,19 @@ pub async fn follow(
     app: AppState,
     room: String,
     run_id: String,
+    user: &User,
     after: i64,
 ) -> Result<Response, ApiError> {
-    let live = app.live.get(&run_id).filter(|l| l.room == room);
+    let live = app
+        .live
+        .get(&run_id)
+        .filter(|l| l.room == room && l.owner == user.name());
     if live.is_none() {
         let stored = app
             .stored
             .as_ref()
             .ok_or_else(|| ApiError::RunNotFound(run_id.clone()))?;
-        stored
-            .store
-            .run(&room, &run_id)
-            .await?
-            .ok_or_else(|| ApiError::RunNotFound(run_id.clone()))?;
+        owned_run(stored, &room, &run_id, user).await?;
     }
     let mut state = Follow {
         keep_alive: app.settings.keep_alive,

@@ -1,8 +1,10 @@
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::ApiError;
 use crate::state::AppState;
 
 pub async fn healthz() -> Json<Value> {
@@ -48,4 +50,23 @@ pub async fn stats(State(app): State<AppState>) -> Json<Value> {
         "shutting_down": app.shutdown.is_cancelled(),
         "llm": app.llm.load(),
     }))
+}
+
+/// `GET /metrics`: the Prometheus text format. Gauges the host reads from elsewhere are set now.
+pub async fn metrics(State(app): State<AppState>) -> Response {
+    let Some(handle) = &app.metrics else {
+        return ApiError::NoRoute("GET /metrics: metrics are off (the `metrics` setting)".into())
+            .into_response();
+    };
+    let load = app.llm.load();
+    metrics::gauge!("roomhost_runs_in_flight").set(app.runs.len() as f64);
+    metrics::gauge!("roomhost_llm_reserved_places").set(load.reserved as f64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response()
 }

@@ -20,23 +20,36 @@ use std::future::Future;
 
 use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
+use axum::extract::State;
 use axum::http::{HeaderValue, Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::logsafe::Shown;
 use crate::state::AppState;
 
 pub fn router(app: AppState) -> Router {
-    Router::new()
+    let signed_in = || middleware::from_fn_with_state(app.clone(), sign_in);
+    let ops = Router::new()
+        .route("/stats", get(health::stats))
+        .route("/metrics", get(health::metrics));
+    let ops = match app.settings.metrics_auth {
+        true => ops.route_layer(signed_in()),
+        false => ops,
+    };
+    // Open: the page and its assets, health, and how to sign in.
+    let open = Router::new()
         .route("/", get(page::index))
         .route("/assets/{name}", get(page::asset))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/stats", get(health::stats))
+        .route("/api/login", get(soliplex::login));
+    Router::new()
         .route("/rooms", get(rooms::list))
         .route("/rooms/{id}", get(rooms::get))
         .route("/rooms/{id}/run", post(run::run_room))
@@ -59,6 +72,9 @@ pub fn router(app: AppState) -> Router {
             "/api/v1/rooms/{id}/agui/{thread_id}/{run_id}",
             post(soliplex::run),
         )
+        .route_layer(signed_in())
+        .merge(open)
+        .merge(ops)
         .fallback(
             |method: Method, uri: Uri| async move { ApiError::NoRoute(format!("{method} {uri}")) },
         )
@@ -73,10 +89,22 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
+/// Lets a request through with its caller as an `Extension<User>`, or answers 401.
+async fn sign_in(
+    State(app): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let user = app.auth.authenticate(request.headers()).await?;
+    request.extensions_mut().insert(user);
+    Ok(next.run(request).await)
+}
+
 fn cors(origins: &[String]) -> CorsLayer {
     let layer = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
-        .allow_headers(Any);
+        // Browsers never let `*` cover `Authorization`: the requested headers are echoed.
+        .allow_headers(AllowHeaders::mirror_request());
     if origins.iter().any(|o| o == "*") {
         return layer.allow_origin(Any);
     }

@@ -10,8 +10,10 @@ use super::stream::RunOutlet;
 use super::ApiError;
 use crate::agents::{AgentError, ErrorCode, EventOutlet};
 use crate::agui::{Event, Profile, RunAgentInput, Shaper};
+use crate::auth::User;
 use crate::state::{AppState, Stored};
 use crate::store::{now_ms, LiveRun, RunLog, RunRecord, RunStatus, Started, ThreadRecord, Write};
+use crate::telemetry::RunMeter;
 
 /// How long starting a run waits for the database to record it before leaving it to the writer.
 const START_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -25,10 +27,12 @@ pub(super) struct Recorder {
     log: Mutex<(Shaper, RunLog)>,
     pub(super) live: Arc<LiveRun>,
     pub(super) client: Arc<RunOutlet>,
+    pub(super) meter: RunMeter,
 }
 
 impl EventOutlet for Recorder {
     fn push(&self, event: Event) {
+        self.meter.observe(&event);
         // One lock: the sequence numbers go to the tail and the client in the order they were given.
         let mut guard = self.log.lock().unwrap_or_else(|p| p.into_inner());
         let (shaper, log) = &mut *guard;
@@ -82,7 +86,7 @@ pub(super) struct NewRun {
 }
 
 impl NewRun {
-    pub(super) fn of(room: &str, input: &RunAgentInput) -> Self {
+    pub(super) fn of(room: &str, owner: &User, input: &RunAgentInput) -> Self {
         let now = now_ms();
         let name = input
             .messages
@@ -94,7 +98,7 @@ impl NewRun {
             thread: ThreadRecord {
                 id: input.thread_id.clone(),
                 room: room.to_owned(),
-                owner: String::new(),
+                owner: owner.name().to_owned(),
                 created: now,
                 name,
                 description: None,
@@ -140,6 +144,7 @@ impl NewRun {
 pub(super) fn recorder(
     app: &AppState,
     room: &str,
+    owner: &User,
     (thread_id, run_id): (&str, &str),
     profile: Profile,
     client: Arc<RunOutlet>,
@@ -149,7 +154,8 @@ pub(super) fn recorder(
     Arc::new(Recorder {
         run_id: run_id.to_owned(),
         log: Mutex::new((Shaper::new(profile), log)),
-        live: app.live.insert(run_id, room, thread_id),
+        live: app.live.insert(run_id, room, owner.name(), thread_id),
         client,
+        meter: RunMeter::new(room),
     })
 }

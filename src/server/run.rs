@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use futures::FutureExt;
@@ -19,6 +19,7 @@ use super::stream;
 use super::ApiError;
 use crate::agents::{AgentError, ErrorCode, EventOutlet, EventSink, RunFuture, RunOutput};
 use crate::agui::{Event, Message, MessageContent, Profile, RunAgentInput};
+use crate::auth::{User, UserRun};
 use crate::logsafe::Shown;
 use crate::state::AppState;
 use crate::store::{history, RunStatus};
@@ -26,11 +27,12 @@ use crate::store::{history, RunStatus};
 pub async fn run_room(
     State(app): State<AppState>,
     Path(room_id): Path<String>,
+    Extension(user): Extension<User>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let input = decode_input(&app, &room_id, &headers, body)?;
-    start_run(app, room_id, input, || Ok(())).await
+    start_run(app, room_id, input, &user, || Ok(())).await
 }
 
 /// Checks the room and body and turns them into a run input; shared by every run route.
@@ -157,6 +159,7 @@ pub(super) async fn start_run(
     app: AppState,
     room_id: String,
     mut input: RunAgentInput,
+    user: &User,
     accept: impl FnOnce() -> Result<(), ApiError>,
 ) -> Result<Response, ApiError> {
     let room = app
@@ -166,7 +169,16 @@ pub(super) async fn start_run(
     if app.live.get(&input.run_id).is_some() {
         return Err(ApiError::RunIdReused(input.run_id));
     }
+    let user_run = app
+        .user_runs
+        .enter(user, app.settings.max_runs_per_user)
+        .map_err(ApiError::UserBusy)?;
     if let Some(stored) = &app.stored {
+        // Another user's thread is not there for this one (checked again when the run is recorded).
+        let thread = stored.store.thread(&room_id, &input.thread_id).await?;
+        if thread.is_some_and(|t| t.owner != user.name()) {
+            return Err(ApiError::ThreadNotFound(input.thread_id));
+        }
         // A run of this thread that just finished here may not be written yet.
         if app.live.in_thread(&input.thread_id) {
             stored.writer.flush(HISTORY_FLUSH).await;
@@ -179,7 +191,7 @@ pub(super) async fn start_run(
             }
         }
     }
-    let new_run = NewRun::of(&room_id, &input);
+    let new_run = NewRun::of(&room_id, user, &input);
     let client_left = CancellationToken::new();
     let (outlet, response) = stream::channel(
         app.settings.client_buffer_bytes,
@@ -199,7 +211,7 @@ pub(super) async fn start_run(
         thread_id = %Shown(&input.thread_id),
         strategy = tracing::field::Empty,
     );
-    let recorder = record::recorder(&app, &room_id, (&ids.0, &ids.1), profile, outlet);
+    let recorder = record::recorder(&app, &room_id, user, (&ids.0, &ids.1), profile, outlet);
     let accepted = room
         .agent
         .start(input, EventSink::new(recorder.clone()))
@@ -224,11 +236,17 @@ pub(super) async fn start_run(
     if let Some(stored) = &app.stored {
         new_run.record(stored).await.map_err(refused)?;
     }
+    recorder.meter.start(accepted.strategy);
     let run: RunFuture = Box::pin(reservation.scope(accepted.run));
 
-    app.runs
-        .spawn(drive(app.clone(), run, started, ids, recorder, client_left).instrument(span));
+    let drive = drive(app.clone(), run, started, ids, recorder, client_left);
+    app.runs.spawn(counted(user_run, drive).instrument(span));
     Ok(response)
+}
+
+/// `run`, counted against its user until it ends.
+async fn counted(_user_run: UserRun, run: impl std::future::Future<Output = ()>) {
+    run.await
 }
 
 /// How long a run waits for the thread's previous run to be written before reading the history.

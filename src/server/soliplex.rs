@@ -4,7 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
@@ -13,7 +13,13 @@ use serde_json::{json, Value};
 use super::follow;
 use super::run::{decode_input, start_run};
 use super::ApiError;
+use crate::auth::User;
 use crate::state::{AppState, BookError, MAX_RUNS_PER_THREAD};
+
+/// `GET /api/login`: the OIDC systems to sign in with, `{}` when sign-in is off.
+pub async fn login(State(app): State<AppState>) -> Json<Value> {
+    Json(app.auth.login_systems())
+}
 
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
@@ -52,6 +58,7 @@ pub async fn new_run(
 pub async fn run(
     State(app): State<AppState>,
     Path((room_id, thread_id, run_id)): Path<(String, String, String)>,
+    Extension(user): Extension<User>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -63,14 +70,14 @@ pub async fn run(
         app.room(&room_id)
             .ok_or_else(|| ApiError::RoomNotFound(room_id.clone()))?;
         let after = follow::after(&run_id, &headers, None)?;
-        return follow::follow(app, room_id, run_id, after).await;
+        return follow::follow(app, room_id, run_id, &user, after).await;
     }
     let mut input = decode_input(&app, &room_id, &headers, body)?;
     input.thread_id = thread_id.clone();
     input.run_id = run_id.clone();
     let book = app.clone();
     let room = room_id.clone();
-    start_run(app, room_id, input, move || {
+    start_run(app, room_id, input, &user, move || {
         lock(&book)
             .start_run(&room, &thread_id, &run_id)
             .map_err(|e| refusal(e, &thread_id, &run_id))

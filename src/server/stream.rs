@@ -17,6 +17,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::telemetry::OpenStream;
+
 const KEEP_ALIVE: &[u8] = b":keep-alive\n\n";
 
 /// Why the host stopped serving a client before its run ended.
@@ -133,6 +135,7 @@ pub(super) fn channel(
         keep_alive: Box::pin(tokio::time::sleep(keep_alive)),
         interval: keep_alive,
         _cancel: cancel.drop_guard(),
+        _open: OpenStream::open(),
     };
     let mut response = Response::new(Body::from_stream(body));
     let headers = response.headers_mut();
@@ -156,6 +159,7 @@ struct EventBody {
     keep_alive: Pin<Box<Sleep>>,
     interval: Duration,
     _cancel: DropGuard,
+    _open: OpenStream,
 }
 
 impl Stream for EventBody {

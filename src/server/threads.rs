@@ -1,7 +1,7 @@
 //! The store's routes: a room's threads, a thread's runs, a run, deleting a thread, cancelling a
 //! run and following a run's events (replay, then live).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use super::follow;
 use super::run::check_id;
 use super::ApiError;
+use crate::auth::User;
 use crate::state::{AppState, Stored};
 use crate::store::{RunRecord, ThreadRecord};
 
@@ -37,6 +38,7 @@ pub async fn list(
     State(app): State<AppState>,
     Path(room): Path<String>,
     Query(page): Query<Page>,
+    Extension(user): Extension<User>,
 ) -> Result<Json<Value>, ApiError> {
     let s = stored(&app, &room)?;
     let limit = page.limit.unwrap_or(PAGE);
@@ -48,16 +50,12 @@ pub async fn list(
     let before = match &page.before {
         Some(id) => {
             check_id("before", id)?;
-            let t = s
-                .store
-                .thread(&room, id)
-                .await?
-                .ok_or_else(|| ApiError::ThreadNotFound(id.clone()))?;
+            let t = owned_thread(s, &room, id, &user).await?;
             Some((t.created, t.id))
         }
         None => None,
     };
-    let threads = s.store.threads(&room, limit, before).await?;
+    let threads = s.store.threads(&room, user.name(), limit, before).await?;
     let next = (threads.len() as i64 == limit)
         .then(|| threads.last().map(|t| t.id.clone()))
         .flatten();
@@ -69,14 +67,11 @@ pub async fn list(
 pub async fn get(
     State(app): State<AppState>,
     Path((room, thread_id)): Path<(String, String)>,
+    Extension(user): Extension<User>,
 ) -> Result<Json<Value>, ApiError> {
     let s = stored(&app, &room)?;
     check_id("thread id", &thread_id)?;
-    let thread = s
-        .store
-        .thread(&room, &thread_id)
-        .await?
-        .ok_or_else(|| ApiError::ThreadNotFound(thread_id.clone()))?;
+    let thread = owned_thread(s, &room, &thread_id, &user).await?;
     let runs = s.store.thread_runs(&room, &thread_id).await?;
     let mut body = thread_json(&thread);
     body["runs"] = runs.iter().map(|r| run_json(r, false)).collect();
@@ -88,9 +83,11 @@ pub async fn get(
 pub async fn delete(
     State(app): State<AppState>,
     Path((room, thread_id)): Path<(String, String)>,
+    Extension(user): Extension<User>,
 ) -> Result<StatusCode, ApiError> {
     let s = stored(&app, &room)?;
     check_id("thread id", &thread_id)?;
+    owned_thread(s, &room, &thread_id, &user).await?;
     app.live.remove_thread(&thread_id);
     if !s.store.delete_thread(&room, &thread_id).await? {
         return Err(ApiError::ThreadNotFound(thread_id));
@@ -102,14 +99,11 @@ pub async fn delete(
 pub async fn run(
     State(app): State<AppState>,
     Path((room, run_id)): Path<(String, String)>,
+    Extension(user): Extension<User>,
 ) -> Result<Json<Value>, ApiError> {
     let s = stored(&app, &room)?;
     check_id("run id", &run_id)?;
-    let run = s
-        .store
-        .run(&room, &run_id)
-        .await?
-        .ok_or(ApiError::RunNotFound(run_id))?;
+    let run = owned_run(s, &room, &run_id, &user).await?;
     Ok(Json(run_json(&run, true)))
 }
 
@@ -117,21 +111,19 @@ pub async fn run(
 pub async fn cancel(
     State(app): State<AppState>,
     Path((room, run_id)): Path<(String, String)>,
+    Extension(user): Extension<User>,
 ) -> Result<Response, ApiError> {
     check_id("run id", &run_id)?;
     app.room(&room)
         .ok_or_else(|| ApiError::RoomNotFound(room.clone()))?;
-    if let Some(live) = app.live.get(&run_id).filter(|l| l.room == room) {
+    let mine = |l: &std::sync::Arc<crate::store::LiveRun>| l.room == room && l.owner == user.name();
+    if let Some(live) = app.live.get(&run_id).filter(mine) {
         live.cancel.cancel();
         let body = json!({"run_id": run_id, "status": "cancelling"});
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
     let s = stored(&app, &room)?;
-    let run = s
-        .store
-        .run(&room, &run_id)
-        .await?
-        .ok_or(ApiError::RunNotFound(run_id.clone()))?;
+    let run = owned_run(s, &room, &run_id, &user).await?;
     Err(ApiError::NotRunningHere(run_id, run.status.as_str()))
 }
 
@@ -141,13 +133,43 @@ pub async fn events(
     State(app): State<AppState>,
     Path((room, run_id)): Path<(String, String)>,
     Query(after): Query<follow::After>,
+    Extension(user): Extension<User>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     check_id("run id", &run_id)?;
     app.room(&room)
         .ok_or_else(|| ApiError::RoomNotFound(room.clone()))?;
     let after = follow::after(&run_id, &headers, after.after)?;
-    follow::follow(app, room, run_id, after).await
+    follow::follow(app, room, run_id, &user, after).await
+}
+
+/// The thread, if it is in `room` and `user`'s: another user's thread is not there for them.
+pub(super) async fn owned_thread(
+    s: &Stored,
+    room: &str,
+    thread_id: &str,
+    user: &User,
+) -> Result<ThreadRecord, ApiError> {
+    s.store
+        .thread(room, thread_id)
+        .await?
+        .filter(|t| t.owner == user.name())
+        .ok_or_else(|| ApiError::ThreadNotFound(thread_id.to_owned()))
+}
+
+/// The run, if its thread is in `room` and `user`'s.
+pub(super) async fn owned_run(
+    s: &Stored,
+    room: &str,
+    run_id: &str,
+    user: &User,
+) -> Result<RunRecord, ApiError> {
+    let not_found = || ApiError::RunNotFound(run_id.to_owned());
+    let run = s.store.run(room, run_id).await?.ok_or_else(not_found)?;
+    owned_thread(s, room, &run.thread_id, user)
+        .await
+        .map_err(|_| not_found())?;
+    Ok(run)
 }
 
 fn thread_json(t: &ThreadRecord) -> Value {

@@ -20,9 +20,10 @@ pub struct LiveRuns {
 }
 
 impl LiveRuns {
-    pub fn insert(&self, run_id: &str, room: &str, thread_id: &str) -> Arc<LiveRun> {
+    pub fn insert(&self, run_id: &str, room: &str, owner: &str, thread_id: &str) -> Arc<LiveRun> {
         let run = Arc::new(LiveRun {
             room: room.to_owned(),
+            owner: owner.to_owned(),
             thread_id: thread_id.to_owned(),
             tail: Mutex::default(),
             last: watch::Sender::new(-1),
@@ -74,6 +75,8 @@ struct Tail {
 
 pub struct LiveRun {
     pub room: String,
+    /// The user who started it: nobody else may follow or cancel it.
+    pub owner: String,
     pub thread_id: String,
     tail: Mutex<Tail>,
     /// The last sequence number pushed; followers wait for it to change.

@@ -22,7 +22,7 @@ pub use writer::{Health, RunLog, Writer, MAX_QUEUED_EVENTS};
 pub struct ThreadRecord {
     pub id: String,
     pub room: String,
-    /// Empty (anonymous) until users exist.
+    /// The user who made it; empty when sign-in is off (one shared owner).
     pub owner: String,
     /// Unix milliseconds.
     pub created: i64,
@@ -142,10 +142,11 @@ pub trait Store: Send + Sync {
     /// another room).
     async fn put_thread(&self, thread: &ThreadRecord) -> Result<bool, StoreError>;
     async fn thread(&self, room: &str, id: &str) -> Result<Option<ThreadRecord>, StoreError>;
-    /// The room's threads, newest first, older than `before` (created, id) when given.
+    /// The room's threads of `owner`, newest first, older than `before` (created, id) when given.
     async fn threads(
         &self,
         room: &str,
+        owner: &str,
         limit: i64,
         before: Option<(i64, String)>,
     ) -> Result<Vec<ThreadRecord>, StoreError>;

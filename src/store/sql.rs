@@ -149,7 +149,7 @@ macro_rules! sql_store {
                     .bind(&t.description)
             }
 
-            /// Inserts the thread if new; whether it is in `thread.room`.
+            /// Inserts the thread if new; whether it is in `thread.room` and `thread.owner`'s.
             async fn thread_in_room(
                 conn: &mut <$Db as sqlx::Database>::Connection,
                 thread: &ThreadRecord,
@@ -162,12 +162,12 @@ macro_rules! sql_store {
                 {
                     return Ok(true);
                 }
-                let room: Option<String> =
-                    sqlx::query_scalar("SELECT room FROM threads WHERE id = $1")
+                let found: Option<(String, String)> =
+                    sqlx::query_as("SELECT room, owner FROM threads WHERE id = $1")
                         .bind(&thread.id)
                         .fetch_optional(&mut *conn)
                         .await?;
-                Ok(room.as_deref() == Some(thread.room.as_str()))
+                Ok(found.is_some_and(|(room, owner)| room == thread.room && owner == thread.owner))
             }
 
             fn run_query<'q>(
@@ -232,12 +232,13 @@ macro_rules! sql_store {
             async fn threads(
                 &self,
                 room: &str,
+                owner: &str,
                 limit: i64,
                 before: Option<(i64, String)>,
             ) -> Result<Vec<ThreadRecord>, StoreError> {
                 let (created, id) = before.unwrap_or((i64::MAX, String::new()));
                 let rows: Vec<ThreadRow> = sqlx::query_as(
-                    "SELECT * FROM threads WHERE room = $1 \
+                    "SELECT * FROM threads WHERE room = $1 AND owner = $5 \
                      AND (created < $2 OR (created = $2 AND id < $3) OR $3 = '') \
                      AND created <= $2 ORDER BY created DESC, id DESC LIMIT $4",
                 )
@@ -245,6 +246,7 @@ macro_rules! sql_store {
                 .bind(created)
                 .bind(id)
                 .bind(limit)
+                .bind(owner)
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(rows.into_iter().map(Into::into).collect())

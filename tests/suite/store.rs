@@ -109,11 +109,11 @@ async fn store_threads_are_per_room_newest_first_and_paginated() {
         );
 
         let ids = |ts: Vec<ThreadRecord>| ts.into_iter().map(|t| t.id).collect::<Vec<_>>();
-        let first = s.threads("r1", 2, None).await.unwrap();
+        let first = s.threads("r1", "", 2, None).await.unwrap();
         assert_eq!(ids(first.clone()), ["e", "d"], "{backend}");
         let last = first.last().unwrap();
         let next = s
-            .threads("r1", 10, Some((last.created, last.id.clone())))
+            .threads("r1", "", 10, Some((last.created, last.id.clone())))
             .await
             .unwrap();
         assert_eq!(ids(next), ["c", "b", "a"], "{backend}");
@@ -329,7 +329,7 @@ async fn store_purge_deletes_only_threads_without_recent_or_running_runs() {
         recent.status = RunStatus::Finished;
         s.create_run(&recent).await.unwrap();
         assert_eq!(s.purge(100).await.unwrap(), 1, "{backend}");
-        let left: Vec<_> = s.threads("r1", 10, None).await.unwrap();
+        let left: Vec<_> = s.threads("r1", "", 10, None).await.unwrap();
         let mut left: Vec<_> = left.into_iter().map(|t| t.id).collect();
         left.sort();
         assert_eq!(left, ["new", "old_busy", "old_recent"], "{backend}");

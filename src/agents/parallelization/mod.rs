@@ -94,11 +94,13 @@ impl Agent for ParallelizationAgent {
             progress: Progress::new(choice.strategy, choice.source, sections_source),
             usage: UsageBook::default(),
         };
+        let strategy = choice.strategy.as_str();
         Ok(Accepted {
             run: Box::pin(execute(run, choice)),
             // Fan-outs keep at most `max_parallel_tasks` calls open; the other calls come one at
             // a time (plan, judge, reduce).
             max_calls: calls.clamp(1, self.config.max_parallel_tasks as usize),
+            strategy,
         })
     }
 }

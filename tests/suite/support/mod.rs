@@ -5,3 +5,4 @@ pub mod llm_calls;
 pub mod mock_llm;
 pub mod parallelization;
 pub mod test_agent;
+pub mod tokens;

@@ -89,7 +89,13 @@ impl Agent for Scripted {
     fn start(&self, input: RunAgentInput, events: EventSink) -> Result<Accepted, AgentError> {
         let prompt = input.last_user_text().unwrap_or_default();
         // It makes no LLM calls, so it needs no place in the queue.
-        let accepted = |run: RunFuture| Ok(Accepted { run, max_calls: 0 });
+        let accepted = |run: RunFuture| {
+            Ok(Accepted {
+                run,
+                max_calls: 0,
+                strategy: "test",
+            })
+        };
         if prompt.starts_with("/panic") {
             return accepted(Box::pin(async { panic!("scripted panic") }));
         }

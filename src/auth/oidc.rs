@@ -1,0 +1,348 @@
+//! `auth: oidc`: bearer JWTs checked with the `jsonwebtoken` crate against the signing keys
+//! (JWKS) each issuer publishes, or a local JWKS file. Keys are cached, fetched again when a
+//! token names an unknown key id (at most every 30 s) and every 15 minutes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{json, Map, Value};
+use tokio::sync::RwLock;
+use tokio::time::Instant;
+
+use super::{AuthError, User};
+use crate::config::{ConfigError, Settings};
+
+/// Asymmetric algorithms only: a shared-secret (HS*) token could be forged by anyone who has the
+/// public key, and `none` is no signature at all.
+const ALLOWED: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+const ALLOWED_NAMES: &str = "RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
+/// Keys are fetched again this often.
+const REFRESH: Duration = Duration::from_secs(15 * 60);
+/// An unknown key id fetches the keys again, but not more often than this.
+const UNKNOWN_KID_REFRESH: Duration = Duration::from_secs(30);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// A JWKS is a few KiB; anything much larger is not one.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
+/// Longest user name taken from a token, in characters.
+const MAX_USER: usize = 256;
+
+pub(super) struct Oidc {
+    issuers: Vec<Issuer>,
+    audience: String,
+    user_claim: String,
+    client_id: String,
+    http: reqwest::Client,
+}
+
+struct Issuer {
+    iss: String,
+    source: Source,
+    cache: RwLock<Cache>,
+}
+
+enum Source {
+    Url(String),
+    File(PathBuf),
+}
+
+#[derive(Default)]
+struct Cache {
+    keys: Vec<Key>,
+    fetched: Option<Instant>,
+}
+
+struct Key {
+    kid: Option<String>,
+    alg: Option<String>,
+    key: DecodingKey,
+}
+
+fn config_error(key: &str, message: &str) -> ConfigError {
+    ConfigError {
+        source_name: key.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+impl Oidc {
+    pub(super) fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
+        if s.oidc_issuers.is_empty() {
+            return Err(config_error(
+                "oidc_issuers",
+                "`auth: oidc` needs at least one issuer",
+            ));
+        }
+        let audience = s.oidc_audience.clone().ok_or_else(|| {
+            config_error(
+                "oidc_audience",
+                "`auth: oidc` needs the audience tokens must name",
+            )
+        })?;
+        let sources: Vec<Source> = match &s.oidc_jwks_file {
+            Some(file) => s
+                .oidc_issuers
+                .iter()
+                .map(|_| Source::File(file.clone()))
+                .collect(),
+            None if s.oidc_jwks_urls.len() == s.oidc_issuers.len() => {
+                s.oidc_jwks_urls.iter().cloned().map(Source::Url).collect()
+            }
+            None => {
+                return Err(config_error(
+                    "oidc_jwks_urls",
+                    "give one JWKS URL per issuer, in the same order (or `oidc_jwks_file`)",
+                ))
+            }
+        };
+        let http = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .build()
+            .map_err(|e| config_error("oidc_jwks_urls", &format!("HTTP client: {e}")))?;
+        Ok(Self {
+            issuers: s
+                .oidc_issuers
+                .iter()
+                .zip(sources)
+                .map(|(iss, source)| Issuer {
+                    iss: iss.clone(),
+                    source,
+                    cache: RwLock::default(),
+                })
+                .collect(),
+            client_id: s.oidc_client_id.clone().unwrap_or_else(|| audience.clone()),
+            audience,
+            user_claim: s.oidc_user_claim.clone(),
+            http,
+        })
+    }
+
+    /// soliplex's `ConfiguredOIDCAuthSystems`: one system per issuer.
+    pub(super) fn systems(&self) -> Value {
+        let systems: Map<String, Value> = self
+            .issuers
+            .iter()
+            .enumerate()
+            .map(|(i, issuer)| {
+                let id = format!("oidc{}", i + 1);
+                let system = json!({"id": id, "title": issuer.iss, "server_url": issuer.iss,
+                    "client_id": self.client_id, "scope": "openid profile email"});
+                (id, system)
+            })
+            .collect();
+        Value::Object(systems)
+    }
+
+    pub(super) async fn verify(&self, token: &str) -> Result<User, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| match header_alg(token) {
+            Some(alg) => AuthError::Algorithm(alg, ALLOWED_NAMES),
+            None => AuthError::Malformed(e.to_string()),
+        })?;
+        if !ALLOWED.contains(&header.alg) {
+            return Err(AuthError::Algorithm(
+                format!("{:?}", header.alg),
+                ALLOWED_NAMES,
+            ));
+        }
+        // The issuer is read before the signature is checked only to pick its keys; the check
+        // below verifies it again.
+        let iss = unverified_issuer(token)?;
+        let issuer = self
+            .issuers
+            .iter()
+            .find(|i| i.iss == iss)
+            .ok_or(AuthError::Issuer)?;
+        let alg = format!("{:?}", header.alg);
+        let kid = header.kid.as_deref();
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&issuer.iss]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.validate_nbf = true;
+        let claims = {
+            let cache = issuer.keys(&self.http, kid, &alg).await?;
+            let key = cache.find(kid, &alg).ok_or(AuthError::UnknownKey)?;
+            jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
+                .map_err(|e| rejection(e.into_kind()))?
+                .claims
+        };
+        match claims.get(&self.user_claim) {
+            Some(Value::String(name)) if !name.is_empty() && name.chars().count() <= MAX_USER => {
+                Ok(User::new(name))
+            }
+            _ => Err(AuthError::NoUser(self.user_claim.clone())),
+        }
+    }
+}
+
+/// The `alg` of a header that the JWT crate would not read (`none`, an unknown name).
+fn header_alg(token: &str) -> Option<String> {
+    let segment = token.split('.').next()?;
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).ok()?).ok()?;
+    header
+        .get("alg")?
+        .as_str()
+        .map(|alg| alg.chars().take(20).collect())
+}
+
+fn unverified_issuer(token: &str) -> Result<String, AuthError> {
+    let malformed = |what: &str| AuthError::Malformed(what.to_owned());
+    let payload = token
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| malformed("no payload"))?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| malformed("the payload is not base64url"))?;
+    let claims: Value =
+        serde_json::from_slice(&bytes).map_err(|_| malformed("the payload is not JSON"))?;
+    match claims.get("iss") {
+        Some(Value::String(iss)) => Ok(iss.clone()),
+        _ => Err(AuthError::MissingClaim("iss".into())),
+    }
+}
+
+fn rejection(kind: ErrorKind) -> AuthError {
+    match kind {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidIssuer => AuthError::Issuer,
+        ErrorKind::InvalidAudience => AuthError::Audience,
+        ErrorKind::InvalidSignature => AuthError::Signature,
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
+            AuthError::Algorithm("(not the key's)".into(), ALLOWED_NAMES)
+        }
+        ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(claim),
+        other => AuthError::Malformed(format!("{other:?}")),
+    }
+}
+
+impl Cache {
+    /// The key for `kid` (any single key when the token names none) that may sign with `alg`.
+    fn find(&self, kid: Option<&str>, alg: &str) -> Option<&Key> {
+        let fits = |k: &&Key| k.alg.as_deref().is_none_or(|a| a == alg);
+        match kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .filter(fits)
+                .find(|k| k.kid.as_deref() == Some(kid)),
+            None => match self.keys.iter().filter(fits).collect::<Vec<_>>()[..] {
+                [only] => Some(only),
+                _ => None,
+            },
+        }
+    }
+
+    fn due(&self, missing: bool) -> bool {
+        match self.fetched {
+            None => true,
+            Some(at) if missing => at.elapsed() >= UNKNOWN_KID_REFRESH,
+            Some(at) => at.elapsed() >= REFRESH,
+        }
+    }
+}
+
+impl Issuer {
+    /// The cached keys, fetched again first when they are old or lack the token's key. A failed
+    /// fetch keeps the keys there were; with none at all the token cannot be checked.
+    async fn keys(
+        &self,
+        http: &reqwest::Client,
+        kid: Option<&str>,
+        alg: &str,
+    ) -> Result<tokio::sync::RwLockReadGuard<'_, Cache>, AuthError> {
+        {
+            let cache = self.cache.read().await;
+            if !cache.due(cache.find(kid, alg).is_none()) {
+                return Ok(cache);
+            }
+        }
+        let mut cache = self.cache.write().await;
+        // Another request may have fetched them while this one waited.
+        if cache.due(cache.find(kid, alg).is_none()) {
+            cache.fetched = Some(Instant::now());
+            match self.load(http).await {
+                Ok(keys) => cache.keys = keys,
+                Err(e) if cache.keys.is_empty() => {
+                    tracing::warn!(issuer = %self.iss, "cannot load the issuer's keys: {e}");
+                    return Err(AuthError::KeysUnavailable(e));
+                }
+                Err(e) => {
+                    tracing::warn!(issuer = %self.iss, "cannot refresh the issuer's keys, keeping the old ones: {e}")
+                }
+            }
+        }
+        Ok(cache.downgrade())
+    }
+
+    async fn load(&self, http: &reqwest::Client) -> Result<Vec<Key>, String> {
+        let bytes = match &self.source {
+            Source::File(path) => tokio::fs::read(path)
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))?,
+            Source::Url(url) => {
+                let response = http
+                    .get(url)
+                    .send()
+                    .await
+                    .and_then(|r| r.error_for_status())
+                    .map_err(|e| format!("JWKS fetch: {e}"))?;
+                if response
+                    .content_length()
+                    .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
+                {
+                    return Err("the JWKS is too large".into());
+                }
+                response
+                    .bytes()
+                    .await
+                    .map_err(|e| format!("JWKS fetch: {e}"))?
+                    .to_vec()
+            }
+        };
+        if bytes.len() > MAX_JWKS_BYTES {
+            return Err("the JWKS is too large".into());
+        }
+        parse_jwks(&bytes)
+    }
+}
+
+/// The signing keys of a JWKS; keys of unknown types or meant for encryption are skipped.
+fn parse_jwks(bytes: &[u8]) -> Result<Vec<Key>, String> {
+    let set: Value = serde_json::from_slice(bytes).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+    let Some(Value::Array(keys)) = set.get("keys") else {
+        return Err("JWKS has no `keys` list".into());
+    };
+    let keys: Vec<Key> = keys
+        .iter()
+        .filter_map(|k| serde_json::from_value::<Jwk>(k.clone()).ok())
+        .filter(|jwk| jwk.common.public_key_use != Some(PublicKeyUse::Encryption))
+        .filter_map(|jwk| {
+            let key = DecodingKey::from_jwk(&jwk).ok()?;
+            Some(Key {
+                kid: jwk.common.key_id.clone(),
+                alg: jwk.common.key_algorithm.map(|a| format!("{a:?}")),
+                key,
+            })
+        })
+        .collect();
+    if keys.is_empty() {
+        return Err("JWKS has no usable signing key".into());
+    }
+    Ok(keys)
+}
