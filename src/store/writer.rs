@@ -137,7 +137,10 @@ async fn write_loop(
             answer(&mut flushes);
             continue;
         }
-        match write_batch(store.as_ref(), &batch).await {
+        let started = std::time::Instant::now();
+        let written = write_batch(store.as_ref(), &batch).await;
+        crate::telemetry::store_write(started.elapsed(), written.is_ok());
+        match written {
             Ok(()) => {
                 let events = batch
                     .iter()

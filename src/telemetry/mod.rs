@@ -55,7 +55,7 @@ pub fn install() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// A store write took `elapsed` and failed or not: for the thread store to call.
+/// One batch written to the store (or not) in `elapsed`.
 pub fn store_write(elapsed: Duration, ok: bool) {
     metrics::histogram!("roomhost_store_write_duration_seconds").record(elapsed.as_secs_f64());
     if !ok {
@@ -116,10 +116,10 @@ fn describe() {
     describe_histogram!(
         "roomhost_store_write_duration_seconds",
         Unit::Seconds,
-        "Thread store write time"
+        "Thread store batch write time"
     );
     describe_counter!(
         "roomhost_store_write_errors_total",
-        "Thread store writes that failed"
+        "Thread store batch writes that failed (retried)"
     );
 }

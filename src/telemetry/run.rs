@@ -44,6 +44,10 @@ impl RunMeter {
                     .record(since.elapsed().as_secs_f64());
             }
             Event::RunFinished { .. } => self.end("finished"),
+            // A run stopped on request or left by its client ends with RUN_ERROR `cancelled`.
+            Event::RunError { code, .. } if code.as_deref() == Some("cancelled") => {
+                self.end("cancelled")
+            }
             Event::RunError { .. } => self.end("error"),
             _ => {}
         }
