@@ -24,6 +24,7 @@ mod llm_wire;
 mod load_runs;
 mod ops_auth;
 mod ops_metrics;
+mod ops_owners;
 mod ops_user_limit;
 mod page;
 mod parallelization_answers;
