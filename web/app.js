@@ -544,7 +544,7 @@ async function streamRun(view, runId, open) {
       if (controller.signal.aborted) break;
       try {
         const resumed = await fetch(eventsUrl(runId), {
-          headers: lastId ? { "Last-Event-ID": lastId } : {},
+          headers: { ...authHeaders(), ...(lastId ? { "Last-Event-ID": lastId } : {}) },
           signal: controller.signal,
         });
         if (!resumed.ok) break;
@@ -583,7 +583,7 @@ async function stopRun() {
   if (!active) return;
   try {
     const url = `/rooms/${encodeURIComponent(state.room.id)}/runs/${encodeURIComponent(active.runId)}/cancel`;
-    const resp = await fetch(url, { method: "POST" });
+    const resp = await fetch(url, { method: "POST", headers: authHeaders() });
     if (resp.ok) return;
   } catch {
     // Unreachable: closing the stream is all that is left.
@@ -631,7 +631,7 @@ async function refreshThreads() {
   if (!state.room) return;
   let body;
   try {
-    const resp = await fetch(`/rooms/${encodeURIComponent(state.room.id)}/threads?limit=30`);
+    const resp = await fetch(`/rooms/${encodeURIComponent(state.room.id)}/threads?limit=30`, { headers: authHeaders() });
     if (!resp.ok) throw await httpError(resp);
     body = await resp.json();
   } catch {
@@ -681,7 +681,7 @@ async function openThread(threadId) {
   const room = encodeURIComponent(state.room.id);
   let thread;
   try {
-    const resp = await fetch(`/rooms/${room}/threads/${encodeURIComponent(threadId)}`);
+    const resp = await fetch(`/rooms/${room}/threads/${encodeURIComponent(threadId)}`, { headers: authHeaders() });
     if (!resp.ok) throw await httpError(resp);
     thread = await resp.json();
   } catch {
@@ -694,14 +694,14 @@ async function openThread(threadId) {
     if (state.threadId !== threadId) return; // another thread was opened meanwhile
     let prompt = "";
     try {
-      const resp = await fetch(`/rooms/${room}/runs/${encodeURIComponent(run.run_id)}`);
+      const resp = await fetch(`/rooms/${room}/runs/${encodeURIComponent(run.run_id)}`, { headers: authHeaders() });
       if (resp.ok) prompt = promptOf((await resp.json()).run_input);
     } catch {
       // The prompt is only a heading; the events still show the run.
     }
     const view = new RunView(prompt);
     ui.transcript.append(view.root);
-    await streamRun(view, run.run_id, (signal) => fetch(eventsUrl(run.run_id), { signal }));
+    await streamRun(view, run.run_id, (signal) => fetch(eventsUrl(run.run_id), { signal, headers: authHeaders() }));
     if (view.state === "complete") {
       state.history.push(
         { id: uuid(), role: "user", content: prompt },
