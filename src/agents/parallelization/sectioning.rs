@@ -3,7 +3,6 @@
 
 use serde_json::{json, Value};
 
-use super::budget::Budget;
 use super::config::{ParallelizationConfig, Role};
 use super::detect::{title_of, topic_list};
 use super::failures::Failures;
@@ -93,7 +92,7 @@ fn admit(
             sections.len()
         ));
     }
-    let budget = |role| Budget::new(config.num_ctx, Some(config.max_tokens.get(role)));
+    let budget = |role| config.budget(Some(config.max_tokens.get(role)));
     if sections.is_empty() {
         budget(Role::Planner).check(
             &prompts::planner(topic, config.min_sections, config.max_sections),

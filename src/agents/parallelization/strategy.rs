@@ -7,6 +7,7 @@ use std::future::Future;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::config::ParallelizationConfig;
+use super::follow_up::FollowUp;
 use super::map_reduce::Summarize;
 use super::progress::SectionsSource;
 use super::runner::Run;
@@ -106,6 +107,7 @@ strategies! {
     Sectioning(Sections),
     Voting(Vote),
     MapReduce(Summarize),
+    FollowUp(FollowUp),
 }
 
 impl Strategy {

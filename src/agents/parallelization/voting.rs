@@ -5,7 +5,6 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::budget::Budget;
 use super::config::{ParallelizationConfig, Role, TieBreak};
 use super::failures::Failures;
 use super::messages::TextMessage;
@@ -132,7 +131,7 @@ fn admit(
     question: &str,
     answers: &Answers,
 ) -> Result<usize, String> {
-    let budget = |role| Budget::new(config.num_ctx, Some(config.max_tokens.get(role)));
+    let budget = |role| config.budget(Some(config.max_tokens.get(role)));
     let allowed = answers.allowed();
     let voters = config.num_voters as usize;
     // Perspectives cycle, so the first `voters` of them are every prompt there is.
