@@ -9,7 +9,7 @@ use super::messages::TextMessage;
 use super::progress::RunStatus;
 use super::prompts;
 use super::runner::Run;
-use super::strategy::{Fanout, Info};
+use super::strategy::{text_after_command, Fanout, Info};
 use super::Outcome;
 use crate::agents::AgentError;
 
@@ -28,12 +28,8 @@ impl Fanout for FollowUp {
     };
 
     fn read(text: &str, _documents: Vec<String>) -> Result<Self, String> {
-        let message = text.trim();
-        if message.is_empty() {
-            return Err("nothing to work on: write the message after the command".into());
-        }
         Ok(FollowUp {
-            message: message.to_owned(),
+            message: text_after_command(text, "message")?.to_owned(),
         })
     }
 

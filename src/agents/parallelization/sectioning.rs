@@ -10,7 +10,7 @@ use super::progress::{RunStatus, SectionsSource};
 use super::prompts;
 use super::reply::json_object;
 use super::runner::{Ctx, Observer, Run, Structured, TaskResult, TaskSpec};
-use super::strategy::{Fanout, Info};
+use super::strategy::{text_after_command, Fanout, Info};
 use super::words::normalize;
 use super::{messages::TextMessage, Outcome};
 use crate::agents::{AgentError, ErrorCode};
@@ -34,9 +34,7 @@ impl Fanout for Sections {
     };
 
     fn read(text: &str, _documents: Vec<String>) -> Result<Self, String> {
-        if text.trim().is_empty() {
-            return Err("nothing to work on: write the topic after the command".into());
-        }
+        let text = text_after_command(text, "topic")?;
         Ok(match topic_list(text) {
             Some((topic, sections)) => Sections {
                 title: title_of(topic, false),

@@ -46,6 +46,18 @@ pub trait Fanout: Sized {
     }
 }
 
+/// The message's text, or the 400 for a command with nothing after it (`/voting` alone); `what`
+/// names what is missing.
+pub fn text_after_command<'a>(text: &'a str, what: &str) -> Result<&'a str, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!(
+            "nothing to work on: write the {what} after the command"
+        ));
+    }
+    Ok(text)
+}
+
 macro_rules! strategies {
     ($($variant:ident($job:ty),)*) => {
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]

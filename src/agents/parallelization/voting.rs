@@ -12,7 +12,7 @@ use super::progress::{AnswerSource, RunStatus};
 use super::prompts;
 use super::reply::{json_object, text_field};
 use super::runner::{Ctx, Quiet, Run, Structured, TaskFailure, TaskResult, TaskSpec};
-use super::strategy::{Fanout, Info};
+use super::strategy::{text_after_command, Fanout, Info};
 use super::vote::{leaders, question_answers, tally, Answers, Count, Counted};
 use super::Outcome;
 use crate::agents::{AgentError, ErrorCode};
@@ -105,11 +105,8 @@ impl Fanout for Vote {
     };
 
     fn read(text: &str, _documents: Vec<String>) -> Result<Self, String> {
-        if text.trim().is_empty() {
-            return Err("nothing to work on: write the question after the command".into());
-        }
         Ok(Vote {
-            question: text.trim().to_owned(),
+            question: text_after_command(text, "question")?.to_owned(),
             answers: question_answers(text),
         })
     }
