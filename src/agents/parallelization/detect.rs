@@ -1,6 +1,6 @@
 //! Which strategy a message asks for, and what it hands that strategy: explicit choice
-//! (`forwardedProps.strategy`, a leading slash command) over patterns in the prompt over the room's
-//! default.
+//! (`forwardedProps.strategy`, a leading slash command) over attached documents over a follow-up
+//! on the thread's previous answer over patterns in the prompt over the room's default.
 
 use serde::Serialize;
 use serde_json::Value;

@@ -1,8 +1,9 @@
-//! The parallelization room's agent: sectioning, voting and map-reduce fan-outs.
+//! The parallelization room's agent: sectioning, voting and map-reduce fan-outs, and follow-ups.
 //!
-//! `start` reads the message and picks the strategy (`detect`); the run's future streams the
-//! activity, one subagent per parallel task (`runner`) and the answer, strategy by strategy
-//! (`sectioning`, `voting`, `map_reduce`).
+//! `start` reads the message and the thread's earlier turns (`history`) and picks the strategy
+//! (`detect`); the run's future streams the activity, one subagent per parallel task (`runner`)
+//! and the answer, strategy by strategy (`strategy` lists them: `sectioning`, `voting`,
+//! `map_reduce`, `follow_up`). Every call carries the earlier turns.
 
 mod budget;
 pub mod config;
