@@ -190,3 +190,31 @@ async fn a_long_history_is_cut_oldest_first_and_the_activity_says_so() {
     assert!(carried[0].1.starts_with("OLD-ANSWER") && carried[0].1.ends_with("[…]"));
     assert_eq!(carried.last().map(|(_, t)| t.trim()), Some(newest.trim()));
 }
+
+/// A client that sends only its new message with the thread's id (`curl`): the store supplies the
+/// earlier turns, and the follow-up's call carries the previous answer.
+#[tokio::test]
+async fn a_prompt_alone_in_a_known_thread_continues_it_from_the_store() {
+    let mock = MockLlm::start().await;
+    let server = server(&mock, "").await;
+    let first = finished(
+        &server
+            .run("par", json!({"threadId": "t-wind", "prompt": QUESTION}))
+            .await,
+    );
+    let answer = first["text"].as_str().unwrap_or_default().to_owned();
+    assert!(!answer.is_empty());
+    let before = mock.request_count();
+    let body = json!({"threadId": "t-wind", "prompt": "Make the Wind section longer."});
+    let result = finished(&server.run("par", body).await);
+    assert_eq!(result["strategy"], "follow_up");
+    let requests = mock.requests();
+    assert_eq!(requests.len(), before + 1);
+    assert_eq!(
+        carried(&requests[before]),
+        [
+            ("user".to_owned(), QUESTION.to_owned()),
+            ("assistant".to_owned(), answer),
+        ]
+    );
+}
