@@ -26,7 +26,7 @@ function uuid() {
 }
 
 const number = new Intl.NumberFormat("en-US");
-const SOURCE_NAMES = { explicit: "chosen", pattern: "detected", default: "room default" };
+const SOURCE_NAMES = { explicit: "chosen", pattern: "detected", conversation: "follow-up", default: "room default" };
 const PHASE_NAMES = {
   starting: "Starting",
   running: "Running",

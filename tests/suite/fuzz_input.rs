@@ -15,7 +15,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use roomhost::agents::parallelization::detect::{choose, Source};
 use roomhost::agents::parallelization::Strategy as Plan;
-use roomhost::agents::parallelization::{Job, Sections, Summarize, Vote};
+use roomhost::agents::parallelization::{FollowUp, Job, Sections, Summarize, Vote};
 use roomhost::server::{parse_input, ApiError};
 use serde_json::{json, Map, Value};
 
@@ -569,8 +569,9 @@ proptest! {
     fn the_prompt_parser_never_panics_and_hands_over_usable_jobs(
         text in prompt_text().prop_filter("the host refuses blank text", |t| !t.trim().is_empty()),
         props in forwarded_props(),
+        follows in any::<bool>(),
     ) {
-        match choose(&text, &props, Plan::Sectioning) {
+        match choose(&text, &props, Plan::Sectioning, follows) {
             Ok(choice) => {
                 if let Some(explicit) = props["strategy"].as_str().and_then(Plan::parse) {
                     prop_assert_eq!(choice.strategy, explicit);
@@ -587,6 +588,9 @@ proptest! {
                         prop_assert!(!documents.is_empty());
                         prop_assert!(documents.iter().all(|d| !d.trim().is_empty()), "{:?}", documents);
                     }
+                    Job::FollowUp(FollowUp { message }) => {
+                        prop_assert!(!message.trim().is_empty());
+                    }
                 }
             }
             Err(message) => prop_assert!(!message.trim().is_empty()),
@@ -598,7 +602,7 @@ proptest! {
 fn expected_run(body: &[u8]) -> Result<(), (u16, &'static str, Option<String>)> {
     let input = parse_input(body).map_err(|e| (e.status().as_u16(), e.code(), None))?;
     let text = input.last_user_text().unwrap_or_default();
-    choose(&text, &input.forwarded_props, Plan::Sectioning)
+    choose(&text, &input.forwarded_props, Plan::Sectioning, false)
         .map(|_| ())
         .map_err(|message| (400, "bad_request", Some(message)))
 }

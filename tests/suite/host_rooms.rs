@@ -240,7 +240,7 @@ async fn rooms_are_listed_and_fetched() {
         .iter()
         .filter_map(|s| s["name"].as_str())
         .collect();
-    assert_eq!(names, ["sectioning", "voting", "map_reduce"]);
+    assert_eq!(names, ["sectioning", "voting", "map_reduce", "follow_up"]);
     for s in strategies {
         let label = s["label"].as_str().unwrap_or("");
         let description = s["description"].as_str().unwrap_or("");

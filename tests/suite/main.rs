@@ -31,6 +31,7 @@ mod parallelization_answers;
 mod parallelization_bounds;
 mod parallelization_cancel;
 mod parallelization_concurrency;
+mod parallelization_conversation;
 mod parallelization_detect;
 mod parallelization_input;
 mod parallelization_map_reduce;

@@ -263,7 +263,7 @@ fn strategy_table() {
         expect,
     } in rows
     {
-        let got = choose(prompt, &props, default);
+        let got = choose(prompt, &props, default, false);
         if let Error(message) = expect {
             let err = got.expect_err(prompt);
             assert!(err.contains(message), "{prompt}: {err}");
@@ -320,7 +320,7 @@ fn strategy_table() {
 
 #[test]
 fn slash_command_text_is_what_the_strategy_sees() {
-    let choice = choose("/voting   Tea or coffee?", &Value::Null, S).expect("valid");
+    let choice = choose("/voting   Tea or coffee?", &Value::Null, S, false).expect("valid");
     assert_eq!(
         choice.job,
         Job::Voting(Vote {

@@ -54,13 +54,17 @@ fn shipped_rooms() -> PathBuf {
 /// Runs `text` in the room and says how long it took. A tiny model on a busy 2-core machine can
 /// take minutes for a whole run, longer than the harness client waits.
 async fn run(server: &TestServer, text: &str) -> RunResult {
+    post(server, prompt(text), text).await
+}
+
+/// Posts `body` (a run input), named `text` in the log.
+async fn post(server: &TestServer, mut body: serde_json::Value, text: &str) -> RunResult {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(900))
         .build()
         .expect("client");
     let started = Instant::now();
     // The full (AG-UI 1.0) stream, so that the tasks show as subagents.
-    let mut body = prompt(text);
     body["protocolVersion"] = json!("1.0");
     let response = client
         .post(format!("{}/rooms/{ROOM}/run", server.url))
@@ -132,6 +136,44 @@ async fn map_reduce_summarizes_the_three_articles(api: LlmApi) {
         "{activity:?}"
     );
     assert!(!run.final_text().trim().is_empty());
+}
+
+/// A follow-up in a thread, the whole history sent as chat frontends do: detected as one, and
+/// answered by one call that carries the earlier turns (the mock tests show the turns in the call;
+/// this one shows a real model answers with them).
+async fn a_follow_up_is_answered_in_one_call_with_the_conversation(api: LlmApi) {
+    let server = real_server(api).await;
+    let follow_up = "Now summarise that in one paragraph.";
+    let body = json!({
+        "messages": [
+            {"id": "u1", "role": "user", "content": "Write about lighthouses: History, Keepers"},
+            {"id": "a1", "role": "assistant", "content": "## History\n\nLighthouses guided ships \
+                into harbours for centuries, first with fires and later with lamps and lenses.\n\n\
+                ## Keepers\n\nKeepers lived at the lighthouse, trimmed the wicks and kept the \
+                light burning through every night and storm."},
+            {"id": "x1", "role": "activity", "activityType": "parallelization",
+             "content": {"status": "complete", "strategy": "sectioning"}},
+            {"id": "u2", "role": "user", "content": follow_up},
+        ]
+    });
+    let run = post(&server, body, follow_up).await;
+    let result = finished(&run);
+    assert_eq!(result["strategy"], "follow_up");
+    assert_eq!(result["strategy_source"], "conversation");
+    assert_eq!(result["activity"]["history"]["turns_used"], 2);
+    assert!(subagents(&run).is_empty(), "one call, no fan-out");
+    assert!(!run.final_text().trim().is_empty());
+    eprintln!("follow-up answer: {}", run.final_text());
+}
+
+#[tokio::test]
+async fn openai_a_follow_up_is_answered_in_one_call_with_the_conversation() {
+    a_follow_up_is_answered_in_one_call_with_the_conversation(LlmApi::Openai).await;
+}
+
+#[tokio::test]
+async fn ollama_a_follow_up_is_answered_in_one_call_with_the_conversation() {
+    a_follow_up_is_answered_in_one_call_with_the_conversation(LlmApi::Ollama).await;
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use super::runner::Prompt;
 /// CJK scripts (3 bytes, about one token, a character).
 const BYTES_PER_TOKEN: usize = 3;
 /// Chat-template tokens around each message.
-const MESSAGE_OVERHEAD: usize = 16;
+pub const MESSAGE_OVERHEAD: usize = 16;
 /// A chunk is never smaller than this, whatever the prompt around it takes.
 pub const MIN_CHUNK_TOKENS: usize = 64;
 
@@ -37,6 +37,19 @@ impl Budget {
             prompt_tokens: context - reply,
             num_ctx,
         }
+    }
+
+    /// The same budget less `tokens` taken by something every prompt carries (the history).
+    pub fn less(self, tokens: usize) -> Self {
+        Self {
+            prompt_tokens: self.prompt_tokens.saturating_sub(tokens),
+            ..self
+        }
+    }
+
+    /// Tokens a prompt may take.
+    pub fn prompt_tokens(&self) -> usize {
+        self.prompt_tokens
     }
 
     pub fn prompt_size(prompt: &Prompt) -> usize {

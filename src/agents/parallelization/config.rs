@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::budget::Budget;
 use super::strategy::Strategy;
 use crate::agents::FactoryError;
 use crate::llm::ThinkLevel;
@@ -184,6 +185,9 @@ pub struct ParallelizationConfig {
     /// Tasks of one run in flight at once; the LLM client's own limit and queue still apply, this
     /// only keeps one huge map-reduce from filling the shared queue.
     pub max_parallel_tasks: u32,
+    /// Tokens the run's history takes in every prompt; set per run, not a room setting.
+    #[serde(skip)]
+    pub history_tokens: usize,
 }
 
 impl Default for ParallelizationConfig {
@@ -207,6 +211,7 @@ impl Default for ParallelizationConfig {
             max_sections: 8,
             max_documents: 64,
             max_parallel_tasks: 32,
+            history_tokens: 0,
         }
     }
 }
@@ -294,6 +299,18 @@ impl ParallelizationConfig {
             );
         }
         Ok(())
+    }
+
+    /// What a prompt of a call answering with `max_tokens` may take beside the run's history.
+    pub fn budget(&self, max_tokens: Option<u32>) -> Budget {
+        Budget::new(self.num_ctx, max_tokens).less(self.history_tokens)
+    }
+
+    /// The most tokens a run's history may take: half of what the prompt of the call with the
+    /// longest answer may take, so that the request itself keeps the other half.
+    pub fn history_budget(&self) -> usize {
+        let longest = self.max_tokens.roles().into_iter().map(|(_, n)| n).max();
+        Budget::new(self.num_ctx, longest).prompt_tokens() / 2
     }
 
     /// Majority of the voters unless the room sets `quorum`.

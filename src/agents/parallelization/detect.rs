@@ -1,6 +1,6 @@
 //! Which strategy a message asks for, and what it hands that strategy: explicit choice
-//! (`forwardedProps.strategy`, a leading slash command) over patterns in the prompt over the room's
-//! default.
+//! (`forwardedProps.strategy`, a leading slash command) over attached documents over a follow-up
+//! on the thread's previous answer over patterns in the prompt over the room's default.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -15,6 +15,8 @@ use super::words::split_word;
 pub enum Source {
     Explicit,
     Pattern,
+    /// A follow-up on the thread's previous answer.
+    Conversation,
     Default,
 }
 
@@ -30,9 +32,15 @@ const MAX_SECTION_CHARS: usize = 60;
 const MAX_SECTION_WORDS: usize = 6;
 const MAX_TOPIC_CHARS: usize = 160;
 
-/// Decides the strategy for `text` (the last user message). Errors are the caller's mistakes and
-/// are answered with HTTP 400.
-pub fn choose(text: &str, forwarded: &Value, default: Strategy) -> Result<Choice, String> {
+/// Decides the strategy for `text` (the last user message); `follows_answer` when the thread has
+/// an earlier answer it may refer to. Errors are the caller's mistakes and are answered with HTTP
+/// 400.
+pub fn choose(
+    text: &str,
+    forwarded: &Value,
+    default: Strategy,
+    follows_answer: bool,
+) -> Result<Choice, String> {
     let (command, text) = split_command(text)?;
     let props = Forwarded::read(forwarded)?;
     let explicit = props.strategy.or(command);
@@ -40,6 +48,7 @@ pub fn choose(text: &str, forwarded: &Value, default: Strategy) -> Result<Choice
     let (strategy, source) = match explicit {
         Some(s) => (s, Source::Explicit),
         None if has_documents => (Strategy::MapReduce, Source::Pattern),
+        None if follows_answer && is_follow_up(text) => (Strategy::FollowUp, Source::Conversation),
         None => match detect(text) {
             Some(s) => (s, Source::Pattern),
             None => (default, Source::Default),
@@ -68,6 +77,73 @@ pub fn detect(text: &str) -> Option<Strategy> {
     } else {
         None
     }
+}
+
+/// Words that point back at something said before ("make *that* shorter", "which of *these*").
+const REFERENTS: &[&str] = &[
+    "that", "this", "these", "those", "them", "above", "previous", "earlier", "again", "same",
+    "former", "latter", "last",
+];
+/// Weaker pointers, counted only outside questions ("Is it safe?" is a question of its own).
+const WEAK_REFERENTS: &[&str] = &["it", "its", "they", "their", "one", "ones"];
+/// Openers of a request to change or carry on the previous answer.
+const FOLLOW_UP_OPENERS: &[&str] = &[
+    "make",
+    "expand",
+    "extend",
+    "lengthen",
+    "shorten",
+    "rewrite",
+    "rephrase",
+    "reword",
+    "translate",
+    "continue",
+    "elaborate",
+    "simplify",
+    "condense",
+    "add",
+    "remove",
+    "drop",
+    "change",
+    "fix",
+    "now",
+    "also",
+    "then",
+    "and",
+    "but",
+    "more",
+    "less",
+    "shorter",
+    "longer",
+    "again",
+];
+/// A follow-up is short; a long message is a request of its own.
+const MAX_FOLLOW_UP_WORDS: usize = 30;
+
+/// A message that continues the thread's previous answer rather than asking something new: short,
+/// without documents or a topic list of its own, and opening with an edit or carry-on word
+/// ("Make the Wind section longer", "Now summarise that") or pointing back at what was said
+/// ("Which of these is cheapest?"). Only asked when the thread has an answer to refer to.
+pub fn is_follow_up(text: &str) -> bool {
+    let text = text.trim();
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
+        .collect();
+    if words.is_empty()
+        || words.len() > MAX_FOLLOW_UP_WORDS
+        || split_documents(text).len() >= 2
+        || topic_list(text).is_some()
+    {
+        return false;
+    }
+    let has = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
+    FOLLOW_UP_OPENERS.contains(&words[0].as_str())
+        || has(REFERENTS)
+        || (!is_question(text) && has(WEAK_REFERENTS))
 }
 
 struct Forwarded {

@@ -1,13 +1,16 @@
-//! The parallelization room's agent: sectioning, voting and map-reduce fan-outs.
+//! The parallelization room's agent: sectioning, voting and map-reduce fan-outs, and follow-ups.
 //!
-//! `start` reads the message and picks the strategy (`detect`); the run's future streams the
-//! activity, one subagent per parallel task (`runner`) and the answer, strategy by strategy
-//! (`sectioning`, `voting`, `map_reduce`).
+//! `start` reads the message and the thread's earlier turns (`history`) and picks the strategy
+//! (`detect`); the run's future streams the activity, one subagent per parallel task (`runner`)
+//! and the answer, strategy by strategy (`strategy` lists them: `sectioning`, `voting`,
+//! `map_reduce`, `follow_up`). Every call carries the earlier turns.
 
 mod budget;
 pub mod config;
 pub mod detect;
 mod failures;
+mod follow_up;
+mod history;
 mod map_reduce;
 mod messages;
 mod progress;
@@ -23,6 +26,7 @@ mod voting;
 pub mod words;
 
 pub use config::ParallelizationConfig;
+pub use follow_up::FollowUp;
 pub use map_reduce::Summarize;
 pub use sectioning::Sections;
 pub use strategy::{Job, Strategy};
@@ -37,6 +41,7 @@ use super::{
 };
 use crate::agui::RunAgentInput;
 use detect::Choice;
+use history::History;
 use progress::{Progress, RunStatus};
 use runner::{Ctx, Run};
 use usage::UsageBook;
@@ -78,20 +83,36 @@ impl Agent for ParallelizationAgent {
         let text = input
             .last_user_text()
             .ok_or_else(|| AgentError::BadInput("the run has no user message with text".into()))?;
-        let choice = detect::choose(&text, &input.forwarded_props, self.config.default_strategy)
-            .map_err(AgentError::BadInput)?;
-        let calls = choice
-            .job
-            .admit(&self.config)
-            .map_err(AgentError::BadInput)?;
-        let sections_source = choice.job.sections_source();
+        let history = History::read(&input.messages, self.config.history_budget());
+        let choice = detect::choose(
+            &text,
+            &input.forwarded_props,
+            self.config.default_strategy,
+            history.has_answer,
+        )
+        .map_err(AgentError::BadInput)?;
+        // Every budget of the run leaves room for the history its calls carry.
+        let config = Arc::new(ParallelizationConfig {
+            history_tokens: history.tokens(),
+            ..(*self.config).clone()
+        });
+        let calls = choice.job.admit(&config).map_err(AgentError::BadInput)?;
+        let mut progress =
+            Progress::new(choice.strategy, choice.source, choice.job.sections_source());
+        if !history.turns.is_empty() {
+            progress.set_history(history.used);
+        }
+        if let Some(note) = history.note() {
+            progress.note(note);
+        }
         let run = Run {
             ctx: Ctx {
                 llm: self.deps.llm.clone(),
                 sink: events,
-                config: self.config.clone(),
+                config,
+                history: history.turns.into(),
             },
-            progress: Progress::new(choice.strategy, choice.source, sections_source),
+            progress,
             usage: UsageBook::default(),
         };
         let strategy = choice.strategy.as_str();

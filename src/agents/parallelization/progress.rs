@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::detect::Source;
+use super::history::HistoryUse;
 use super::strategy::Strategy;
 use crate::agui::patch::{self, at, task_field, PatchOperation};
 use crate::agui::Event;
@@ -107,6 +108,9 @@ pub struct Activity {
     pub strategy_source: Source,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sections_source: Option<SectionsSource>,
+    /// The thread's earlier turns the calls carry, when there are any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryUse>,
     pub total_tasks: usize,
     pub completed_tasks: usize,
     pub failed_tasks: usize,
@@ -134,6 +138,7 @@ impl Progress {
                 strategy,
                 strategy_source: source,
                 sections_source,
+                history: None,
                 total_tasks: 0,
                 completed_tasks: 0,
                 failed_tasks: 0,
@@ -142,6 +147,11 @@ impl Progress {
             },
             pending: Vec::new(),
         }
+    }
+
+    /// Reports the history the calls carry (before the first snapshot).
+    pub fn set_history(&mut self, history: HistoryUse) {
+        self.activity.history = Some(history);
     }
 
     pub fn content(&self) -> Value {

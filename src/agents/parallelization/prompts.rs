@@ -73,6 +73,11 @@ Task: {instruction}
 
 {summaries}";
 
+pub const FOLLOW_UP_SYSTEM: &str = "\
+You continue a conversation. Answer the user's latest message using the conversation so far.
+When it asks to change an earlier answer, give the whole changed answer, not only the change.
+Answer in Markdown.";
+
 /// Words a map or collapse summary may have: short enough that many fit one reduce call.
 pub const SUMMARY_WORDS: usize = 150;
 
@@ -225,6 +230,11 @@ pub fn reduce(instruction: &str, summaries: &[(String, String)]) -> (String, Str
         REDUCE_SYSTEM.to_owned(),
         summaries_user(instruction, summaries),
     )
+}
+
+/// A follow-up: the message as it is, under the conversation the call carries.
+pub fn follow_up(message: &str) -> (String, String) {
+    (FOLLOW_UP_SYSTEM.to_owned(), message.to_owned())
 }
 
 fn summaries_user(instruction: &str, summaries: &[(String, String)]) -> String {

@@ -11,7 +11,6 @@ use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::mpsc::{self, UnboundedSender};
 
-use super::budget::Budget;
 use super::config::{ParallelizationConfig, Role};
 use super::messages::{Coalescer, ReasoningMessage, TextMessage};
 use super::progress::{AnswerSource, Cut, Progress};
@@ -33,6 +32,8 @@ pub struct Ctx {
     pub llm: Arc<dyn LlmClient>,
     pub sink: EventSink,
     pub config: Arc<ParallelizationConfig>,
+    /// The thread's earlier turns, fitted to the context; every call carries them.
+    pub history: Arc<[ChatMessage]>,
 }
 
 impl Ctx {
@@ -53,16 +54,21 @@ impl Ctx {
         format: Option<Value>,
     ) -> Result<ChatRequest, AgentError> {
         let config = &self.config;
-        Budget::new(config.num_ctx, Some(config.max_tokens.get(role)))
+        config
+            .budget(Some(config.max_tokens.get(role)))
             .check(&prompt, 0, "the material of this call")
             .map_err(|message| AgentError::Failed {
                 code: ErrorCode::PromptTooLong,
                 message,
             })?;
         let (system, user) = prompt;
+        let mut messages = Vec::with_capacity(self.history.len() + 2);
+        messages.push(ChatMessage::system(system));
+        messages.extend(self.history.iter().cloned());
+        messages.push(ChatMessage::user(user));
         Ok(ChatRequest {
             model: config.model_name.clone(),
-            messages: vec![ChatMessage::system(system), ChatMessage::user(user)],
+            messages,
             options: GenerationOptions {
                 temperature: Some(temperature),
                 seed: Some(seed),

@@ -3,7 +3,6 @@
 
 use serde_json::{json, Value};
 
-use super::budget::Budget;
 use super::config::{ParallelizationConfig, Role};
 use super::detect::{title_of, topic_list};
 use super::failures::Failures;
@@ -11,7 +10,7 @@ use super::progress::{RunStatus, SectionsSource};
 use super::prompts;
 use super::reply::json_object;
 use super::runner::{Ctx, Observer, Run, Structured, TaskResult, TaskSpec};
-use super::strategy::{Fanout, Info};
+use super::strategy::{text_after_command, Fanout, Info};
 use super::words::normalize;
 use super::{messages::TextMessage, Outcome};
 use crate::agents::{AgentError, ErrorCode};
@@ -35,9 +34,7 @@ impl Fanout for Sections {
     };
 
     fn read(text: &str, _documents: Vec<String>) -> Result<Self, String> {
-        if text.trim().is_empty() {
-            return Err("nothing to work on: write the topic after the command".into());
-        }
+        let text = text_after_command(text, "topic")?;
         Ok(match topic_list(text) {
             Some((topic, sections)) => Sections {
                 title: title_of(topic, false),
@@ -93,7 +90,7 @@ fn admit(
             sections.len()
         ));
     }
-    let budget = |role| Budget::new(config.num_ctx, Some(config.max_tokens.get(role)));
+    let budget = |role| config.budget(Some(config.max_tokens.get(role)));
     if sections.is_empty() {
         budget(Role::Planner).check(
             &prompts::planner(topic, config.min_sections, config.max_sections),

@@ -7,6 +7,7 @@ use std::future::Future;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::config::ParallelizationConfig;
+use super::follow_up::FollowUp;
 use super::map_reduce::Summarize;
 use super::progress::SectionsSource;
 use super::runner::Run;
@@ -43,6 +44,18 @@ pub trait Fanout: Sized {
     fn sections_source(&self) -> Option<SectionsSource> {
         None
     }
+}
+
+/// The message's text, or the 400 for a command with nothing after it (`/voting` alone); `what`
+/// names what is missing.
+pub fn text_after_command<'a>(text: &'a str, what: &str) -> Result<&'a str, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!(
+            "nothing to work on: write the {what} after the command"
+        ));
+    }
+    Ok(text)
 }
 
 macro_rules! strategies {
@@ -106,6 +119,7 @@ strategies! {
     Sectioning(Sections),
     Voting(Vote),
     MapReduce(Summarize),
+    FollowUp(FollowUp),
 }
 
 impl Strategy {

@@ -5,7 +5,6 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::budget::Budget;
 use super::config::{ParallelizationConfig, Role, TieBreak};
 use super::failures::Failures;
 use super::messages::TextMessage;
@@ -13,7 +12,7 @@ use super::progress::{AnswerSource, RunStatus};
 use super::prompts;
 use super::reply::{json_object, text_field};
 use super::runner::{Ctx, Quiet, Run, Structured, TaskFailure, TaskResult, TaskSpec};
-use super::strategy::{Fanout, Info};
+use super::strategy::{text_after_command, Fanout, Info};
 use super::vote::{leaders, question_answers, tally, Answers, Count, Counted};
 use super::Outcome;
 use crate::agents::{AgentError, ErrorCode};
@@ -106,11 +105,8 @@ impl Fanout for Vote {
     };
 
     fn read(text: &str, _documents: Vec<String>) -> Result<Self, String> {
-        if text.trim().is_empty() {
-            return Err("nothing to work on: write the question after the command".into());
-        }
         Ok(Vote {
-            question: text.trim().to_owned(),
+            question: text_after_command(text, "question")?.to_owned(),
             answers: question_answers(text),
         })
     }
@@ -132,7 +128,7 @@ fn admit(
     question: &str,
     answers: &Answers,
 ) -> Result<usize, String> {
-    let budget = |role| Budget::new(config.num_ctx, Some(config.max_tokens.get(role)));
+    let budget = |role| config.budget(Some(config.max_tokens.get(role)));
     let allowed = answers.allowed();
     let voters = config.num_voters as usize;
     // Perspectives cycle, so the first `voters` of them are every prompt there is.

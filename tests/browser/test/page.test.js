@@ -246,7 +246,7 @@ test("an HTTP error before the stream shows the server's message", async () => {
   await shot("09-http-error");
   const error = lastRun().locator(".error-box");
   assert.equal(await error.locator("strong").textContent(), "The server refused the run (HTTP 400)");
-  assert.match(await error.textContent(), /unknown command \/guess; use \/sectioning, \/voting or \/mapreduce/);
+  assert.match(await error.textContent(), /unknown command \/guess; use \/sectioning, \/voting, \/mapreduce or \/followup/);
   assert.equal(await error.locator("code").textContent(), "bad_request");
   // Chromium itself logs every non-2xx fetch; that one line is expected here, and only here.
   const logged = pageErrors.findIndex((e) => e.includes("status of 400"));

@@ -35,7 +35,7 @@ test("an unknown room is an HTTP 404 with a JSON error, before any event", async
 test("an unknown strategy is an HTTP 400 naming the valid ones", async () => {
   const run = await ask(url, "Hello?", { strategy: "guessing" });
   assert.equal(run.failure?.status, 400, String(run.failure));
-  assert.match(run.failure.payload.error.message, /sectioning, voting or map_reduce/);
+  assert.match(run.failure.payload.error.message, /sectioning, voting, map_reduce or follow_up/);
 });
 
 test("a backend nobody listens on ends the run with RUN_ERROR", async () => {
