@@ -289,10 +289,11 @@ pub async fn run(
         let after = follow::after(&run_id, &headers, None)?;
         return Ok(follow::follow(app, room_id, run_id, after).await?);
     }
-    if let Ok(bytes) = &body {
-        check_body_ids(bytes, &thread_id, &run_id)?;
-    }
+    let raw = body.as_ref().ok().cloned();
     let mut input = decode_input(&app, &room_id, &headers, body)?;
+    if let Some(raw) = raw {
+        check_body_ids(&raw, &thread_id, &run_id)?;
+    }
     input.thread_id = thread_id.clone();
     input.run_id = run_id.clone();
     let book = app.clone();
@@ -314,7 +315,7 @@ struct BodyIds {
     run_id: Option<String>,
 }
 
-/// A body naming other ids than its path is refused (an unreadable one is left to the decoder).
+/// A body naming other ids than its path is refused.
 fn check_body_ids(body: &[u8], thread_id: &str, run_id: &str) -> Result<(), ApiError> {
     let Ok(ids) = serde_json::from_slice::<BodyIds>(body) else {
         return Ok(());
