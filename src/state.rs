@@ -261,6 +261,12 @@ impl ThreadBook {
         self.order.push_back(thread_id);
     }
 
+    /// Forgets a deleted thread, so no new run starts in it.
+    pub(crate) fn remove_thread(&mut self, thread_id: &str) {
+        self.threads.remove(thread_id);
+        self.order.retain(|t| t != thread_id);
+    }
+
     fn thread(&mut self, room: &str, thread_id: &str) -> Result<&mut ThreadEntry, BookError> {
         self.threads
             .get_mut(thread_id)

@@ -3,16 +3,25 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Read camelCase (AG-UI) or snake_case (soliplex's terminal client).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunAgentInput {
-    #[serde(default)]
+    #[serde(default, alias = "thread_id")]
     pub thread_id: String,
-    #[serde(default)]
+    #[serde(default, alias = "run_id")]
     pub run_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "parent_run_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub parent_run_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "protocol_version",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub protocol_version: Option<String>,
     #[serde(default)]
     pub state: Value,
@@ -22,7 +31,7 @@ pub struct RunAgentInput {
     pub tools: Vec<Value>,
     #[serde(default)]
     pub context: Vec<Value>,
-    #[serde(default)]
+    #[serde(default, alias = "forwarded_props")]
     pub forwarded_props: Value,
 }
 

@@ -63,14 +63,27 @@ pub fn router(app: AppState) -> Router {
         .route("/rooms/{id}/runs/{run_id}/events", get(threads::events))
         .route("/api/v1/rooms", get(rooms::list_by_id))
         .route("/api/v1/rooms/{id}", get(rooms::get))
-        .route("/api/v1/rooms/{id}/agui", post(soliplex::new_thread))
+        .route(
+            "/api/v1/rooms/{id}/agui",
+            get(soliplex::list_threads).post(soliplex::new_thread),
+        )
         .route(
             "/api/v1/rooms/{id}/agui/{thread_id}",
-            post(soliplex::new_run),
+            get(soliplex::get_thread)
+                .post(soliplex::new_run)
+                .delete(soliplex::delete_thread),
+        )
+        .route(
+            "/api/v1/rooms/{id}/agui/{thread_id}/meta",
+            post(soliplex::thread_meta),
         )
         .route(
             "/api/v1/rooms/{id}/agui/{thread_id}/{run_id}",
-            post(soliplex::run),
+            get(soliplex::get_run).post(soliplex::run),
+        )
+        .route(
+            "/api/v1/rooms/{id}/agui/{thread_id}/{run_id}/feedback",
+            post(soliplex::feedback),
         )
         .route_layer(signed_in())
         .merge(open)

@@ -1,20 +1,48 @@
-//! soliplex-compatible run routes, so its chat clients can use this server unchanged:
-//! `POST /api/v1/rooms/{room}/agui` makes a thread, `/agui/{thread}` a run in it, and
-//! `/agui/{thread}/{run}` runs it (once).
+//! soliplex-compatible routes, so its chat clients (the Flutter frontend and the terminal client)
+//! use this server unchanged: `POST /api/v1/rooms/{room}/agui` makes a thread, `/agui/{thread}` a
+//! run in it, and `/agui/{thread}/{run}` runs it (once); threads are listed, read, renamed and
+//! deleted, runs read with their events, and feedback kept, all on the store. Errors are
+//! soliplex's `{"detail": ...}`.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, State};
-use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::follow;
 use super::run::{decode_input, start_run};
+use super::threads::{owned_run, owned_thread, run_json, stored, thread_json};
 use super::ApiError;
 use crate::auth::User;
 use crate::state::{AppState, BookError, MAX_RUNS_PER_THREAD};
+use crate::store::{now_ms, ThreadRecord};
+
+/// The most threads a room's list shows.
+const MAX_LISTED: i64 = 500;
+
+/// An [`ApiError`] with its status, its body in soliplex's shape: `{"detail": message}`.
+pub struct Detail(ApiError);
+
+impl<E: Into<ApiError>> From<E> for Detail {
+    fn from(e: E) -> Self {
+        Detail(e.into())
+    }
+}
+
+impl IntoResponse for Detail {
+    fn into_response(self) -> Response {
+        let body = json!({"detail": self.0.to_string()}).to_string();
+        let mut response = self.0.into_response();
+        *response.body_mut() = Body::from(body);
+        response
+    }
+}
+
+type Answer<T> = Result<T, Detail>;
 
 /// `GET /api/login`: the OIDC systems to sign in with, `{}` when sign-in is off.
 pub async fn login(State(app): State<AppState>) -> Json<Value> {
@@ -25,43 +53,245 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+#[derive(Deserialize, Default)]
+struct ThreadMeta {
+    name: Option<String>,
+    description: Option<String>,
+}
+
+/// A new thread's body; other keys (the terminal client's top-level `name`) are ignored.
+#[derive(Deserialize, Default)]
+struct NewThread {
+    #[serde(default)]
+    metadata: ThreadMeta,
+}
+
+#[derive(Deserialize, Default)]
+struct NewRun {
+    parent_run_id: Option<String>,
+    metadata: Option<Value>,
+}
+
+/// A JSON body, or the default when it is empty.
+fn body_or_default<T: for<'de> Deserialize<'de> + Default>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let body = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))
+}
+
+/// What a run that has not started yet shows: its id and an empty input.
+fn pending_run(
+    thread_id: &str,
+    run_id: &str,
+    parent: Option<String>,
+    meta: Option<Value>,
+) -> Value {
+    json!({
+        "thread_id": thread_id,
+        "run_id": run_id,
+        "parent_run_id": parent,
+        "created": super::threads::time(now_ms()),
+        "finished": null,
+        "run_input": {"threadId": thread_id, "runId": run_id, "state": {}, "messages": [],
+            "tools": [], "context": [], "forwardedProps": {}},
+        "events": [],
+        "metadata": meta,
+    })
+}
+
+/// `GET /api/v1/rooms/{room}/agui`: the room's threads, newest first.
+pub async fn list_threads(
+    State(app): State<AppState>,
+    Path(room): Path<String>,
+    Extension(user): Extension<User>,
+) -> Answer<Json<Value>> {
+    let s = stored(&app, &room)?;
+    let threads = s
+        .store
+        .threads(&room, user.name(), MAX_LISTED, None)
+        .await?;
+    let threads: Vec<Value> = threads.iter().map(thread_json).collect();
+    Ok(Json(json!({"threads": threads})))
+}
+
+/// `POST /api/v1/rooms/{room}/agui`: a thread and its first run.
 pub async fn new_thread(
     State(app): State<AppState>,
     Path(room_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    Extension(user): Extension<User>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<Json<Value>> {
     app.room(&room_id)
         .ok_or_else(|| ApiError::RoomNotFound(room_id.clone()))?;
-    let (thread_id, run_id) = (new_id(), new_id());
-    lock(&app).new_thread(&room_id, thread_id.clone(), run_id.clone());
-    Ok(Json(
-        json!({"room_id": room_id, "thread_id": thread_id, "run_id": run_id,
-        "runs": {run_id.clone(): {"run_id": run_id}}}),
-    ))
+    let NewThread { metadata } = body_or_default(body)?;
+    let thread = ThreadRecord {
+        id: new_id(),
+        room: room_id.clone(),
+        owner: user.name().to_owned(),
+        created: now_ms(),
+        name: metadata.name,
+        description: metadata.description,
+    };
+    if let Some(s) = &app.stored {
+        s.store.put_thread(&thread).await?;
+    }
+    let run_id = new_id();
+    lock(&app).new_thread(&room_id, thread.id.clone(), run_id.clone());
+    let mut body = thread_json(&thread);
+    body["run_id"] = json!(run_id);
+    body["runs"] = json!({run_id.clone(): pending_run(&thread.id, &run_id, None, None)});
+    Ok(Json(body))
 }
 
+/// `GET /api/v1/rooms/{room}/agui/{thread}`: the thread with its runs (by id), oldest first.
+pub async fn get_thread(
+    State(app): State<AppState>,
+    Path((room, thread_id)): Path<(String, String)>,
+    Extension(user): Extension<User>,
+) -> Answer<Json<Value>> {
+    check_uuid("thread id", &thread_id)?;
+    let s = stored(&app, &room)?;
+    let thread = owned_thread(s, &room, &thread_id, &user).await?;
+    let mut runs = serde_json::Map::new();
+    for r in s.store.thread_runs(&room, &thread_id).await? {
+        let mut run = run_json(&r, true);
+        run["metadata"] = Value::Null;
+        runs.insert(r.id, run);
+    }
+    let mut body = thread_json(&thread);
+    body["runs"] = Value::Object(runs);
+    Ok(Json(body))
+}
+
+/// `DELETE /api/v1/rooms/{room}/agui/{thread}`: 204, then 404.
+pub async fn delete_thread(
+    State(app): State<AppState>,
+    Path((room, thread_id)): Path<(String, String)>,
+    Extension(user): Extension<User>,
+) -> Answer<StatusCode> {
+    check_uuid("thread id", &thread_id)?;
+    let s = stored(&app, &room)?;
+    owned_thread(s, &room, &thread_id, &user).await?;
+    app.live.remove_thread(&thread_id);
+    lock(&app).remove_thread(&thread_id);
+    if !s.store.delete_thread(&room, &thread_id).await? {
+        return Err(ApiError::ThreadNotFound(thread_id).into());
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/rooms/{room}/agui/{thread}/meta`: renames the thread; 205.
+pub async fn thread_meta(
+    State(app): State<AppState>,
+    Path((room, thread_id)): Path<(String, String)>,
+    Extension(user): Extension<User>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<StatusCode> {
+    check_uuid("thread id", &thread_id)?;
+    let s = stored(&app, &room)?;
+    owned_thread(s, &room, &thread_id, &user).await?;
+    let meta: ThreadMeta = body_or_default(body)?;
+    let (name, description) = (meta.name.as_deref(), meta.description.as_deref());
+    if !s
+        .store
+        .rename_thread(&room, &thread_id, name, description)
+        .await?
+    {
+        return Err(ApiError::ThreadNotFound(thread_id).into());
+    }
+    Ok(StatusCode::RESET_CONTENT)
+}
+
+/// `POST /api/v1/rooms/{room}/agui/{thread}`: a new run in the thread, not started yet.
 pub async fn new_run(
     State(app): State<AppState>,
     Path((room_id, thread_id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+    Extension(user): Extension<User>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<Json<Value>> {
     app.room(&room_id)
         .ok_or_else(|| ApiError::RoomNotFound(room_id.clone()))?;
     check_uuid("thread id", &thread_id)?;
+    if let Some(s) = &app.stored {
+        owned_thread(s, &room_id, &thread_id, &user).await?;
+    }
+    let NewRun {
+        parent_run_id,
+        metadata,
+    } = body_or_default(body)?;
     let run_id = new_id();
     lock(&app)
         .new_run(&room_id, &thread_id, run_id.clone())
         .map_err(|e| refusal(e, &thread_id, &run_id))?;
-    Ok(Json(
-        json!({"room_id": room_id, "thread_id": thread_id, "run_id": run_id}),
-    ))
+    let mut body = pending_run(&thread_id, &run_id, parent_run_id, metadata);
+    body["room_id"] = json!(room_id);
+    Ok(Json(body))
 }
 
+/// `GET /api/v1/rooms/{room}/agui/{thread}/{run}`: the run with its input and events.
+pub async fn get_run(
+    State(app): State<AppState>,
+    Path((room, thread_id, run_id)): Path<(String, String, String)>,
+    Extension(user): Extension<User>,
+) -> Answer<Json<Value>> {
+    check_uuid("thread id", &thread_id)?;
+    check_uuid("run id", &run_id)?;
+    let s = stored(&app, &room)?;
+    let run = owned_run(s, &room, &run_id, &user)
+        .await
+        .ok()
+        .filter(|r| r.thread_id == thread_id)
+        .ok_or_else(|| ApiError::RunNotFound(run_id.clone()))?;
+    let events: Vec<Value> = s
+        .store
+        .events(&run_id, -1, i64::MAX)
+        .await?
+        .iter()
+        .filter_map(|e| serde_json::from_str(&e.data).ok())
+        .collect();
+    let mut body = run_json(&run, true);
+    body["events"] = Value::Array(events);
+    body["metadata"] = Value::Null;
+    Ok(Json(body))
+}
+
+/// `POST /api/v1/rooms/{room}/agui/{thread}/{run}/feedback`: `{feedback, reason?}`, kept; 205.
+pub async fn feedback(
+    State(app): State<AppState>,
+    Path((room, thread_id, run_id)): Path<(String, String, String)>,
+    Extension(user): Extension<User>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<StatusCode> {
+    check_uuid("thread id", &thread_id)?;
+    check_uuid("run id", &run_id)?;
+    let s = stored(&app, &room)?;
+    let body: Value = body_or_default(body)?;
+    if body.get("feedback").is_none() {
+        return Err(ApiError::BadRequest("the body must have `feedback`".into()).into());
+    }
+    owned_run(s, &room, &run_id, &user)
+        .await
+        .ok()
+        .filter(|r| r.thread_id == thread_id)
+        .ok_or_else(|| ApiError::RunNotFound(run_id.clone()))?;
+    if !s.store.add_feedback(&run_id, &body.to_string()).await? {
+        return Err(ApiError::RunNotFound(run_id).into());
+    }
+    Ok(StatusCode::RESET_CONTENT)
+}
+
+/// `POST /api/v1/rooms/{room}/agui/{thread}/{run}`: runs it, once.
 pub async fn run(
     State(app): State<AppState>,
     Path((room_id, thread_id, run_id)): Path<(String, String, String)>,
     Extension(user): Extension<User>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Answer<Response> {
     check_uuid("thread id", &thread_id)?;
     check_uuid("run id", &run_id)?;
     // soliplex's client resends the POST with `Last-Event-ID` after a drop: it follows the run
@@ -70,19 +300,50 @@ pub async fn run(
         app.room(&room_id)
             .ok_or_else(|| ApiError::RoomNotFound(room_id.clone()))?;
         let after = follow::after(&run_id, &headers, None)?;
-        return follow::follow(app, room_id, run_id, &user, after).await;
+        return Ok(follow::follow(app, room_id, run_id, &user, after).await?);
     }
+    let raw = body.as_ref().ok().cloned();
     let mut input = decode_input(&app, &room_id, &headers, body)?;
+    if let Some(raw) = raw {
+        check_body_ids(&raw, &thread_id, &run_id)?;
+    }
     input.thread_id = thread_id.clone();
     input.run_id = run_id.clone();
     let book = app.clone();
     let room = room_id.clone();
-    start_run(app, room_id, input, &user, move || {
+    Ok(start_run(app, room_id, input, &user, move || {
         lock(&book)
             .start_run(&room, &thread_id, &run_id)
             .map_err(|e| refusal(e, &thread_id, &run_id))
     })
-    .await
+    .await?)
+}
+
+/// The ids a run body names, in either case style.
+#[derive(Deserialize)]
+struct BodyIds {
+    #[serde(alias = "thread_id", rename = "threadId")]
+    thread_id: Option<String>,
+    #[serde(alias = "run_id", rename = "runId")]
+    run_id: Option<String>,
+}
+
+/// A body naming other ids than its path is refused.
+fn check_body_ids(body: &[u8], thread_id: &str, run_id: &str) -> Result<(), ApiError> {
+    let Ok(ids) = serde_json::from_slice::<BodyIds>(body) else {
+        return Ok(());
+    };
+    for (field, sent, path) in [
+        ("threadId", ids.thread_id, thread_id),
+        ("runId", ids.run_id, run_id),
+    ] {
+        if sent.is_some_and(|sent| sent != path) {
+            return Err(ApiError::BadRequest(format!(
+                "the body's `{field}` differs from the one in the path"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// soliplex makes every thread and run id a UUID; so do these routes, and nothing else is accepted.

@@ -19,7 +19,7 @@ use crate::store::{RunRecord, ThreadRecord};
 const PAGE: i64 = 50;
 const MAX_PAGE: i64 = 500;
 
-fn stored<'a>(app: &'a AppState, room: &str) -> Result<&'a Stored, ApiError> {
+pub(super) fn stored<'a>(app: &'a AppState, room: &str) -> Result<&'a Stored, ApiError> {
     app.room(room)
         .ok_or_else(|| ApiError::RoomNotFound(room.to_owned()))?;
     app.stored.as_ref().ok_or(ApiError::NoStore)
@@ -172,7 +172,7 @@ pub(super) async fn owned_run(
     Ok(run)
 }
 
-fn thread_json(t: &ThreadRecord) -> Value {
+pub(super) fn thread_json(t: &ThreadRecord) -> Value {
     json!({
         "thread_id": t.id,
         "room_id": t.room,
@@ -182,7 +182,7 @@ fn thread_json(t: &ThreadRecord) -> Value {
 }
 
 /// A run; with its input, result and usage when `full`.
-fn run_json(r: &RunRecord, full: bool) -> Value {
+pub(super) fn run_json(r: &RunRecord, full: bool) -> Value {
     let mut body = json!({
         "run_id": r.id,
         "thread_id": r.thread_id,
@@ -205,7 +205,7 @@ fn run_json(r: &RunRecord, full: bool) -> Value {
 }
 
 /// Unix milliseconds as RFC 3339 (what soliplex shows for `created`).
-fn time(ms: i64) -> String {
+pub(super) fn time(ms: i64) -> String {
     let t =
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_millis(t).to_string()

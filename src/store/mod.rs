@@ -152,6 +152,14 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<ThreadRecord>, StoreError>;
     /// Deletes the thread with its runs, events and feedback; false if there was none.
     async fn delete_thread(&self, room: &str, id: &str) -> Result<bool, StoreError>;
+    /// Sets the thread's name and description; false if there is no such thread in the room.
+    async fn rename_thread(
+        &self,
+        room: &str,
+        id: &str,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<bool, StoreError>;
     /// Inserts a run; false if a run with that id exists.
     async fn create_run(&self, run: &RunRecord) -> Result<bool, StoreError>;
     /// Records a run starting, with its thread if new, in one transaction (one commit on the

@@ -261,6 +261,25 @@ macro_rules! sql_store {
                 Ok(done.rows_affected() > 0)
             }
 
+            async fn rename_thread(
+                &self,
+                room: &str,
+                id: &str,
+                name: Option<&str>,
+                description: Option<&str>,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE threads SET name = $3, description = $4 WHERE id = $1 AND room = $2",
+                )
+                .bind(id)
+                .bind(room)
+                .bind(name)
+                .bind(description)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
             async fn create_run(&self, run: &RunRecord) -> Result<bool, StoreError> {
                 let done = Self::run_query(run).execute(&self.pool).await?;
                 Ok(done.rows_affected() > 0)

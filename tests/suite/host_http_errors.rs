@@ -209,7 +209,10 @@ async fn soliplex_threads_and_runs() {
 
     let again = RunResult::read(s.post(&path, &json!({"prompt": "hi"})).await).await;
     assert_eq!(again.status, 400);
-    assert_eq!(again.error_body["error"]["code"], "run_id_reused");
+    assert!(again.error_body["detail"]
+        .as_str()
+        .unwrap_or("")
+        .contains("already been run"));
 
     let next: Value = s
         .post(&format!("/api/v1/rooms/echo/agui/{thread}"), &json!({}))

@@ -42,6 +42,7 @@ mod process_lifecycle;
 mod real_model;
 mod real_model_agent;
 mod shutdown_load;
+mod soliplex_api;
 mod store;
 mod store_faults;
 mod store_runs;

@@ -161,9 +161,11 @@ async fn runs_requested_during_shutdown_are_refused_or_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_fan_outs_in_flight_end_and_release_their_calls() {
     let mock = MockLlm::start().await;
-    mock.respond_with(|_| {
+    // Distinct words: a repeated one would be cut by the repetition guard, ending runs early.
+    let text: String = (0..2000).map(|i| format!("word{i} ")).collect();
+    mock.respond_with(move |_| {
         MockReply::new()
-            .text("word ".repeat(2000))
+            .text(text.clone())
             .chunk_delay(Duration::from_millis(10))
     });
     let mut server = parallelization::server_with(&mock, "", |s| {

@@ -126,6 +126,32 @@ async fn store_threads_are_per_room_newest_first_and_paginated() {
 }
 
 #[tokio::test]
+async fn store_rename_sets_a_threads_name_in_its_room_only() {
+    let (dbs, _dir) = databases().await;
+    for (backend, url) in dbs {
+        let s = open(&url).await;
+        assert!(s.put_thread(&thread("r1", "a", 1)).await.unwrap());
+        assert!(s
+            .rename_thread("r1", "a", Some("new"), Some("d"))
+            .await
+            .unwrap());
+        assert!(
+            !s.rename_thread("r2", "a", Some("x"), None).await.unwrap(),
+            "{backend}"
+        );
+        assert!(
+            !s.rename_thread("r1", "nope", None, None).await.unwrap(),
+            "{backend}"
+        );
+        let got = s.thread("r1", "a").await.unwrap().unwrap();
+        assert_eq!(
+            (got.name.as_deref(), got.description.as_deref()),
+            (Some("new"), Some("d"))
+        );
+    }
+}
+
+#[tokio::test]
 async fn store_runs_are_created_once_and_listed_oldest_first() {
     let (dbs, _dir) = databases().await;
     for (backend, url) in dbs {
