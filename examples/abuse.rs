@@ -343,6 +343,21 @@ async fn expect_refusal(resp: reqwest::Response, status: u16) -> Result<String, 
     Ok(code.to_owned())
 }
 
+/// Checks a refusal on a soliplex route: its status and soliplex's `{"detail": "..."}`.
+async fn expect_detail(resp: reqwest::Response, status: u16) -> Result<String, String> {
+    let got = resp.status().as_u16();
+    let body: Value = resp
+        .json()
+        .await
+        .map_err(|e| format!("HTTP {got} without a JSON body: {e}"))?;
+    match body["detail"].as_str() {
+        Some(detail) if got == status && !detail.is_empty() => Ok("detail".to_owned()),
+        _ => Err(format!(
+            "expected {status} with a soliplex detail, got {got}: {body}"
+        )),
+    }
+}
+
 fn prompt(text: String, strategy: &str) -> Value {
     json!({"prompt": text, "forwardedProps": {"strategy": strategy}})
 }
@@ -797,7 +812,7 @@ async fn probe_ids(ctx: &Ctx) -> Outcome {
     let resp = ctx
         .post_path("/api/v1/rooms/parallelization/agui/not-a-uuid", None)
         .await?;
-    let not_uuid = expect_refusal(resp, 400).await?;
+    let not_uuid = expect_detail(resp, 400).await?;
     check(ctx.mock.request_count() == 0, || "LLM called".into())?;
     Ok(format!(
         "200-char thread id -> 400 {long}; run id with newline and ANSI -> 400 {control}; soliplex non-UUID thread -> 400 {not_uuid}"
@@ -816,7 +831,7 @@ async fn probe_cross_room_thread(ctx: &Ctx) -> Outcome {
     let resp = ctx
         .post_path(&format!("{base}/wide/agui/{thread}"), None)
         .await?;
-    let code = expect_refusal(resp, 404).await?;
+    let code = expect_detail(resp, 404).await?;
     let run = made["run_id"].as_str().ok_or("no run_id")?;
     let resp = ctx
         .post_path(
@@ -824,7 +839,7 @@ async fn probe_cross_room_thread(ctx: &Ctx) -> Outcome {
             Some(&json!({"prompt": "Hi?"})),
         )
         .await?;
-    let run_code = expect_refusal(resp, 404).await?;
+    let run_code = expect_detail(resp, 404).await?;
     check(ctx.mock.request_count() == 0, || "LLM called".into())?;
     Ok(format!(
         "room A's thread via room B: new run 404 {code}, its run 404 {run_code}"
