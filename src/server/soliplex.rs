@@ -241,9 +241,7 @@ pub async fn get_run(
     check_uuid("thread id", &thread_id)?;
     check_uuid("run id", &run_id)?;
     let s = stored(&app, &room)?;
-    let run = owned_run(s, &room, &run_id, &user)
-        .await
-        .ok()
+    let run = Some(owned_run(s, &room, &run_id, &user).await?)
         .filter(|r| r.thread_id == thread_id)
         .ok_or_else(|| ApiError::RunNotFound(run_id.clone()))?;
     let events: Vec<Value> = s
@@ -273,9 +271,7 @@ pub async fn feedback(
     if body.get("feedback").is_none() {
         return Err(ApiError::BadRequest("the body must have `feedback`".into()).into());
     }
-    owned_run(s, &room, &run_id, &user)
-        .await
-        .ok()
+    Some(owned_run(s, &room, &run_id, &user).await?)
         .filter(|r| r.thread_id == thread_id)
         .ok_or_else(|| ApiError::RunNotFound(run_id.clone()))?;
     if !s.store.add_feedback(&run_id, &body.to_string()).await? {
