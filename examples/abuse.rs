@@ -561,12 +561,6 @@ async fn fate(tcp: &mut TcpStream, limit: Duration, on_data: bool) -> Fate {
     }
 }
 
-/// Hostile connections arrive in waves of 50, 50 ms apart: the listener's accept queue holds
-/// 128, and a handshake that overflows it is only retried by the kernel seconds later.
-async fn stagger(i: usize) {
-    tokio::time::sleep(Duration::from_millis((i / 50) as u64 * 50)).await;
-}
-
 /// Connects; a connection past `max_connections` is refused (within 200 ms when it sends nothing).
 async fn connect(addr: &str) -> Result<TcpStream, Fate> {
     let mut tcp = TcpStream::connect(addr).await.map_err(|_| Fate::Broken)?;
@@ -592,10 +586,9 @@ async fn probe_slowloris(ctx: &Ctx) -> Outcome {
     let start = Instant::now();
     let limit = HEADER_TIMEOUT + Duration::from_secs(3);
     let tasks: Vec<_> = (0..400)
-        .map(|i| {
+        .map(|_| {
             let addr = ctx.server.addr.clone();
             tokio::spawn(async move {
-                stagger(i).await;
                 let mut tcp = match connect(&addr).await {
                     Ok(tcp) => tcp,
                     Err(fate) => return fate,
@@ -640,11 +633,10 @@ async fn probe_stalled_uploads(ctx: &Ctx) -> Outcome {
     let start = Instant::now();
     let sent: Arc<Vec<u8>> = Arc::new(vec![b'a'; 1_000_000]);
     let tasks: Vec<_> = (0..300)
-        .map(|i| {
+        .map(|_| {
             let addr = ctx.server.addr.clone();
             let sent = sent.clone();
             tokio::spawn(async move {
-                stagger(i).await;
                 let mut tcp = match connect(&addr).await {
                     Ok(tcp) => tcp,
                     Err(fate) => return fate,
@@ -676,10 +668,7 @@ async fn probe_stalled_uploads(ctx: &Ctx) -> Outcome {
 async fn probe_idle_sockets(ctx: &Ctx) -> Outcome {
     let mut open = Vec::new();
     let mut refused = Vec::new();
-    let connects = (0..300).map(|i| async move {
-        stagger(i).await;
-        connect(&ctx.server.addr).await
-    });
+    let connects = (0..300).map(|_| async move { connect(&ctx.server.addr).await });
     for c in futures::future::join_all(connects).await {
         match c {
             Ok(tcp) => open.push(tcp),

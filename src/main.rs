@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use roomhost::agents::Registry;
 use roomhost::config::{Cli, Settings};
-use roomhost::server::{raise_nofile_limit, serve, shutdown_signal};
+use roomhost::server::{bind, raise_nofile_limit, serve, shutdown_signal};
 use roomhost::{App, StartupError};
 use tracing_subscriber::EnvFilter;
 
@@ -45,9 +45,7 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
     if !addr.ip().is_loopback() && !app.auth.is_on() {
         tracing::warn!(%addr, "listening beyond this machine with `auth: none`: anyone who reaches the port can run rooms and read every thread; set ROOMHOST_AUTH=keys or oidc");
     }
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(bind_err)?;
+    let listener = bind(addr).map_err(bind_err)?;
     let rooms: Vec<&str> = app.rooms().iter().map(|r| r.config.id.as_str()).collect();
     tracing::info!(%addr, ?rooms, llm = ?app.settings.llm.base_urls, "roomhost listening");
     let stored = app.stored.clone();

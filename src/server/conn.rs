@@ -11,7 +11,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tower_http::timeout::RequestBodyTimeout;
 
@@ -27,6 +27,24 @@ const REFUSAL_WAIT: Duration = Duration::from_millis(200);
 /// After an accept error (e.g. out of file descriptors), wait before the next accept rather than
 /// spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Connections the kernel may hold for `accept`: its default of 128 overflows in a burst of
+/// connects under load (the surplus SYNs are dropped and the clients retry after a second).
+/// Linux caps it at `net.core.somaxconn` (4096 on current kernels).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` for [`serve`](super::serve) with a listen backlog for bursts of connections.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As std's bind does: a restart can bind while the old process's connections are in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves `router` on `listener` until `drain` resolves, then stops accepting and waits for every
 /// open connection to finish its requests (idle ones close at once).
 pub(super) async fn serve_connections(

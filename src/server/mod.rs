@@ -12,7 +12,7 @@ mod soliplex;
 mod stream;
 mod threads;
 
-pub use conn::raise_nofile_limit;
+pub use conn::{bind, raise_nofile_limit};
 pub use error::ApiError;
 pub use run::parse_input;
 

@@ -132,3 +132,25 @@ async fn past_the_connection_cap_new_clients_get_503_and_open_ones_keep_working(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A burst of connects while nothing accepts (a busy accept loop) waits in the kernel's queue
+/// rather than overflowing it: with the default backlog of 128, connects past it get no SYN-ACK and
+/// hang in retries.
+#[tokio::test]
+async fn a_burst_of_connects_waits_in_the_listen_queue() {
+    const BURST: usize = 600;
+    let listener = roomhost::server::bind(([127, 0, 0, 1], 0).into()).expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    let mut open = Vec::with_capacity(BURST);
+    for i in 0..BURST {
+        let tcp = tokio::time::timeout(HANG, TcpStream::connect(addr))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("connect {i} of {BURST} got no answer: the queue overflowed")
+            })
+            .expect("connect");
+        open.push(tcp);
+    }
+    let (accepted, _) = listener.accept().await.expect("accept");
+    drop(accepted);
+}

@@ -66,9 +66,7 @@ impl TestServer {
     }
 
     pub async fn serve_app(app: AppState, rooms_dir: TempDir) -> TestServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
+        let listener = roomhost::server::bind(([127, 0, 0, 1], 0).into()).expect("bind loopback");
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, app.clone(), async move {
