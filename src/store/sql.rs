@@ -258,7 +258,7 @@ macro_rules! sql_store {
 
             /// Records the run with its thread if new, in one transaction; a pending run of the
             /// thread is started when `start` (and the run is not pending itself). With the
-            /// run's `created` as stored.
+            /// `created` an inserted run got.
             async fn record_run(
                 &self,
                 thread: &ThreadRecord,
