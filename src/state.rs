@@ -1,8 +1,7 @@
 //! `AppState`: everything a request handler needs, built once at start-up.
 
-use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -38,7 +37,6 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// Fired when the shutdown grace period is over: running streams end with `RUN_ERROR`.
     pub force_stop: CancellationToken,
-    pub(crate) threads: Mutex<ThreadBook>,
     /// The store and its writer; `None` with `database_url: none` (or built by [`App::build`]).
     pub stored: Option<Stored>,
     /// Runs going on in this process, for followers and cancel.
@@ -139,7 +137,6 @@ impl App {
             runs: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             force_stop: CancellationToken::new(),
-            threads: Mutex::new(ThreadBook::default()),
             stored,
             live: LiveRuns::default(),
             auth,
@@ -215,103 +212,6 @@ fn build_room(room: LoadedRoom, registry: &Registry, deps: &AgentDeps) -> Result
     })
 }
 
-/// Threads remembered; past it the oldest is forgotten (its run ids could then be used again).
-pub const MAX_THREADS: usize = 10_000;
-/// Runs one thread may have; past it a new run in the thread is refused.
+/// Runs one soliplex thread may have, pending ones included; past it a new run in the thread is
+/// refused.
 pub const MAX_RUNS_PER_THREAD: usize = 100;
-
-/// soliplex-style threads and their runs, so a run id can be used once only. Bounded: at most
-/// `MAX_THREADS` threads of at most `MAX_RUNS_PER_THREAD` runs, the oldest threads forgotten first.
-#[derive(Default)]
-pub(crate) struct ThreadBook {
-    threads: HashMap<String, ThreadEntry>,
-    order: VecDeque<String>,
-}
-
-struct ThreadEntry {
-    room: String,
-    /// run id -> whether it has been run
-    runs: HashMap<String, bool>,
-}
-
-/// Why the book refused a thread or run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BookError {
-    /// No such thread in this room.
-    NoThread,
-    RunReused,
-    ThreadFull,
-}
-
-impl ThreadBook {
-    pub(crate) fn new_thread(&mut self, room: &str, thread_id: String, run_id: String) {
-        if self.order.len() >= MAX_THREADS {
-            if let Some(old) = self.order.pop_front() {
-                self.threads.remove(&old);
-            }
-        }
-        let runs = HashMap::from([(run_id, false)]);
-        self.threads.insert(
-            thread_id.clone(),
-            ThreadEntry {
-                room: room.to_owned(),
-                runs,
-            },
-        );
-        self.order.push_back(thread_id);
-    }
-
-    /// Forgets a deleted thread, so no new run starts in it.
-    pub(crate) fn remove_thread(&mut self, thread_id: &str) {
-        self.threads.remove(thread_id);
-        self.order.retain(|t| t != thread_id);
-    }
-
-    fn thread(&mut self, room: &str, thread_id: &str) -> Result<&mut ThreadEntry, BookError> {
-        self.threads
-            .get_mut(thread_id)
-            .filter(|t| t.room == room)
-            .ok_or(BookError::NoThread)
-    }
-
-    /// Adds a run to a thread of `room`.
-    pub(crate) fn new_run(
-        &mut self,
-        room: &str,
-        thread_id: &str,
-        run_id: String,
-    ) -> Result<(), BookError> {
-        let thread = self.thread(room, thread_id)?;
-        if thread.runs.len() >= MAX_RUNS_PER_THREAD {
-            return Err(BookError::ThreadFull);
-        }
-        thread.runs.insert(run_id, false);
-        Ok(())
-    }
-
-    /// Marks a run as started, adding it (and its thread, if new) first.
-    pub(crate) fn start_run(
-        &mut self,
-        room: &str,
-        thread_id: &str,
-        run_id: &str,
-    ) -> Result<(), BookError> {
-        if !self.threads.contains_key(thread_id) {
-            self.new_thread(room, thread_id.to_owned(), run_id.to_owned());
-        }
-        let thread = self.thread(room, thread_id)?;
-        let full = thread.runs.len() >= MAX_RUNS_PER_THREAD;
-        match thread.runs.get_mut(run_id) {
-            Some(true) => Err(BookError::RunReused),
-            Some(started) => {
-                *started = true;
-                Ok(())
-            }
-            None if full => Err(BookError::ThreadFull),
-            None => {
-                thread.runs.insert(run_id.to_owned(), true);
-                Ok(())
-            }
-        }
-    }
-}

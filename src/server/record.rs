@@ -114,20 +114,28 @@ impl NewRun {
                 result: None,
                 usage: None,
                 events_cut: false,
+                metadata: None,
             },
         }
     }
 
-    /// Records the thread (if new) and the run before the stream starts: a run id used before,
-    /// or a thread id of another room, is refused. Should the database not answer, the writer
-    /// records them when it is back and the run goes on.
-    pub(super) async fn record(self, stored: &Stored) -> Result<(), ApiError> {
+    /// Records the thread (if new) and the run before the stream starts (a pending run of that id
+    /// becomes it): a run id used before, a thread id of another room, or a run past `max_runs`
+    /// in its thread is refused. Should the database not answer, the writer records them when it
+    /// is back and the run goes on.
+    pub(super) async fn record(
+        self,
+        stored: &Stored,
+        max_runs: Option<usize>,
+    ) -> Result<(), ApiError> {
         if stored.writer.health.error().is_none() {
-            let at_once = stored.store.start_run(&self.thread, &self.run);
+            let max = max_runs.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+            let at_once = stored.store.start_run(&self.thread, &self.run, max);
             match tokio::time::timeout(START_WRITE_TIMEOUT, at_once).await {
-                Ok(Ok(Started::OtherRoom)) => return Err(ApiError::ThreadNotFound(self.thread.id)),
-                Ok(Ok(Started::RunExists)) => return Err(ApiError::RunIdReused(self.run.id)),
-                Ok(Ok(Started::Recorded)) => return Ok(()),
+                Ok(Ok(outcome)) => {
+                    let limit = max_runs.unwrap_or_default();
+                    return recorded(outcome, &self.thread.id, &self.run.id, limit);
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "store: cannot record a new run; the writer will")
                 }
@@ -140,7 +148,24 @@ impl NewRun {
     }
 }
 
-/// The recorder of a run that was just recorded (or needs no recording).
+/// What the store's answer to recording a run means for its request (`max_runs`: the limit it
+/// was recorded within).
+pub(super) fn recorded(
+    outcome: Started,
+    thread_id: &str,
+    run_id: &str,
+    max_runs: usize,
+) -> Result<(), ApiError> {
+    match outcome {
+        Started::Recorded => Ok(()),
+        Started::OtherRoom => Err(ApiError::ThreadNotFound(thread_id.to_owned())),
+        Started::RunExists => Err(ApiError::RunIdReused(run_id.to_owned())),
+        Started::ThreadFull => Err(ApiError::TooManyRuns(thread_id.to_owned(), max_runs)),
+    }
+}
+
+/// The recorder of a run that was just recorded (or needs no recording); refused if a run with
+/// that id is going on (or just finished) here.
 pub(super) fn recorder(
     app: &AppState,
     room: &str,
@@ -148,14 +173,18 @@ pub(super) fn recorder(
     (thread_id, run_id): (&str, &str),
     profile: Profile,
     client: Arc<RunOutlet>,
-) -> Arc<Recorder> {
+) -> Result<Arc<Recorder>, ApiError> {
+    let live = app
+        .live
+        .insert(run_id, room, owner.name(), thread_id)
+        .ok_or_else(|| ApiError::RunIdReused(run_id.to_owned()))?;
     let writer = app.stored.as_ref().map(|s| s.writer.clone());
     let log = RunLog::new(writer, run_id, app.settings.max_events_per_run);
-    Arc::new(Recorder {
+    Ok(Arc::new(Recorder {
         run_id: run_id.to_owned(),
         log: Mutex::new((Shaper::new(profile), log)),
-        live: app.live.insert(run_id, room, owner.name(), thread_id),
+        live,
         client,
         meter: RunMeter::new(room),
-    })
+    }))
 }

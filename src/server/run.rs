@@ -32,7 +32,7 @@ pub async fn run_room(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let input = decode_input(&app, &room_id, &headers, body)?;
-    start_run(app, room_id, input, &user, || Ok(())).await
+    start_run(app, room_id, input, &user, None).await
 }
 
 /// Checks the room and body and turns them into a run input; shared by every run route.
@@ -151,24 +151,20 @@ pub(super) fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
     )))
 }
 
-/// Starts the room's agent on `input` and answers with its event stream. `accept` runs once the
-/// agent has accepted the input, so that only runs that start are recorded. With a store, the
-/// thread's earlier turns are put before a lone new message, and the run is recorded before its
-/// stream starts.
+/// Starts the room's agent on `input` and answers with its event stream. With a store, the
+/// thread's earlier turns are put before a lone new message, and the run is recorded (within
+/// `max_runs` in its thread, when given) once the agent has accepted it, before its stream starts.
 pub(super) async fn start_run(
     app: AppState,
     room_id: String,
     mut input: RunAgentInput,
     user: &User,
-    accept: impl FnOnce() -> Result<(), ApiError>,
+    max_runs: Option<usize>,
 ) -> Result<Response, ApiError> {
     let room = app
         .room(&room_id)
         .ok_or_else(|| ApiError::RoomNotFound(room_id.clone()))?;
     let profile = Profile::for_input(&input).map_err(|e| ApiError::InvalidInput(e.to_string()))?;
-    if app.live.get(&input.run_id).is_some() {
-        return Err(ApiError::RunIdReused(input.run_id));
-    }
     let user_run = app
         .user_runs
         .enter(user, app.settings.max_runs_per_user)
@@ -211,7 +207,7 @@ pub(super) async fn start_run(
         thread_id = %Shown(&input.thread_id),
         strategy = tracing::field::Empty,
     );
-    let recorder = record::recorder(&app, &room_id, user, (&ids.0, &ids.1), profile, outlet);
+    let recorder = record::recorder(&app, &room_id, user, (&ids.0, &ids.1), profile, outlet)?;
     let accepted = room
         .agent
         .start(input, EventSink::new(recorder.clone()))
@@ -232,9 +228,8 @@ pub(super) async fn start_run(
         .inspect_err(|e| tracing::warn!(room = %Shown(&room_id), calls = accepted.max_calls, "run refused: {e}"))
         .map_err(|e| refused(e.into()))?;
     // Only a run that starts is recorded (a refused reservation is dropped with this error).
-    accept().map_err(refused)?;
     if let Some(stored) = &app.stored {
-        new_run.record(stored).await.map_err(refused)?;
+        new_run.record(stored, max_runs).await.map_err(refused)?;
     }
     recorder.meter.start(accepted.strategy);
     let run: RunFuture = Box::pin(reservation.scope(accepted.run));

@@ -1,8 +1,8 @@
 //! soliplex-compatible routes, so its chat clients (the Flutter frontend and the terminal client)
 //! use this server unchanged: `POST /api/v1/rooms/{room}/agui` makes a thread, `/agui/{thread}` a
-//! run in it, and `/agui/{thread}/{run}` runs it (once); threads are listed, read, renamed and
-//! deleted, runs read with their events, and feedback kept, all on the store. Errors are
-//! soliplex's `{"detail": ...}`.
+//! run in it (stored `pending`), and `/agui/{thread}/{run}` runs it (once); threads are listed,
+//! read, renamed and deleted, runs read with their events, and feedback kept, all on the store
+//! (without one these routes answer 404). Errors are soliplex's `{"detail": ...}`.
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -10,16 +10,17 @@ use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{json, Value};
 
 use super::follow;
+use super::record::recorded;
 use super::run::{decode_input, start_run};
 use super::threads::{owned_run, owned_thread, run_json, stored, thread_json};
 use super::ApiError;
 use crate::auth::User;
-use crate::state::{AppState, BookError, MAX_RUNS_PER_THREAD};
-use crate::store::{now_ms, ThreadRecord};
+use crate::state::{AppState, Stored, MAX_RUNS_PER_THREAD};
+use crate::store::{now_ms, RunRecord, RunStatus, ThreadRecord};
 
 /// The most threads a room's list shows.
 const MAX_LISTED: i64 = 500;
@@ -83,24 +84,63 @@ fn body_or_default<T: for<'de> Deserialize<'de> + Default>(
     serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))
 }
 
-/// What a run that has not started yet shows: its id and an empty input.
+/// A run not started yet: its ids, parent and metadata, and an input of its ids and empty state.
 fn pending_run(
     thread_id: &str,
-    run_id: &str,
-    parent: Option<String>,
-    meta: Option<Value>,
-) -> Value {
-    json!({
-        "thread_id": thread_id,
-        "run_id": run_id,
-        "parent_run_id": parent,
-        "created": super::threads::time(now_ms()),
-        "finished": null,
-        "run_input": {"threadId": thread_id, "runId": run_id, "state": {}, "messages": [],
-            "tools": [], "context": [], "forwardedProps": {}},
-        "events": [],
-        "metadata": meta,
-    })
+    parent_run_id: Option<String>,
+    metadata: Option<&Value>,
+) -> RunRecord {
+    let id = new_id();
+    let input = json!({"threadId": thread_id, "runId": id, "parentRunId": parent_run_id,
+        "state": {}, "messages": [], "tools": [], "context": [], "forwardedProps": {}});
+    RunRecord {
+        input: input.to_string(),
+        id,
+        thread_id: thread_id.to_owned(),
+        parent_run_id,
+        created: now_ms(),
+        finished: None,
+        status: RunStatus::Pending,
+        result: None,
+        usage: None,
+        events_cut: false,
+        metadata: metadata.map(Value::to_string),
+    }
+}
+
+/// Stores a pending run, with its thread if new.
+async fn create_run(
+    s: &Stored,
+    thread: &ThreadRecord,
+    run: &mut RunRecord,
+) -> Result<(), ApiError> {
+    let max = i64::try_from(MAX_RUNS_PER_THREAD).unwrap_or(i64::MAX);
+    let outcome = s.store.create_run(thread, run, max).await?;
+    recorded(outcome, &thread.id, &run.id, MAX_RUNS_PER_THREAD)
+}
+
+/// A new run as soliplex answers it: with its (empty) `events`.
+fn new_run_json(run: &RunRecord) -> Value {
+    let mut body = run_json(run, true);
+    body["events"] = json!([]);
+    body
+}
+
+/// A thread's runs keyed by id, in the order given (oldest first, as soliplex's clients list
+/// them); a `serde_json::Map` would sort them by id.
+pub struct RunsById(Vec<(String, Value)>);
+
+impl Serialize for RunsById {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(id, run)| (id, run)))
+    }
+}
+
+#[derive(Serialize)]
+pub struct ThreadWithRuns {
+    #[serde(flatten)]
+    thread: Value,
+    runs: RunsById,
 }
 
 /// `GET /api/v1/rooms/{room}/agui`: the room's threads, newest first.
@@ -124,9 +164,8 @@ pub async fn new_thread(
     Path(room_id): Path<String>,
     Extension(user): Extension<User>,
     body: Result<Bytes, BytesRejection>,
-) -> Answer<Json<Value>> {
-    app.room(&room_id)
-        .ok_or_else(|| ApiError::RoomNotFound(room_id.clone()))?;
+) -> Answer<Json<ThreadWithRuns>> {
+    let s = stored(&app, &room_id)?;
     let NewThread { metadata } = body_or_default(body)?;
     let thread = ThreadRecord {
         id: new_id(),
@@ -136,15 +175,14 @@ pub async fn new_thread(
         name: metadata.name,
         description: metadata.description,
     };
-    if let Some(s) = &app.stored {
-        s.store.put_thread(&thread).await?;
-    }
-    let run_id = new_id();
-    lock(&app).new_thread(&room_id, thread.id.clone(), run_id.clone());
+    let mut run = pending_run(&thread.id, None, None);
+    create_run(s, &thread, &mut run).await?;
     let mut body = thread_json(&thread);
-    body["run_id"] = json!(run_id);
-    body["runs"] = json!({run_id.clone(): pending_run(&thread.id, &run_id, None, None)});
-    Ok(Json(body))
+    body["run_id"] = json!(run.id);
+    Ok(Json(ThreadWithRuns {
+        thread: body,
+        runs: RunsById(vec![(run.id.clone(), new_run_json(&run))]),
+    }))
 }
 
 /// `GET /api/v1/rooms/{room}/agui/{thread}`: the thread with its runs (by id), oldest first.
@@ -152,19 +190,16 @@ pub async fn get_thread(
     State(app): State<AppState>,
     Path((room, thread_id)): Path<(String, String)>,
     Extension(user): Extension<User>,
-) -> Answer<Json<Value>> {
+) -> Answer<Json<ThreadWithRuns>> {
     check_uuid("thread id", &thread_id)?;
     let s = stored(&app, &room)?;
     let thread = owned_thread(s, &room, &thread_id, &user).await?;
-    let mut runs = serde_json::Map::new();
-    for r in s.store.thread_runs(&room, &thread_id).await? {
-        let mut run = run_json(&r, true);
-        run["metadata"] = Value::Null;
-        runs.insert(r.id, run);
-    }
-    let mut body = thread_json(&thread);
-    body["runs"] = Value::Object(runs);
-    Ok(Json(body))
+    let runs = s.store.thread_runs(&room, &thread_id).await?;
+    let runs = runs.iter().map(|r| (r.id.clone(), run_json(r, true)));
+    Ok(Json(ThreadWithRuns {
+        thread: thread_json(&thread),
+        runs: RunsById(runs.collect()),
+    }))
 }
 
 /// `DELETE /api/v1/rooms/{room}/agui/{thread}`: 204, then 404.
@@ -177,7 +212,6 @@ pub async fn delete_thread(
     let s = stored(&app, &room)?;
     owned_thread(s, &room, &thread_id, &user).await?;
     app.live.remove_thread(&thread_id);
-    lock(&app).remove_thread(&thread_id);
     if !s.store.delete_thread(&room, &thread_id).await? {
         return Err(ApiError::ThreadNotFound(thread_id).into());
     }
@@ -206,28 +240,26 @@ pub async fn thread_meta(
     Ok(StatusCode::RESET_CONTENT)
 }
 
-/// `POST /api/v1/rooms/{room}/agui/{thread}`: a new run in the thread, not started yet.
+/// `POST /api/v1/rooms/{room}/agui/{thread}`: a new run in the thread, stored `pending`.
 pub async fn new_run(
     State(app): State<AppState>,
     Path((room_id, thread_id)): Path<(String, String)>,
     Extension(user): Extension<User>,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer<Json<Value>> {
-    app.room(&room_id)
-        .ok_or_else(|| ApiError::RoomNotFound(room_id.clone()))?;
     check_uuid("thread id", &thread_id)?;
-    if let Some(s) = &app.stored {
-        owned_thread(s, &room_id, &thread_id, &user).await?;
-    }
+    let s = stored(&app, &room_id)?;
+    let thread = owned_thread(s, &room_id, &thread_id, &user).await?;
     let NewRun {
         parent_run_id,
         metadata,
     } = body_or_default(body)?;
-    let run_id = new_id();
-    lock(&app)
-        .new_run(&room_id, &thread_id, run_id.clone())
-        .map_err(|e| refusal(e, &thread_id, &run_id))?;
-    let mut body = pending_run(&thread_id, &run_id, parent_run_id, metadata);
+    if let Some(parent) = &parent_run_id {
+        check_uuid("parent run id", parent)?;
+    }
+    let mut run = pending_run(&thread_id, parent_run_id, metadata.as_ref());
+    create_run(s, &thread, &mut run).await?;
+    let mut body = new_run_json(&run);
     body["room_id"] = json!(room_id);
     Ok(Json(body))
 }
@@ -253,7 +285,6 @@ pub async fn get_run(
         .collect();
     let mut body = run_json(&run, true);
     body["events"] = Value::Array(events);
-    body["metadata"] = Value::Null;
     Ok(Json(body))
 }
 
@@ -290,11 +321,10 @@ pub async fn run(
 ) -> Answer<Response> {
     check_uuid("thread id", &thread_id)?;
     check_uuid("run id", &run_id)?;
+    let s = stored(&app, &room_id)?;
     // soliplex's client resends the POST with `Last-Event-ID` after a drop: it follows the run
     // rather than starting it again.
     if headers.contains_key("last-event-id") {
-        app.room(&room_id)
-            .ok_or_else(|| ApiError::RoomNotFound(room_id.clone()))?;
         let after = follow::after(&run_id, &headers, None)?;
         return Ok(follow::follow(app, room_id, run_id, &user, after).await?);
     }
@@ -303,16 +333,17 @@ pub async fn run(
     if let Some(raw) = raw {
         check_body_ids(&raw, &thread_id, &run_id)?;
     }
-    input.thread_id = thread_id.clone();
-    input.run_id = run_id.clone();
-    let book = app.clone();
-    let room = room_id.clone();
-    Ok(start_run(app, room_id, input, &user, move || {
-        lock(&book)
-            .start_run(&room, &thread_id, &run_id)
-            .map_err(|e| refusal(e, &thread_id, &run_id))
-    })
-    .await?)
+    if input.parent_run_id.is_none() {
+        // The parent the run was made with, so that its `RUN_STARTED` names it too.
+        let made = s.store.run(&room_id, &run_id).await?;
+        input.parent_run_id = made
+            .filter(|r| r.status == RunStatus::Pending && r.thread_id == thread_id)
+            .and_then(|r| r.parent_run_id);
+    }
+    input.thread_id = thread_id;
+    input.run_id = run_id;
+    let max_runs = Some(MAX_RUNS_PER_THREAD);
+    Ok(start_run(app, room_id, input, &user, max_runs).await?)
 }
 
 /// The ids a run body names, in either case style.
@@ -350,19 +381,4 @@ fn check_uuid(what: &str, id: &str) -> Result<(), ApiError> {
             "the {what} must be a UUID such as soliplex routes create"
         ))),
     }
-}
-
-fn refusal(e: BookError, thread_id: &str, run_id: &str) -> ApiError {
-    match e {
-        BookError::NoThread => ApiError::ThreadNotFound(thread_id.to_owned()),
-        BookError::RunReused => ApiError::RunIdReused(run_id.to_owned()),
-        BookError::ThreadFull => ApiError::TooManyRuns(thread_id.to_owned(), MAX_RUNS_PER_THREAD),
-    }
-}
-
-fn lock(app: &AppState) -> std::sync::MutexGuard<'_, crate::state::ThreadBook> {
-    // The book holds no invariant a panic elsewhere could break, so a poisoned lock is still usable.
-    app.threads
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

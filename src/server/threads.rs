@@ -183,6 +183,10 @@ pub(super) fn thread_json(t: &ThreadRecord) -> Value {
 
 /// A run; with its input, result and usage when `full`.
 pub(super) fn run_json(r: &RunRecord, full: bool) -> Value {
+    let parse = |text: Option<&str>| {
+        text.and_then(|t| serde_json::from_str::<Value>(t).ok())
+            .unwrap_or(Value::Null)
+    };
     let mut body = json!({
         "run_id": r.id,
         "thread_id": r.thread_id,
@@ -191,15 +195,12 @@ pub(super) fn run_json(r: &RunRecord, full: bool) -> Value {
         "created": time(r.created),
         "finished": r.finished.map(time),
         "events_cut": r.events_cut,
+        "metadata": parse(r.metadata.as_deref()),
     });
     if full {
-        let parse = |text: &Option<String>| {
-            text.as_deref()
-                .and_then(|t| serde_json::from_str::<Value>(t).ok())
-        };
-        body["run_input"] = serde_json::from_str(&r.input).unwrap_or(Value::Null);
-        body["result"] = parse(&r.result).unwrap_or(Value::Null);
-        body["usage"] = parse(&r.usage).unwrap_or(Value::Null);
+        body["run_input"] = parse(Some(&r.input));
+        body["result"] = parse(r.result.as_deref());
+        body["usage"] = parse(r.usage.as_deref());
     }
     body
 }

@@ -20,7 +20,18 @@ pub struct LiveRuns {
 }
 
 impl LiveRuns {
-    pub fn insert(&self, run_id: &str, room: &str, owner: &str, thread_id: &str) -> Arc<LiveRun> {
+    /// Adds a run; `None` if one with that id is here already (going on, or just finished).
+    pub fn insert(
+        &self,
+        run_id: &str,
+        room: &str,
+        owner: &str,
+        thread_id: &str,
+    ) -> Option<Arc<LiveRun>> {
+        let mut runs = lock(&self.runs);
+        if runs.contains_key(run_id) {
+            return None;
+        }
         let run = Arc::new(LiveRun {
             room: room.to_owned(),
             owner: owner.to_owned(),
@@ -31,8 +42,8 @@ impl LiveRuns {
             followers: AtomicUsize::new(0),
             followers_changed: Notify::new(),
         });
-        lock(&self.runs).insert(run_id.to_owned(), run.clone());
-        run
+        runs.insert(run_id.to_owned(), run.clone());
+        Some(run)
     }
 
     pub fn get(&self, run_id: &str) -> Option<Arc<LiveRun>> {

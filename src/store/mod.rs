@@ -39,16 +39,20 @@ pub struct RunRecord {
     pub created: i64,
     pub finished: Option<i64>,
     pub status: RunStatus,
-    /// The `RunAgentInput` as JSON.
+    /// The `RunAgentInput` as JSON (of a pending run: its ids and empty state).
     pub input: String,
     pub result: Option<String>,
     pub usage: Option<String>,
     /// True when the run had more events than the store keeps per run.
     pub events_cut: bool,
+    /// What the client that made it said about it (soliplex's run `metadata`).
+    pub metadata: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStatus {
+    /// Made (soliplex's new thread or new run) but not started yet.
+    Pending,
     Running,
     Finished,
     Failed,
@@ -60,6 +64,7 @@ pub enum RunStatus {
 impl RunStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            RunStatus::Pending => "pending",
             RunStatus::Running => "running",
             RunStatus::Finished => "finished",
             RunStatus::Failed => "failed",
@@ -73,6 +78,7 @@ impl FromStr for RunStatus {
     type Err = StoreError;
     fn from_str(s: &str) -> Result<Self, StoreError> {
         Ok(match s {
+            "pending" => RunStatus::Pending,
             "running" => RunStatus::Running,
             "finished" => RunStatus::Finished,
             "failed" => RunStatus::Failed,
@@ -83,14 +89,17 @@ impl FromStr for RunStatus {
     }
 }
 
-/// What [`Store::start_run`] found.
+/// What [`Store::create_run`] and [`Store::start_run`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Started {
     Recorded,
-    /// The thread id belongs to another room; nothing was written.
+    /// The thread id belongs to another room or user; nothing was written.
     OtherRoom,
-    /// A run with that id exists; nothing was written.
+    /// A run with that id exists (and is not a pending run of the thread being started); nothing
+    /// was written.
     RunExists,
+    /// The thread has as many runs as it may; nothing was written.
+    ThreadFull,
 }
 
 /// One stored event: its sequence number in the run and its JSON.
@@ -105,7 +114,7 @@ pub struct StoredEvent {
 pub enum Write {
     /// Inserts the thread if it is not there yet.
     Thread(ThreadRecord),
-    /// Inserts the run if it is not there yet.
+    /// Starts the run if it is pending in its thread, else inserts it if it is not there yet.
     Run(RunRecord),
     Event {
         run_id: String,
@@ -160,14 +169,26 @@ pub trait Store: Send + Sync {
         name: Option<&str>,
         description: Option<&str>,
     ) -> Result<bool, StoreError>;
-    /// Inserts a run; false if a run with that id exists.
-    async fn create_run(&self, run: &RunRecord) -> Result<bool, StoreError>;
+    /// Inserts a run (soliplex makes its runs `pending` before they start) with its thread if
+    /// new, in one transaction, unless the thread has `max_runs` runs already. Its `created` is
+    /// moved past the thread's latest run's if need be (so a thread's runs, oldest first, are in
+    /// the order they were made).
+    async fn create_run(
+        &self,
+        thread: &ThreadRecord,
+        run: &mut RunRecord,
+        max_runs: i64,
+    ) -> Result<Started, StoreError>;
     /// Records a run starting, with its thread if new, in one transaction (one commit on the
-    /// run's way to its stream).
+    /// run's way to its stream). A pending run of the thread with that id becomes the run (its
+    /// status, input and, when the run has one, parent; its `created` and `metadata` stay), at
+    /// most once however many start it at the same time; any other id is inserted as
+    /// [`Store::create_run`] does, within `max_runs` when given.
     async fn start_run(
         &self,
         thread: &ThreadRecord,
         run: &RunRecord,
+        max_runs: Option<i64>,
     ) -> Result<Started, StoreError>;
     async fn run(&self, room: &str, id: &str) -> Result<Option<RunRecord>, StoreError>;
     /// A thread's runs, oldest first.
@@ -181,9 +202,10 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<StoredEvent>, StoreError>;
     /// Applies the writes in one transaction.
     async fn write(&self, batch: &[Write]) -> Result<(), StoreError>;
-    /// Marks runs left `running` as `interrupted`; how many.
+    /// Marks runs left `running` as `interrupted` (pending ones wait to be started); how many.
     async fn interrupt_running(&self, now: i64) -> Result<u64, StoreError>;
-    /// Deletes threads created before `cutoff` with no run since; how many.
+    /// Deletes threads created before `cutoff` with no run since, and runs made before it that
+    /// never started; how many threads.
     async fn purge(&self, cutoff: i64) -> Result<u64, StoreError>;
     /// Adds feedback to a run; false if there is no such run.
     async fn add_feedback(&self, run_id: &str, data: &str) -> Result<bool, StoreError>;

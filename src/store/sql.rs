@@ -9,7 +9,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, PgPool, QueryBuilder, SqlitePool};
 
-use super::{RunRecord, Started, Store, StoreError, StoredEvent, ThreadRecord, Write};
+use super::{RunRecord, RunStatus, Started, Store, StoreError, StoredEvent, ThreadRecord, Write};
 
 /// How long a statement waits for SQLite's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -80,6 +80,7 @@ struct RunRow {
     result: Option<String>,
     usage: Option<String>,
     events_cut: i64,
+    metadata: Option<String>,
 }
 
 impl TryFrom<RunRow> for RunRecord {
@@ -96,6 +97,7 @@ impl TryFrom<RunRow> for RunRecord {
             result: r.result,
             usage: r.usage,
             events_cut: r.events_cut != 0,
+            metadata: r.metadata,
         })
     }
 }
@@ -124,13 +126,18 @@ impl From<ThreadRow> for ThreadRecord {
 }
 
 const RUN_COLUMNS: &str = "r.id, r.thread_id, r.parent_run_id, r.created, r.finished, r.status, \
-                           r.input, r.result, r.usage, r.events_cut";
+                           r.input, r.result, r.usage, r.events_cut, r.metadata";
 const INSERT_THREAD: &str = "INSERT INTO threads (id, room, owner, created, name, description) \
                              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
 const INSERT_RUN: &str = "INSERT INTO runs (id, thread_id, parent_run_id, created, finished, \
-                          status, input, result, usage, events_cut) \
-                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                          status, input, result, usage, events_cut, metadata) \
+                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
                           ON CONFLICT (id) DO NOTHING";
+/// A pending run of the thread becomes the run starting: one conditional statement, so of two
+/// starts of the same run (here or in another replica) only one finds it pending.
+const START_PENDING: &str = "UPDATE runs SET status = $3, input = $4, \
+                             parent_run_id = COALESCE($5, parent_run_id) \
+                             WHERE id = $1 AND thread_id = $2 AND status = 'pending'";
 /// Rows per multi-row event insert: 3 parameters each, far below either database's limit.
 const EVENT_ROWS: usize = 500;
 
@@ -172,18 +179,107 @@ macro_rules! sql_store {
 
             fn run_query<'q>(
                 r: &'q RunRecord,
+                created: i64,
             ) -> sqlx::query::Query<'q, $Db, <$Db as sqlx::Database>::Arguments<'q>> {
                 sqlx::query(INSERT_RUN)
                     .bind(&r.id)
                     .bind(&r.thread_id)
                     .bind(&r.parent_run_id)
-                    .bind(r.created)
+                    .bind(created)
                     .bind(r.finished)
                     .bind(r.status.as_str())
                     .bind(&r.input)
                     .bind(&r.result)
                     .bind(&r.usage)
                     .bind(i64::from(r.events_cut))
+                    .bind(&r.metadata)
+            }
+
+            /// Starts the run if it is pending in its thread; whether it was.
+            async fn start_pending(
+                conn: &mut <$Db as sqlx::Database>::Connection,
+                r: &RunRecord,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(START_PENDING)
+                    .bind(&r.id)
+                    .bind(&r.thread_id)
+                    .bind(r.status.as_str())
+                    .bind(&r.input)
+                    .bind(&r.parent_run_id)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            /// Inserts the run unless its id is taken or its thread has `max_runs` runs; with the
+            /// `created` it was given: later than its thread's other runs', so that oldest first
+            /// is the order they were made in even within a millisecond.
+            async fn insert_run(
+                conn: &mut <$Db as sqlx::Database>::Connection,
+                run: &RunRecord,
+                max_runs: Option<i64>,
+            ) -> Result<(Started, i64), StoreError> {
+                if max_runs.is_some() {
+                    // Locks the thread's row (PostgreSQL; SQLite has one writer anyway), so that
+                    // runs made at the same time in one thread are counted one after another.
+                    sqlx::query("UPDATE threads SET owner = owner WHERE id = $1")
+                        .bind(&run.thread_id)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                let (runs, latest): (i64, i64) = sqlx::query_as(
+                    "SELECT COUNT(*), COALESCE(MAX(created), 0) FROM runs WHERE thread_id = $1",
+                )
+                .bind(&run.thread_id)
+                .fetch_one(&mut *conn)
+                .await?;
+                let created = run.created.max(latest.saturating_add(1));
+                if max_runs.is_some_and(|max| runs >= max) {
+                    let (taken,): (i64,) =
+                        sqlx::query_as("SELECT COUNT(*) FROM runs WHERE id = $1")
+                            .bind(&run.id)
+                            .fetch_one(&mut *conn)
+                            .await?;
+                    let refused = if taken > 0 {
+                        Started::RunExists
+                    } else {
+                        Started::ThreadFull
+                    };
+                    return Ok((refused, created));
+                }
+                let done = Self::run_query(run, created).execute(&mut *conn).await?;
+                let outcome = if done.rows_affected() > 0 {
+                    Started::Recorded
+                } else {
+                    Started::RunExists
+                };
+                Ok((outcome, created))
+            }
+
+            /// Records the run with its thread if new, in one transaction; a pending run of the
+            /// thread is started when `start` (and the run is not pending itself). With the
+            /// `created` an inserted run got.
+            async fn record_run(
+                &self,
+                thread: &ThreadRecord,
+                run: &RunRecord,
+                max_runs: Option<i64>,
+                start: bool,
+            ) -> Result<(Started, i64), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                if !Self::thread_in_room(&mut tx, thread).await? {
+                    return Ok((Started::OtherRoom, run.created));
+                }
+                let started = start && run.status != RunStatus::Pending;
+                let outcome = if started && Self::start_pending(&mut tx, run).await? {
+                    (Started::Recorded, run.created)
+                } else {
+                    Self::insert_run(&mut tx, run, max_runs).await?
+                };
+                if outcome.0 == Started::Recorded {
+                    tx.commit().await?;
+                }
+                Ok(outcome)
             }
         }
 
@@ -194,25 +290,25 @@ macro_rules! sql_store {
                 Self::thread_in_room(&mut conn, thread).await
             }
 
+            async fn create_run(
+                &self,
+                thread: &ThreadRecord,
+                run: &mut RunRecord,
+                max_runs: i64,
+            ) -> Result<Started, StoreError> {
+                let (outcome, created) =
+                    self.record_run(thread, run, Some(max_runs), false).await?;
+                run.created = created;
+                Ok(outcome)
+            }
+
             async fn start_run(
                 &self,
                 thread: &ThreadRecord,
                 run: &RunRecord,
+                max_runs: Option<i64>,
             ) -> Result<Started, StoreError> {
-                let mut tx = self.pool.begin().await?;
-                if !Self::thread_in_room(&mut tx, thread).await? {
-                    return Ok(Started::OtherRoom);
-                }
-                if Self::run_query(run)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 0
-                {
-                    return Ok(Started::RunExists);
-                }
-                tx.commit().await?;
-                Ok(Started::Recorded)
+                Ok(self.record_run(thread, run, max_runs, true).await?.0)
             }
 
             async fn thread(
@@ -280,11 +376,6 @@ macro_rules! sql_store {
                 Ok(done.rows_affected() > 0)
             }
 
-            async fn create_run(&self, run: &RunRecord) -> Result<bool, StoreError> {
-                let done = Self::run_query(run).execute(&self.pool).await?;
-                Ok(done.rows_affected() > 0)
-            }
-
             async fn run(&self, room: &str, id: &str) -> Result<Option<RunRecord>, StoreError> {
                 let row: Option<RunRow> = sqlx::query_as(&format!(
                     "SELECT {RUN_COLUMNS} FROM runs r JOIN threads t ON t.id = r.thread_id \
@@ -349,7 +440,9 @@ macro_rules! sql_store {
                             Self::thread_query(t).execute(&mut *tx).await?;
                         }
                         Write::Run(r) => {
-                            Self::run_query(r).execute(&mut *tx).await?;
+                            if !Self::start_pending(&mut tx, r).await? {
+                                Self::run_query(r, r.created).execute(&mut *tx).await?;
+                            }
                         }
                         Write::Finish {
                             run_id,
@@ -396,14 +489,22 @@ macro_rules! sql_store {
             }
 
             async fn purge(&self, cutoff: i64) -> Result<u64, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                // A run made that long ago and never started will not be: it goes, and no longer
+                // keeps its thread.
+                sqlx::query("DELETE FROM runs WHERE status = 'pending' AND created < $1")
+                    .bind(cutoff)
+                    .execute(&mut *tx)
+                    .await?;
                 let done = sqlx::query(
                     "DELETE FROM threads WHERE created < $1 AND NOT EXISTS (SELECT 1 FROM runs \
                      WHERE runs.thread_id = threads.id \
                      AND (runs.created >= $1 OR runs.status = 'running'))",
                 )
                 .bind(cutoff)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                tx.commit().await?;
                 Ok(done.rows_affected())
             }
 

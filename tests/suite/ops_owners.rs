@@ -25,7 +25,7 @@ async fn server(mock: &MockLlm) -> TestServer {
 }
 
 /// `method path` as the holder of `key`, with an optional JSON body and `Last-Event-ID`.
-async fn call(
+pub(crate) async fn call(
     server: &TestServer,
     method: reqwest::Method,
     path: &str,

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roomhost::store::{
-    self, RunLog, RunRecord, RunStatus, Store, ThreadRecord, Write, Writer, MAX_QUEUED_EVENTS,
+    self, RunLog, RunRecord, RunStatus, Started, Store, ThreadRecord, Write, Writer,
+    MAX_QUEUED_EVENTS,
 };
 use sqlx::Connection;
 
@@ -82,7 +83,19 @@ fn run(thread_id: &str, id: &str, created: i64) -> RunRecord {
         result: None,
         usage: None,
         events_cut: false,
+        metadata: None,
     }
+}
+
+/// Starts the run in thread `t` within `max` runs; what the store said.
+async fn start(s: &Arc<dyn Store>, t: &ThreadRecord, run: RunRecord, max: Option<i64>) -> Started {
+    s.start_run(t, &run, max).await.unwrap()
+}
+
+/// Stores the run with its thread (in room `r1`, made if new); what the store said.
+async fn add(s: &Arc<dyn Store>, mut run: RunRecord) -> Started {
+    let thread = thread("r1", &run.thread_id, 1);
+    s.create_run(&thread, &mut run, 1000).await.unwrap()
 }
 
 #[tokio::test]
@@ -152,21 +165,28 @@ async fn store_rename_sets_a_threads_name_in_its_room_only() {
 }
 
 #[tokio::test]
-async fn store_runs_are_created_once_and_listed_oldest_first() {
+async fn store_runs_are_created_once_and_listed_in_the_order_they_were_made() {
     let (dbs, _dir) = databases().await;
     for (backend, url) in dbs {
         let s = open(&url).await;
         s.put_thread(&thread("r1", "t", 1)).await.unwrap();
-        assert!(s.create_run(&run("t", "run2", 20)).await.unwrap());
-        assert!(s.create_run(&run("t", "run1", 10)).await.unwrap());
-        assert!(
-            !s.create_run(&run("t", "run1", 30)).await.unwrap(),
+        assert_eq!(add(&s, run("t", "run1", 10)).await, Started::Recorded);
+        // Made in the same millisecond, or by a replica whose clock is behind: still after it.
+        let mut second = run("t", "run0", 10);
+        let t = thread("r1", "t", 1);
+        let made = s.create_run(&t, &mut second, 1000).await.unwrap();
+        assert_eq!(made, Started::Recorded, "{backend}");
+        assert_eq!(second.created, 11, "{backend}");
+        assert_eq!(
+            add(&s, run("t", "run1", 30)).await,
+            Started::RunExists,
             "{backend}: a run id is used once"
         );
         let runs = s.thread_runs("r1", "t").await.unwrap();
         let ids: Vec<_> = runs.iter().map(|r| r.id.as_str()).collect();
-        assert_eq!(ids, ["run1", "run2"], "{backend}");
+        assert_eq!(ids, ["run1", "run0"], "{backend}");
         assert_eq!(runs[0], run("t", "run1", 10), "{backend}");
+        assert_eq!(runs[1], second, "{backend}");
         assert!(
             s.thread_runs("r2", "t").await.unwrap().is_empty(),
             "{backend}"
@@ -268,8 +288,8 @@ async fn store_reopen_marks_running_runs_interrupted_and_keeps_their_events() {
         {
             let s = open(&url).await;
             s.put_thread(&thread("r1", "t", 1)).await.unwrap();
-            s.create_run(&run("t", "cut", 2)).await.unwrap();
-            s.create_run(&run("t", "done", 3)).await.unwrap();
+            add(&s, run("t", "cut", 2)).await;
+            add(&s, run("t", "done", 3)).await;
             s.write(&[
                 Write::Event {
                     run_id: "cut".into(),
@@ -304,8 +324,8 @@ async fn store_delete_takes_the_runs_events_and_feedback_with_the_thread() {
         let s = open(&url).await;
         s.put_thread(&thread("r1", "t", 1)).await.unwrap();
         s.put_thread(&thread("r1", "keep", 1)).await.unwrap();
-        s.create_run(&run("t", "run", 2)).await.unwrap();
-        s.create_run(&run("keep", "kept", 2)).await.unwrap();
+        add(&s, run("t", "run", 2)).await;
+        add(&s, run("keep", "kept", 2)).await;
         let event = |run_id: &str| Write::Event {
             run_id: run_id.into(),
             seq: 0,
@@ -338,27 +358,40 @@ async fn store_delete_takes_the_runs_events_and_feedback_with_the_thread() {
     }
 }
 
+fn pending(thread_id: &str, id: &str, created: i64) -> RunRecord {
+    RunRecord {
+        status: RunStatus::Pending,
+        ..run(thread_id, id, created)
+    }
+}
+
 #[tokio::test]
 async fn store_purge_deletes_only_threads_without_recent_or_running_runs() {
     let (dbs, _dir) = databases().await;
     for (backend, url) in dbs {
         let s = open(&url).await;
-        for id in ["old", "old_busy", "old_recent", "new"] {
+        for id in ["old", "old_busy", "old_recent", "old_pending", "new"] {
             let created = if id == "new" { 500 } else { 10 };
             s.put_thread(&thread("r1", id, created)).await.unwrap();
         }
         let mut finished = run("old", "a", 10);
         finished.status = RunStatus::Finished;
-        s.create_run(&finished).await.unwrap();
-        s.create_run(&run("old_busy", "b", 10)).await.unwrap();
+        add(&s, finished).await;
+        add(&s, run("old_busy", "b", 10)).await;
+        // A run made long ago and never started keeps nothing, and goes itself.
+        add(&s, pending("old_recent", "never", 20)).await;
         let mut recent = run("old_recent", "c", 400);
         recent.status = RunStatus::Finished;
-        s.create_run(&recent).await.unwrap();
-        assert_eq!(s.purge(100).await.unwrap(), 1, "{backend}");
+        add(&s, recent).await;
+        add(&s, pending("old_pending", "p", 10)).await;
+        add(&s, pending("new", "waiting", 600)).await;
+        assert_eq!(s.purge(100).await.unwrap(), 2, "{backend}");
         let left: Vec<_> = s.threads("r1", "", 10, None).await.unwrap();
         let mut left: Vec<_> = left.into_iter().map(|t| t.id).collect();
         left.sort();
         assert_eq!(left, ["new", "old_busy", "old_recent"], "{backend}");
+        assert!(s.run("r1", "never").await.unwrap().is_none(), "{backend}");
+        assert!(s.run("r1", "waiting").await.unwrap().is_some(), "{backend}");
     }
 }
 
@@ -407,5 +440,211 @@ async fn store_writer_drops_a_refused_write_and_keeps_the_rest() {
             .expect("the good run is written");
         assert_eq!(kept.status, RunStatus::Finished, "{backend}");
         assert_eq!(s.events("run", -1, 10).await.unwrap().len(), 1, "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn store_a_pending_run_starts_once_keeping_what_it_was_made_with() {
+    let (dbs, _dir) = databases().await;
+    for (backend, url) in dbs {
+        let s = open(&url).await;
+        let t = thread("r1", "t", 1);
+        let mut made = RunRecord {
+            parent_run_id: Some("earlier".into()),
+            metadata: Some(r#"{"label":"x"}"#.into()),
+            input: r#"{"threadId":"t","runId":"p","state":{}}"#.into(),
+            ..pending("t", "p", 5)
+        };
+        assert_eq!(
+            s.create_run(&t, &mut made, 100).await.unwrap(),
+            Started::Recorded
+        );
+        assert_eq!(s.thread_runs("r1", "t").await.unwrap(), [made.clone()]);
+
+        // Started: its status and input are the start's; its time, parent and metadata stay.
+        let real = RunRecord {
+            input: r#"{"messages":["real"]}"#.into(),
+            ..run("t", "p", 50)
+        };
+        assert_eq!(
+            s.start_run(&t, &real, Some(100)).await.unwrap(),
+            Started::Recorded,
+            "{backend}"
+        );
+        let got = s.run("r1", "p").await.unwrap().unwrap();
+        assert_eq!(
+            got,
+            RunRecord {
+                status: RunStatus::Running,
+                input: real.input.clone(),
+                ..made.clone()
+            },
+            "{backend}"
+        );
+        assert_eq!(
+            s.start_run(&t, &real, Some(100)).await.unwrap(),
+            Started::RunExists,
+            "{backend}: started once"
+        );
+        // Another thread (or another user's) cannot start it.
+        add(&s, pending("t", "q", 6)).await;
+        let elsewhere = start(&s, &thread("r1", "u", 1), run("u", "q", 7), None).await;
+        assert_eq!(elsewhere, Started::RunExists, "{backend}");
+        let stranger = ThreadRecord {
+            owner: "someone".into(),
+            ..thread("r1", "t", 1)
+        };
+        let theirs = start(&s, &stranger, run("t", "q", 7), None).await;
+        assert_eq!(theirs, Started::OtherRoom, "{backend}");
+        assert_eq!(
+            s.run("r1", "q").await.unwrap().unwrap().status,
+            RunStatus::Pending
+        );
+
+        // Many starts of one pending run at once: exactly one finds it pending.
+        add(&s, pending("t", "race", 8)).await;
+        let starts = (0..8).map(|i| {
+            let (s, t) = (s.clone(), t.clone());
+            tokio::spawn(async move {
+                let input = format!(r#"{{"start":{i}}}"#);
+                let attempt = RunRecord {
+                    input,
+                    ..run("t", "race", 60)
+                };
+                s.start_run(&t, &attempt, Some(100)).await.unwrap()
+            })
+        });
+        let mut outcomes = Vec::new();
+        for start in starts.collect::<Vec<_>>() {
+            outcomes.push(start.await.unwrap());
+        }
+        let won = outcomes.iter().filter(|o| **o == Started::Recorded).count();
+        assert_eq!(won, 1, "{backend}: {outcomes:?}");
+        assert!(outcomes
+            .iter()
+            .all(|o| matches!(o, Started::Recorded | Started::RunExists)));
+
+        // A restart interrupts running runs, not pending ones.
+        drop(s);
+        let s = open(&url).await;
+        let status = |id: &'static str| {
+            let s = s.clone();
+            async move { s.run("r1", id).await.unwrap().unwrap().status }
+        };
+        assert_eq!(status("p").await, RunStatus::Interrupted, "{backend}");
+        assert_eq!(status("q").await, RunStatus::Pending, "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn store_pending_runs_count_toward_a_threads_runs() {
+    let (dbs, _dir) = databases().await;
+    for (backend, url) in dbs {
+        let s = open(&url).await;
+        let t = thread("r1", "t", 1);
+        for i in 0..3 {
+            let mut p = pending("t", &format!("p{i}"), i);
+            assert_eq!(
+                s.create_run(&t, &mut p, 3).await.unwrap(),
+                Started::Recorded
+            );
+        }
+        let mut more = pending("t", "p3", 9);
+        let refused = s.create_run(&t, &mut more, 3).await.unwrap();
+        assert_eq!(refused, Started::ThreadFull, "{backend}");
+        let made_up = start(&s, &t, run("t", "new", 9), Some(3)).await;
+        assert_eq!(made_up, Started::ThreadFull, "{backend}");
+        let reused = start(&s, &t, run("t", "p0", 9), Some(0)).await;
+        assert_eq!(
+            reused,
+            Started::Recorded,
+            "{backend}: a run made within the limit starts"
+        );
+        let again = start(&s, &t, run("t", "p0", 9), Some(3)).await;
+        assert_eq!(again, Started::RunExists, "{backend}");
+        let unlimited = start(&s, &t, run("t", "plain", 9), None).await;
+        assert_eq!(unlimited, Started::Recorded, "{backend}");
+
+        // Runs made at the same time in one thread are counted one after another.
+        let u = thread("r1", "u", 1);
+        s.put_thread(&u).await.unwrap();
+        let makes = (0..12).map(|i| {
+            let (s, u) = (s.clone(), u.clone());
+            tokio::spawn(async move {
+                let mut p = pending("u", &format!("u{i}"), 1);
+                s.create_run(&u, &mut p, 5).await.unwrap()
+            })
+        });
+        let mut made = 0;
+        for make in makes.collect::<Vec<_>>() {
+            let outcome = make.await.unwrap();
+            assert!(matches!(outcome, Started::Recorded | Started::ThreadFull));
+            made += usize::from(outcome == Started::Recorded);
+        }
+        assert_eq!(made, 5, "{backend}");
+        assert_eq!(
+            s.thread_runs("r1", "u").await.unwrap().len(),
+            5,
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn store_a_database_made_before_pending_runs_migrates_and_keeps_its_runs() {
+    let dir = TempDir::new();
+    let sqlite = format!("sqlite://{}", dir.path.join("old.db").display());
+    let mut dbs = vec![("sqlite", sqlite)];
+    if let Some(url) = postgres().await {
+        dbs.push(("postgres", url));
+    }
+    for (backend, url) in dbs {
+        // The schema as its first migration left it, with a thread and a run in it.
+        let first = dir.path.join(format!("{backend}-first"));
+        std::fs::create_dir_all(&first).unwrap();
+        let source = format!(
+            "{}/migrations/{backend}/0001_store.sql",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::copy(source, first.join("0001_store.sql")).unwrap();
+        let migrator = sqlx::migrate::Migrator::new(first.as_path()).await.unwrap();
+        let insert = [
+            "INSERT INTO threads (id, room, owner, created) VALUES ('t', 'r1', '', 1)",
+            "INSERT INTO runs (id, thread_id, created, finished, status, input) \
+             VALUES ('old', 't', 2, 3, 'finished', '{}')",
+        ];
+        if backend == "sqlite" {
+            let mut conn = sqlx::SqliteConnection::connect(&format!("{url}?mode=rwc"))
+                .await
+                .unwrap();
+            migrator.run_direct(&mut conn).await.unwrap();
+            for statement in insert {
+                sqlx::query(statement).execute(&mut conn).await.unwrap();
+            }
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            migrator.run_direct(&mut conn).await.unwrap();
+            for statement in insert {
+                sqlx::query(statement).execute(&mut conn).await.unwrap();
+            }
+        }
+        let s = open(&url).await;
+        let old = s.run("r1", "old").await.unwrap().unwrap();
+        assert_eq!(
+            (old.status, old.metadata),
+            (RunStatus::Finished, None),
+            "{backend}"
+        );
+        let mut made = RunRecord {
+            metadata: Some("{}".into()),
+            ..pending("t", "new", 9)
+        };
+        let t = thread("r1", "t", 1);
+        assert_eq!(
+            s.create_run(&t, &mut made, 100).await.unwrap(),
+            Started::Recorded,
+            "{backend}"
+        );
+        assert_eq!(s.thread_runs("r1", "t").await.unwrap().len(), 2);
     }
 }

@@ -267,28 +267,31 @@ async fn store_runs_an_interrupted_run_replays_then_says_so() {
     {
         // What a process killed mid-run leaves behind.
         let s = store::open(&url).await.unwrap().unwrap();
-        s.put_thread(&ThreadRecord {
+        let thread = ThreadRecord {
             id: "t".into(),
             room: ROOM.into(),
             owner: String::new(),
             created: 1,
             name: None,
             description: None,
-        })
-        .await
-        .unwrap();
-        s.create_run(&RunRecord {
-            id: "cut".into(),
-            thread_id: "t".into(),
-            parent_run_id: None,
-            created: 2,
-            finished: None,
-            status: RunStatus::Running,
-            input: "{}".into(),
-            result: None,
-            usage: None,
-            events_cut: false,
-        })
+        };
+        s.create_run(
+            &thread,
+            &mut RunRecord {
+                id: "cut".into(),
+                thread_id: "t".into(),
+                parent_run_id: None,
+                created: 2,
+                finished: None,
+                status: RunStatus::Running,
+                input: "{}".into(),
+                result: None,
+                usage: None,
+                events_cut: false,
+                metadata: None,
+            },
+            1,
+        )
         .await
         .unwrap();
         let started = json!({"type": "RUN_STARTED", "threadId": "t", "runId": "cut"}).to_string();
