@@ -19,6 +19,8 @@ pub enum ApiError {
     NoStore,
     #[error("run '{0}' is {1}, not going on in this process")]
     NotRunningHere(String, &'static str),
+    #[error("run '{0}' has not started; POST it without Last-Event-ID to start it")]
+    NotStarted(String),
     #[error("the database cannot be read: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("no route for {0}")]
@@ -72,7 +74,7 @@ impl ApiError {
             | ApiError::RunNotFound(_)
             | ApiError::NoStore
             | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
-            ApiError::NotRunningHere(..) => StatusCode::CONFLICT,
+            ApiError::NotRunningHere(..) | ApiError::NotStarted(_) => StatusCode::CONFLICT,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InvalidJson(_)
             | ApiError::InvalidInput(_)
@@ -104,6 +106,7 @@ impl ApiError {
             ApiError::RunNotFound(_) => "run_not_found",
             ApiError::NoStore => "no_store",
             ApiError::NotRunningHere(..) => "run_not_running",
+            ApiError::NotStarted(_) => "run_not_started",
             ApiError::Store(_) => "store_unavailable",
             ApiError::NoRoute(_) => "not_found",
             ApiError::InvalidJson(_) => "invalid_json",

@@ -83,7 +83,7 @@ pub fn is_last(json: &str) -> bool {
 }
 
 /// Answers with the run's events after `after`; 404 if this process and the store know no such
-/// run in `room`.
+/// run in `room`, 409 if it has not started.
 pub async fn follow(
     app: AppState,
     room: String,
@@ -100,7 +100,11 @@ pub async fn follow(
             .stored
             .as_ref()
             .ok_or_else(|| ApiError::RunNotFound(run_id.clone()))?;
-        owned_run(stored, &room, &run_id, user).await?;
+        let run = owned_run(stored, &room, &run_id, user).await?;
+        // Made but not started: following it would be an empty stream that never ends.
+        if run.status == RunStatus::Pending {
+            return Err(ApiError::NotStarted(run_id));
+        }
     }
     let mut state = Follow {
         keep_alive: app.settings.keep_alive,

@@ -360,6 +360,25 @@ async fn soliplex_api_runs_are_stored_when_made_and_listed_oldest_first() {
         .collect();
     assert_eq!(statuses, vec![&json!("pending"); made.len()]);
 
+    // Not started, it has nothing to follow: a clear 409, not an empty stream.
+    let resume = TestServer::client()
+        .post(format!("{}{}", s.url, agui(&format!("/{thread}/{first}"))))
+        .header("last-event-id", format!("{first}:3"))
+        .json(&json!({}));
+    let (status, body) = send(resume).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("not started")),
+        "{body}"
+    );
+    let (status, body) = s.get(&format!("/rooms/{ROOM}/runs/{first}/events")).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("run_not_started"))
+    );
+
     // Started, a run takes its real input and keeps what it was made with.
     let second = &made[1];
     let run = start(&s, &thread, second).await;
