@@ -16,10 +16,21 @@ fn describe(room: &Room) -> Value {
         "welcome_message": welcome,
         "suggestions": c.suggestions,
         "agent": {
+            "id": format!("room-{}", c.id),
             "kind": c.agent.kind,
             "factory_name": room.factory_name,
             "strategies": room.agent.strategies(),
         },
+        // The rest of soliplex's room model: a room here has no tools, MCP, skills, quizzes,
+        // state features or uploads.
+        "tools": {},
+        "mcp_client_toolsets": {},
+        "skills": {},
+        "quizzes": {},
+        "agui_feature_names": [],
+        "allow_mcp": false,
+        "has_thread_uploads": false,
+        "has_room_uploads": false,
     })
 }
 

@@ -86,7 +86,8 @@ fn soliplex_room_files_load_with_their_extra_keys() {
 }
 
 /// soliplex's clients read `welcome_message`, `description` and `suggestions` of every room;
-/// soliplex shows the description when a room has no welcome message.
+/// soliplex shows the description when a room has no welcome message. Every field of soliplex's
+/// room model is there (tests/clients/soliplex_client.py validates with the model itself).
 #[tokio::test]
 async fn every_listed_room_has_a_welcome_message_description_and_suggestions() {
     let dir = TempDir::new();
@@ -114,6 +115,15 @@ async fn every_listed_room_has_a_welcome_message_description_and_suggestions() {
             assert_eq!(r["welcome_message"], expected, "{r}");
             assert!(r["description"].is_string(), "{r}");
             assert!(r["suggestions"].is_array(), "{r}");
+            // soliplex's `models.Room` needs these too, and an agent with an id.
+            assert!(r["agent"]["id"].is_string(), "{r}");
+            for key in ["tools", "mcp_client_toolsets", "skills", "quizzes"] {
+                assert!(r[key].is_object(), "{key}: {r}");
+            }
+            assert!(r["agui_feature_names"].is_array(), "{r}");
+            for key in ["allow_mcp", "has_thread_uploads", "has_room_uploads"] {
+                assert!(r[key].is_boolean(), "{key}: {r}");
+            }
         }
     }
 }
