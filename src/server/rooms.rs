@@ -2,6 +2,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::soliplex::Detail;
 use super::ApiError;
 use crate::state::{AppState, Room};
 
@@ -55,4 +56,9 @@ pub async fn get(
     app.room(&id)
         .map(|r| Json(describe(r)))
         .ok_or(ApiError::RoomNotFound(id))
+}
+
+/// soliplex's `GET /api/v1/rooms/{id}`: an unknown room is a 404 with soliplex's `{"detail"}` body.
+pub async fn get_by_id(state: State<AppState>, id: Path<String>) -> Result<Json<Value>, Detail> {
+    Ok(get(state, id).await?)
 }

@@ -230,14 +230,19 @@ def delete(api, thread_id, run_id):
     server answers 204 (views/agui.py:537-573): the class's own URL builder and headers."""
     gone = requests.delete(api.thread_url(ROOM, thread_id), headers=api.api_v1_headers)
     assert gone.status_code == 204, f"delete: {gone.status_code} {gone.text}"
-    for read in (lambda: api.get_thread(ROOM, thread_id), lambda: api.get_run(ROOM, thread_id, run_id)):
-        try:
-            read()
-        except requests.HTTPError as e:
-            assert e.response.status_code == 404, f"after delete: {e.response.status_code}"
-            assert "detail" in e.response.json(), f"after delete: {e.response.text}"
-        else:
-            raise AssertionError("a deleted thread is still there")
+    not_found(lambda: api.get_thread(ROOM, thread_id), "a deleted thread")
+    not_found(lambda: api.get_run(ROOM, thread_id, run_id), "a deleted thread's run")
+
+
+def not_found(read, what):
+    """`read` raises `requests.HTTPError` (its `raise_for_status`): 404, soliplex's error body."""
+    try:
+        read()
+    except requests.HTTPError as e:
+        assert e.response.status_code == 404, f"{what}: {e.response.status_code}"
+        assert "detail" in e.response.json(), f"{what}: {e.response.text}"
+    else:
+        raise AssertionError(f"{what} is there")
 
 
 def check(failures, name, step, *args):
@@ -299,6 +304,7 @@ def main():
                 room = models.Room.model_validate(room_info)
                 assert room_info == rooms[ROOM], "the room differs from its entry in the list"
                 assert room.welcome_message and room.description and room.suggestions, room_info
+                not_found(lambda: api.get_room("no-such-room"), "an unknown room")
 
             checks += 1
             check(failures, "rooms", room_model)

@@ -128,6 +128,24 @@ async fn every_listed_room_has_a_welcome_message_description_and_suggestions() {
     }
 }
 
+/// An unknown room is a 404 in each API's shape: soliplex's `{"detail"}` on its route.
+#[tokio::test]
+async fn an_unknown_room_is_a_404_in_each_apis_error_shape() {
+    let dir = TempDir::new();
+    dir.write("plain.yaml", &room("plain", ""));
+    let settings = test_settings("http://127.0.0.1:9", dir.path.clone());
+    let server = TestServer::start_with(settings, Registry::builtin(), dir).await;
+    let (status, err) = server.get("/api/v1/rooms/nope").await;
+    assert_eq!(status, 404);
+    assert!(
+        err["detail"].as_str().is_some_and(|d| d.contains("nope")),
+        "{err}"
+    );
+    let (status, err) = server.get("/rooms/nope").await;
+    assert_eq!(status, 404);
+    assert!(err["error"]["code"].is_string(), "{err}");
+}
+
 #[test]
 fn yaml_syntax_error_names_file_and_line() {
     let msg = startup_error(&[("bad.yaml", "id: x\nagent: [unclosed\n")]);
