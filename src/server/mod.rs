@@ -62,7 +62,7 @@ pub fn router(app: AppState) -> Router {
         .route("/rooms/{id}/runs/{run_id}/cancel", post(threads::cancel))
         .route("/rooms/{id}/runs/{run_id}/events", get(threads::events))
         .route("/api/v1/rooms", get(rooms::list_by_id))
-        .route("/api/v1/rooms/{id}", get(rooms::get))
+        .route("/api/v1/rooms/{id}", get(rooms::get_by_id))
         .route(
             "/api/v1/rooms/{id}/agui",
             get(soliplex::list_threads).post(soliplex::new_thread),

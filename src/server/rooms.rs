@@ -2,6 +2,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::soliplex::Detail;
 use super::ApiError;
 use crate::state::{AppState, Room};
 
@@ -16,10 +17,21 @@ fn describe(room: &Room) -> Value {
         "welcome_message": welcome,
         "suggestions": c.suggestions,
         "agent": {
+            "id": format!("room-{}", c.id),
             "kind": c.agent.kind,
             "factory_name": room.factory_name,
             "strategies": room.agent.strategies(),
         },
+        // The rest of soliplex's room model: a room here has no tools, MCP, skills, quizzes,
+        // state features or uploads.
+        "tools": {},
+        "mcp_client_toolsets": {},
+        "skills": {},
+        "quizzes": {},
+        "agui_feature_names": [],
+        "allow_mcp": false,
+        "has_thread_uploads": false,
+        "has_room_uploads": false,
     })
 }
 
@@ -44,4 +56,9 @@ pub async fn get(
     app.room(&id)
         .map(|r| Json(describe(r)))
         .ok_or(ApiError::RoomNotFound(id))
+}
+
+/// soliplex's `GET /api/v1/rooms/{id}`: an unknown room is a 404 with soliplex's `{"detail"}` body.
+pub async fn get_by_id(state: State<AppState>, id: Path<String>) -> Result<Json<Value>, Detail> {
+    Ok(get(state, id).await?)
 }

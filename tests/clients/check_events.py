@@ -87,13 +87,14 @@ def free_port():
         return s.getsockname()[1]
 
 
-def roomhost(llm, rooms_dir):
+def roomhost(llm, rooms_dir, extra_env=None):
     port = free_port()
     env = {
         "OLLAMA_BASE_URL": llm,
         "ROOMHOST_ROOMS_DIR": str(rooms_dir),
         "ROOMHOST_ADDR": f"127.0.0.1:{port}",
         "RUST_LOG": "warn",
+        **(extra_env or {}),
     }
     proc = subprocess.Popen([ROOMHOST], env={**os.environ, **env}, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

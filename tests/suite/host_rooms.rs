@@ -86,7 +86,8 @@ fn soliplex_room_files_load_with_their_extra_keys() {
 }
 
 /// soliplex's clients read `welcome_message`, `description` and `suggestions` of every room;
-/// soliplex shows the description when a room has no welcome message.
+/// soliplex shows the description when a room has no welcome message. Every field of soliplex's
+/// room model is there (tests/clients/soliplex_client.py validates with the model itself).
 #[tokio::test]
 async fn every_listed_room_has_a_welcome_message_description_and_suggestions() {
     let dir = TempDir::new();
@@ -114,8 +115,35 @@ async fn every_listed_room_has_a_welcome_message_description_and_suggestions() {
             assert_eq!(r["welcome_message"], expected, "{r}");
             assert!(r["description"].is_string(), "{r}");
             assert!(r["suggestions"].is_array(), "{r}");
+            // soliplex's `models.Room` needs these too, and an agent with an id.
+            assert!(r["agent"]["id"].is_string(), "{r}");
+            for key in ["tools", "mcp_client_toolsets", "skills", "quizzes"] {
+                assert!(r[key].is_object(), "{key}: {r}");
+            }
+            assert!(r["agui_feature_names"].is_array(), "{r}");
+            for key in ["allow_mcp", "has_thread_uploads", "has_room_uploads"] {
+                assert!(r[key].is_boolean(), "{key}: {r}");
+            }
         }
     }
+}
+
+/// An unknown room is a 404 in each API's shape: soliplex's `{"detail"}` on its route.
+#[tokio::test]
+async fn an_unknown_room_is_a_404_in_each_apis_error_shape() {
+    let dir = TempDir::new();
+    dir.write("plain.yaml", &room("plain", ""));
+    let settings = test_settings("http://127.0.0.1:9", dir.path.clone());
+    let server = TestServer::start_with(settings, Registry::builtin(), dir).await;
+    let (status, err) = server.get("/api/v1/rooms/nope").await;
+    assert_eq!(status, 404);
+    assert!(
+        err["detail"].as_str().is_some_and(|d| d.contains("nope")),
+        "{err}"
+    );
+    let (status, err) = server.get("/rooms/nope").await;
+    assert_eq!(status, 404);
+    assert!(err["error"]["code"].is_string(), "{err}");
 }
 
 #[test]
