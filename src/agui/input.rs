@@ -42,6 +42,10 @@ pub struct Message {
     pub role: String,
     #[serde(default)]
     pub content: MessageContent,
+    /// Every other field (`activityType`, `toolCalls`, `toolCallId`, `name`, ...), kept as sent:
+    /// the stored `run_input` goes back to clients, which validate it.
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, Value>,
 }
 
 /// A message's content: a plain string, or (for user messages) an array of parts.
@@ -66,6 +70,9 @@ pub struct ContentPart {
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// The rest of a part (an image's `source`, a file's `mimeType`), kept as sent.
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, Value>,
 }
 
 impl MessageContent {

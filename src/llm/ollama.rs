@@ -144,6 +144,7 @@ impl Decoder for OllamaDecoder {
                     completion_tokens: line.eval_count.unwrap_or(0),
                     reasoning_tokens: 0,
                     total_duration: Duration::from_nanos(line.total_duration.unwrap_or(0)),
+                    ..Usage::default()
                 },
             }));
         }

@@ -106,6 +106,9 @@ pub struct Usage {
     /// Tokens spent thinking, where the backend tells them apart (counted in `completion_tokens` too).
     pub reasoning_tokens: u64,
     pub total_duration: Duration,
+    /// The answered requests these counts cover (a caller sets 1 for each call it reads).
+    #[serde(default)]
+    pub requests: u64,
 }
 
 impl std::ops::AddAssign for Usage {
@@ -114,6 +117,7 @@ impl std::ops::AddAssign for Usage {
         self.completion_tokens += other.completion_tokens;
         self.reasoning_tokens += other.reasoning_tokens;
         self.total_duration += other.total_duration;
+        self.requests += other.requests;
     }
 }
 

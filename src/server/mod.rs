@@ -85,6 +85,10 @@ pub fn router(app: AppState) -> Router {
             "/api/v1/rooms/{id}/agui/{thread_id}/{run_id}/feedback",
             post(soliplex::feedback),
         )
+        .route(
+            "/api/v1/rooms/{id}/agui/{thread_id}/{run_id}/meta",
+            post(soliplex::run_meta),
+        )
         .route_layer(signed_in())
         .merge(open)
         .merge(ops)

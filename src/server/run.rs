@@ -111,6 +111,7 @@ pub fn parse_input(body: &[u8]) -> Result<RunAgentInput, ApiError> {
             id: uuid::Uuid::new_v4().to_string(),
             role: "user".into(),
             content: MessageContent::Text(prompt),
+            rest: Default::default(),
         };
         map.insert(
             "messages".into(),

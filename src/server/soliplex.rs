@@ -119,9 +119,31 @@ async fn create_run(
     recorded(outcome, &thread.id, &run.id, MAX_RUNS_PER_THREAD)
 }
 
+/// A run as soliplex's models read it: its usage summed into one `AGUI_RunUsage`.
+fn soliplex_run_json(run: &RunRecord) -> Value {
+    let mut body = run_json(run, true);
+    body["usage"] = soliplex_usage(&body["usage"], &body["result"]);
+    body
+}
+
+/// soliplex's run usage, `{input_tokens, output_tokens, requests, tool_calls}`, from the run's
+/// per-model entries and the LLM requests its result counts; null when it has none.
+fn soliplex_usage(usage: &Value, result: &Value) -> Value {
+    let Some(entries) = usage.as_array() else {
+        return Value::Null;
+    };
+    let sum = |key: &str| entries.iter().filter_map(|u| u[key].as_u64()).sum::<u64>();
+    json!({
+        "input_tokens": sum("inputTokens"),
+        "output_tokens": sum("outputTokens"),
+        "requests": result["llm_requests"].as_u64().unwrap_or(0),
+        "tool_calls": 0,
+    })
+}
+
 /// A new run as soliplex answers it: with its (empty) `events`.
 fn new_run_json(run: &RunRecord) -> Value {
-    let mut body = run_json(run, true);
+    let mut body = soliplex_run_json(run);
     body["events"] = json!([]);
     body
 }
@@ -195,7 +217,7 @@ pub async fn get_thread(
     let s = stored(&app, &room)?;
     let thread = owned_thread(s, &room, &thread_id, &user).await?;
     let runs = s.store.thread_runs(&room, &thread_id).await?;
-    let runs = runs.iter().map(|r| (r.id.clone(), run_json(r, true)));
+    let runs = runs.iter().map(|r| (r.id.clone(), soliplex_run_json(r)));
     Ok(Json(ThreadWithRuns {
         thread: thread_json(&thread),
         runs: RunsById(runs.collect()),
@@ -283,7 +305,7 @@ pub async fn get_run(
         .iter()
         .filter_map(|e| serde_json::from_str(&e.data).ok())
         .collect();
-    let mut body = run_json(&run, true);
+    let mut body = soliplex_run_json(&run);
     body["events"] = Value::Array(events);
     Ok(Json(body))
 }
@@ -306,6 +328,38 @@ pub async fn feedback(
         .filter(|r| r.thread_id == thread_id)
         .ok_or_else(|| ApiError::RunNotFound(run_id.clone()))?;
     if !s.store.add_feedback(&run_id, &body.to_string()).await? {
+        return Err(ApiError::RunNotFound(run_id).into());
+    }
+    Ok(StatusCode::RESET_CONTENT)
+}
+
+/// A run's metadata as soliplex's `AGUI_RunMetadata` has it.
+#[derive(Deserialize, Default)]
+struct RunMeta {
+    label: Option<String>,
+}
+
+/// `POST /api/v1/rooms/{room}/agui/{thread}/{run}/meta`: sets the run's label (none, or `{}`,
+/// erases it); 205.
+pub async fn run_meta(
+    State(app): State<AppState>,
+    Path((room, thread_id, run_id)): Path<(String, String, String)>,
+    Extension(user): Extension<User>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<StatusCode> {
+    check_uuid("thread id", &thread_id)?;
+    check_uuid("run id", &run_id)?;
+    let s = stored(&app, &room)?;
+    let RunMeta { label } = body_or_default(body)?;
+    Some(owned_run(s, &room, &run_id, &user).await?)
+        .filter(|r| r.thread_id == thread_id)
+        .ok_or_else(|| ApiError::RunNotFound(run_id.clone()))?;
+    let metadata = label.map(|label| json!({ "label": label }).to_string());
+    if !s
+        .store
+        .set_run_metadata(&room, &run_id, metadata.as_deref())
+        .await?
+    {
         return Err(ApiError::RunNotFound(run_id).into());
     }
     Ok(StatusCode::RESET_CONTENT)

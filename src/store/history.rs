@@ -35,6 +35,7 @@ pub async fn fill(
         id: format!("{}-answer", last.id),
         role: "assistant".into(),
         content: MessageContent::Text(answer),
+        rest: Default::default(),
     });
     let added = turns.len();
     turns.append(&mut input.messages);

@@ -207,6 +207,13 @@ pub trait Store: Send + Sync {
     /// Deletes threads created before `cutoff` with no run since, and runs made before it that
     /// never started; how many threads.
     async fn purge(&self, cutoff: i64) -> Result<u64, StoreError>;
+    /// Sets a run's metadata (JSON text; `None` erases it); false if the room has no such run.
+    async fn set_run_metadata(
+        &self,
+        room: &str,
+        run_id: &str,
+        metadata: Option<&str>,
+    ) -> Result<bool, StoreError>;
     /// Adds feedback to a run; false if there is no such run.
     async fn add_feedback(&self, run_id: &str, data: &str) -> Result<bool, StoreError>;
 }

@@ -508,6 +508,24 @@ macro_rules! sql_store {
                 Ok(done.rows_affected())
             }
 
+            async fn set_run_metadata(
+                &self,
+                room: &str,
+                run_id: &str,
+                metadata: Option<&str>,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE runs SET metadata = $3 WHERE id = $1 \
+                     AND thread_id IN (SELECT id FROM threads WHERE room = $2)",
+                )
+                .bind(run_id)
+                .bind(room)
+                .bind(metadata)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
             async fn add_feedback(&self, run_id: &str, data: &str) -> Result<bool, StoreError> {
                 let done = sqlx::query(
                     "INSERT INTO feedback (run_id, created, data) \

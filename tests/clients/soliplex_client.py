@@ -154,6 +154,10 @@ def replay(api, thread_id, run_id, end):
     for event in run.events:
         parser(event)
     assert parser.run_status == end, f"run {run_id}: the replay ends {parser.run_status}"
+    if end == soliplex_parser.RunStatus.FINISHED:
+        # soliplex's usage shape (the run view calls `usage.items()`), one entry for the run.
+        usage = run.usage
+        assert usage and usage.requests >= 1 and usage.input_tokens > 0, f"usage {usage}"
     return run, answer(parser.messages)
 
 

@@ -121,6 +121,11 @@ async fn listed_sections_become_one_document_in_order() {
     assert_eq!(usage[0]["model"], "mock");
     assert!(usage[0]["inputTokens"].as_u64().unwrap_or(0) > 0);
     assert!(usage[0]["outputTokens"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(
+        run.last()["result"]["llm_requests"],
+        mock.request_count(),
+        "the result counts the LLM requests answered"
+    );
 }
 
 #[tokio::test]

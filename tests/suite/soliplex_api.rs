@@ -154,6 +154,18 @@ async fn soliplex_api_the_terminal_clients_sequence() {
         "RUN_FINISHED"
     );
     assert_eq!(run["run_input"]["messages"][3]["content"], "again");
+    // The input comes back as sent: soliplex's parser needs the activity's `activityType`.
+    assert_eq!(run["run_input"]["messages"][1]["activityType"], "fanout");
+
+    // A run label: 205, shown with the run; `{}` erases it.
+    let meta = agui(&format!("/{thread}/{second}/meta"));
+    let resp = s.post(&meta, &json!({"label": "second turn"})).await;
+    assert_eq!(resp.status().as_u16(), 205);
+    let (_, run) = s.get(&agui(&format!("/{thread}/{second}"))).await;
+    assert_eq!(run["metadata"], json!({"label": "second turn"}));
+    assert_eq!(s.post(&meta, &json!({})).await.status().as_u16(), 205);
+    let (_, got) = s.get(&agui(&format!("/{thread}"))).await;
+    assert_eq!(got["runs"][&second]["metadata"], Value::Null);
 
     // Feedback and rename: 205.
     let path = agui(&format!("/{thread}/{second}/feedback"));
@@ -558,6 +570,12 @@ async fn soliplex_api_another_users_thread_is_not_there() {
             Method::POST,
             agui(&format!("/{thread}/{ran}/feedback")),
             Some(json!({"feedback": "up"})),
+            None,
+        ),
+        (
+            Method::POST,
+            agui(&format!("/{thread}/{ran}/meta")),
+            Some(json!({"label": "x"})),
             None,
         ),
         (

@@ -116,6 +116,7 @@ mod tests {
             id: String::new(),
             role: role.into(),
             content: MessageContent::Text(text.into()),
+            rest: Default::default(),
         }
     }
 

@@ -148,6 +148,7 @@ async fn execute(mut run: Run, choice: Choice) -> Result<RunOutput, AgentError> 
     if let (Some(result), Value::Object(details)) = (result.as_object_mut(), outcome.details) {
         result.extend(details);
     }
+    result["llm_requests"] = run.usage.requests().into();
     result["activity"] = run.progress.content();
     Ok(RunOutput {
         result: Some(result),

@@ -468,9 +468,13 @@ async fn stream_reply(
     };
     let result = out.run(request).await;
     out.finish().await;
+    // Every answered call comes through here: it counts as one request of the run.
     result.map(|(usage, cut)| Reply {
         text: out.answer,
-        usage,
+        usage: Usage {
+            requests: 1,
+            ..usage
+        },
         cut,
     })
 }

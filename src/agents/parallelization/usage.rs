@@ -16,6 +16,11 @@ impl UsageBook {
         }
     }
 
+    /// The LLM requests answered in the run, all models together.
+    pub fn requests(&self) -> u64 {
+        self.by_model.iter().map(|(_, u)| u.requests).sum()
+    }
+
     pub fn entries(&self, provider: &str) -> Vec<UsageEntry> {
         self.by_model
             .iter()
