@@ -160,6 +160,12 @@ pub fn serve_child(config: &Path) -> ExitCode {
 async fn serve(config: &Path) -> Result<(), BenchError> {
     // Reading the file checks it.
     let settings = Settings::from_file(config).map_err(|e| BenchError::Server(e.to_string()))?;
+    // Log lines formatted as the server's are (stdout is the parent's channel: they are dropped),
+    // and traces when the settings ask for them.
+    let (subscriber, _traces) = roomhost::telemetry::subscriber(&settings, std::io::sink)
+        .map_err(|e| BenchError::Server(e.to_string()))?;
+    tracing::subscriber::set_global_default(subscriber)
+        .map_err(|e| BenchError::Server(e.to_string()))?;
     let app = App::open(settings, &Registry::builtin())
         .await
         .map_err(|e| BenchError::Server(e.to_string()))?;

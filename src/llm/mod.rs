@@ -29,6 +29,7 @@ mod wire;
 
 pub use error::LlmError;
 pub use limiter::{Refused, Reservation};
+pub use meter::{signed, CALL_SPAN_TARGET};
 pub use pool::{build_client, BuildError};
 pub use settings::{normalize_base_url, LlmApi, LlmSettings, OpenAiJsonMode};
 pub use types::{
