@@ -8,7 +8,7 @@ use std::io::Read;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -22,7 +22,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use serde_json::json;
 
-use crate::process_lifecycle::{free_port, roomhost, wait_healthy, Running, ROOM};
+use crate::process_lifecycle::{free_port, roomhost, wait_exit, wait_healthy, Running, ROOM};
 use crate::support::harness::{RunResult, TempDir, TestServer};
 use crate::support::mock_llm::{auto_reply, MockLlm, MockReply};
 
@@ -134,17 +134,7 @@ async fn stop(child: &mut Running) -> ExitStatus {
         .status()
         .expect("kill runs");
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(exit) = child.0.try_wait().expect("wait") {
-            return exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "roomhost did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_exit(child, Duration::from_secs(20)).await
 }
 
 async fn run(url: &str, run_id: &str, prompt: &str, strategy: &str) -> RunResult {
