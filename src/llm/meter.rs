@@ -117,7 +117,7 @@ impl CallMeter {
 }
 
 /// Span fields as OpenTelemetry integers (signed; an unsigned field would be exported as text).
-pub fn signed(n: u64) -> i64 {
+pub(crate) fn signed(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
