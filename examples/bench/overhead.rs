@@ -254,7 +254,7 @@ pub async fn ops(runs: usize, call: Duration) -> Result<(), BenchError> {
     println!("L measured median {} ms", ms(l));
     println!(
         "{:<12} {:<16} {:>17} {:>13} {:>17}",
-        "strategy", "metrics/sign-in", "run p50 / p99", "ratio p50/p99", "1st answer text"
+        "strategy", "ops", "run p50 / p99", "ratio p50/p99", "1st answer text"
     );
     for case in [SECTIONING, VOTING] {
         // The p50 ratio of the row with everything off, and of the metrics row.
