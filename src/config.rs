@@ -14,7 +14,7 @@ use clap::Parser;
 
 use crate::auth::AuthMode;
 use crate::llm::{LlmApi, LlmSettings, OpenAiJsonMode};
-use declare::{api_keys, at_least, at_most, endpoints, positive};
+use declare::{api_keys, at_least, at_most, endpoints, otlp_endpoint, positive};
 
 settings! {
     /// Server settings: the top level of the YAML file.
@@ -95,6 +95,12 @@ settings! {
         metrics: bool = true, env ["ROOMHOST_METRICS"];
         /// `GET /metrics` and `/stats` need the same sign-in as the API
         metrics_auth: bool = false, env ["ROOMHOST_METRICS_AUTH"];
+        /// an OpenTelemetry collector's OTLP/HTTP base URL (`http://localhost:4318`): one span per
+        /// run and per LLM call go to `{url}/v1/traces` (see [Traces](#traces)); unset: no traces
+        otlp_endpoint: Option<String> = None,
+            env ["ROOMHOST_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"], check otlp_endpoint;
+        /// the `service.name` of the exported spans
+        otel_service_name: String = "roomhost".into(), env ["OTEL_SERVICE_NAME"];
     }
     sections { llm: LlmConfig / LlmFlags }
 }

@@ -4,8 +4,8 @@ use clap::Parser;
 use roomhost::agents::Registry;
 use roomhost::config::{Cli, Settings};
 use roomhost::server::{bind, raise_nofile_limit, serve, shutdown_signal};
+use roomhost::telemetry;
 use roomhost::{App, StartupError};
-use tracing_subscriber::EnvFilter;
 
 /// The system allocator keeps a burst's memory for good; jemalloc with a background purge thread
 /// gives much of it back (figures in the README's benchmark section).
@@ -19,22 +19,26 @@ pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muz
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-    match run(Cli::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("roomhost: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let settings = match Settings::load(&Cli::parse()) {
+        Ok(settings) => settings,
+        Err(e) => return failed(StartupError::from(e)),
+    };
+    // Log lines, and traces when the settings ask for them.
+    let traces = match telemetry::init(&settings) {
+        Ok(traces) => traces,
+        Err(e) => return failed(e),
+    };
+    let result = run(settings).await;
+    traces.shutdown().await;
+    result.map_or_else(failed, |()| ExitCode::SUCCESS)
 }
 
-async fn run(cli: Cli) -> Result<(), StartupError> {
-    let settings = Settings::load(&cli)?;
+fn failed(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("roomhost: {e}");
+    ExitCode::FAILURE
+}
+
+async fn run(settings: Settings) -> Result<(), StartupError> {
     let addr = settings.addr;
     let app = App::open(settings, &Registry::builtin()).await?;
     let bind_err = |e: std::io::Error| StartupError::Bind {

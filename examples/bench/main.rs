@@ -144,7 +144,9 @@ async fn run(args: &Args) -> Result<(), BenchError> {
                 overhead::run(args.runs, Duration::from_millis(args.call_ms)).await?;
             }
             Section::Ops => {
-                println!("\n## Overhead with metrics and sign-in off and on");
+                println!(
+                    "\n## Overhead with metrics, sign-in and traces off and on (SQLite store on)"
+                );
                 overhead::ops(args.runs, Duration::from_millis(args.call_ms)).await?;
             }
             Section::Scale => {

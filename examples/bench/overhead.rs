@@ -2,6 +2,7 @@
 //! its number of waves times L (measured on the mock alone). Also time to first event and to the
 //! first text of the answer.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -11,7 +12,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::client::{client, timed_run, Timing};
-use crate::harness::slots;
+use crate::harness::{slots, TempDir};
 use crate::mock_llm::MockLlm;
 use crate::script::paced;
 use crate::server::{room, ServerProc};
@@ -174,29 +175,47 @@ pub fn settings(mocks: &[&MockLlm], limit: usize, queue: usize) -> Settings {
     settings
 }
 
-/// Metrics and sign-in for a row: off, or on (metrics recorded, every request's API key checked).
+/// Metrics, sign-in, traces and the store for a row: off, or on (metrics recorded, every
+/// request's API key checked, every run and LLM call exported as a span, runs kept in SQLite).
 pub struct Ops {
     name: &'static str,
     metrics: bool,
     api_key: Option<&'static str>,
+    traces: bool,
+    store: bool,
 }
 
 impl Ops {
-    const OFF: Ops = Ops {
-        name: "off",
-        metrics: false,
-        api_key: None,
-    };
-    /// The defaults: metrics on, sign-in off.
+    /// The defaults with the store off (the `store` section measures it on its own).
     const ON: Ops = Ops {
         name: "metrics",
         metrics: true,
         api_key: None,
+        traces: false,
+        store: false,
     };
-    const SIGNED_IN: Ops = Ops {
-        name: "metrics + keys",
-        metrics: true,
-        api_key: Some("bench-key"),
+    /// The `ops` section's rows, with the default store (SQLite) on.
+    const ROWS: [Ops; 4] = [
+        Ops {
+            name: "off",
+            metrics: false,
+            ..Ops::STORED
+        },
+        Ops::STORED,
+        Ops {
+            name: "metrics + keys",
+            api_key: Some("bench-key"),
+            ..Ops::STORED
+        },
+        Ops {
+            name: "metrics + traces",
+            traces: true,
+            ..Ops::STORED
+        },
+    ];
+    const STORED: Ops = Ops {
+        store: true,
+        ..Ops::ON
     };
 
     fn apply(&self, settings: &mut Settings) {
@@ -227,7 +246,7 @@ impl Ops {
     }
 }
 
-/// The same rows with metrics and sign-in off, then on: what they cost a run.
+/// The same rows with metrics, sign-in and traces off, then on: what they cost a run.
 pub async fn ops(runs: usize, call: Duration) -> Result<(), BenchError> {
     let calibration = MockLlm::start().await;
     paced(&calibration, call, TOKENS);
@@ -235,11 +254,13 @@ pub async fn ops(runs: usize, call: Duration) -> Result<(), BenchError> {
     println!("L measured median {} ms", ms(l));
     println!(
         "{:<12} {:<16} {:>17} {:>13} {:>17}",
-        "strategy", "metrics/sign-in", "run p50 / p99", "ratio p50/p99", "1st answer text"
+        "strategy", "ops", "run p50 / p99", "ratio p50/p99", "1st answer text"
     );
     for case in [SECTIONING, VOTING] {
-        for ops in [Ops::OFF, Ops::ON, Ops::SIGNED_IN] {
-            let r = measure(&case, GENEROUS, GENEROUS_CONCURRENCY, runs, call, l, &ops).await?;
+        // The p50 ratio of the row with everything off, and of the metrics row.
+        let (mut off, mut metrics) = (f64::NAN, f64::NAN);
+        for ops in &Ops::ROWS {
+            let r = measure(&case, GENEROUS, GENEROUS_CONCURRENCY, runs, call, l, ops).await?;
             let ratio = |d: Duration| d.as_secs_f64() / r.ideal.as_secs_f64();
             println!(
                 "{:<12} {:<16} {:>17} {:>13} {:>17}",
@@ -249,9 +270,49 @@ pub async fn ops(runs: usize, call: Duration) -> Result<(), BenchError> {
                 format!("{:.3} / {:.3}", ratio(r.total.median), ratio(r.total.p99)),
                 r.first_text.ms(),
             );
+            let p50 = ratio(r.total.median);
+            match (ops.metrics, ops.api_key.is_some(), ops.traces) {
+                (false, ..) => off = p50,
+                (true, false, false) => {
+                    metrics = p50;
+                    println!(
+                        "  metrics vs off: p50 ratio {:+.2}%",
+                        (p50 / off - 1.0) * 100.0
+                    )
+                }
+                (true, true, _) => println!(
+                    "  metrics + keys vs off: p50 ratio {:+.2}%",
+                    (p50 / off - 1.0) * 100.0
+                ),
+                (true, false, true) => println!(
+                    "  traces on vs off (metrics row): p50 ratio {:+.2}%",
+                    (p50 / metrics - 1.0) * 100.0
+                ),
+            }
         }
     }
+    println!(
+        "(store: SQLite file; traces sent to a local OTLP sink: {} KiB received)",
+        EXPORTED.load(Ordering::Relaxed) / 1024
+    );
     Ok(())
+}
+
+/// Bytes of trace exports the sinks received, to show the traced rows did export.
+static EXPORTED: AtomicUsize = AtomicUsize::new(0);
+
+/// An OTLP/HTTP collector that takes every export and keeps nothing.
+async fn trace_sink() -> Result<String, BenchError> {
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(|body: axum::body::Bytes| async move {
+            EXPORTED.fetch_add(body.len(), Ordering::Relaxed);
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
 }
 
 #[allow(clippy::too_many_arguments)] // one row's parameters, each named at the call
@@ -268,6 +329,13 @@ async fn measure(
     paced(&mock, call, TOKENS);
     let mut settings = settings(&[&mock], limit, 1024);
     ops.apply(&mut settings);
+    let db = TempDir::new();
+    if ops.store {
+        settings.database_url = format!("sqlite://{}", db.path.join("bench.db").display());
+    }
+    if ops.traces {
+        settings.otlp_endpoint = Some(trace_sink().await?);
+    }
     let server = ServerProc::start(settings, &rooms()).await?;
     let http = ops.client();
     let url = server.run_url(case.room);

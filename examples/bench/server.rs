@@ -53,6 +53,7 @@ impl ServerProc {
         let mut child = Command::new(std::env::current_exe()?)
             .arg(SERVE_FLAG)
             .arg(&config)
+            .env("RUST_LOG", "off")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -160,6 +161,12 @@ pub fn serve_child(config: &Path) -> ExitCode {
 async fn serve(config: &Path) -> Result<(), BenchError> {
     // Reading the file checks it.
     let settings = Settings::from_file(config).map_err(|e| BenchError::Server(e.to_string()))?;
+    // The server's subscriber: traces when the settings ask for them; no log lines (`RUST_LOG`
+    // is `off` here: stdout is the parent's channel), as before traces, so rows stay comparable.
+    let (subscriber, _traces) = roomhost::telemetry::subscriber(&settings, std::io::sink)
+        .map_err(|e| BenchError::Server(e.to_string()))?;
+    tracing::subscriber::set_global_default(subscriber)
+        .map_err(|e| BenchError::Server(e.to_string()))?;
     let app = App::open(settings, &Registry::builtin())
         .await
         .map_err(|e| BenchError::Server(e.to_string()))?;

@@ -398,6 +398,23 @@ pub fn endpoints(urls: &mut Vec<String>) -> Result<(), String> {
     Ok(())
 }
 
+/// An `http(s)://host[:port][/path]` base URL without a trailing `/`; blank is none.
+pub fn otlp_endpoint(url: &mut Option<String>) -> Result<(), String> {
+    let Some(raw) = url.as_deref().map(str::trim) else {
+        return Ok(());
+    };
+    let base = raw.trim_end_matches('/');
+    let host = base
+        .strip_prefix("http://")
+        .or_else(|| base.strip_prefix("https://"));
+    *url = match host {
+        _ if raw.is_empty() => None,
+        Some(host) if !host.is_empty() && !host.starts_with('/') => Some(base.to_owned()),
+        _ => return Err(format!("'{raw}': not an http:// or https:// URL")),
+    };
+    Ok(())
+}
+
 /// Each entry `user:<64 hex digits>` (the SHA-256 of the key, never the key itself).
 #[allow(clippy::ptr_arg)] // a check takes its setting's own type
 pub fn api_keys(entries: &mut Vec<String>) -> Result<(), String> {

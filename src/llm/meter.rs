@@ -1,9 +1,20 @@
 //! One call's measurements through the `metrics` facade: its outcome, time to first token, duration
-//! and tokens, labelled by endpoint (`backend N`, never the URL) and model.
+//! and tokens, labelled by endpoint (`backend N`, never the URL) and model. The same hooks fill the
+//! call's span (a child of the caller's, such as a run's) with the GenAI semantic-convention
+//! attributes; it is disabled, and free, unless a subscriber exports it. Neither ever holds a
+//! prompt or an answer.
 
+use opentelemetry::trace::Status;
+use opentelemetry::{Array, StringValue, Value};
 use tokio::time::Instant;
+use tracing::field::Empty;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::Usage;
+use super::{ChatRequest, Completion, LlmError};
+
+/// The target of the LLM call span, for the subscriber's filters.
+pub const CALL_SPAN_TARGET: &str = "roomhost::llm::call";
 
 pub(crate) struct CallMeter {
     endpoint: String,
@@ -11,23 +22,42 @@ pub(crate) struct CallMeter {
     started: Instant,
     first_token: bool,
     ended: bool,
+    span: Span,
 }
 
 impl CallMeter {
     /// A call that got its slot now.
-    pub(crate) fn new(endpoint: &str, model: &str) -> Self {
+    pub(crate) fn new(endpoint: &str, provider: &str, request: &ChatRequest) -> Self {
+        let model = request.model.as_str();
+        let span = tracing::info_span!(
+            target: CALL_SPAN_TARGET,
+            "chat",
+            otel.name = format!("chat {model}"),
+            otel.kind = "client",
+            gen_ai.operation.name = "chat",
+            gen_ai.provider.name = provider,
+            gen_ai.request.model = model,
+            gen_ai.request.max_tokens = request.options.max_tokens.map(i64::from),
+            roomhost.llm.endpoint = endpoint,
+            gen_ai.usage.input_tokens = Empty,
+            gen_ai.usage.output_tokens = Empty,
+            roomhost.llm.retries = Empty,
+            "error.type" = Empty,
+        );
         Self {
             endpoint: endpoint.to_owned(),
             model: model.to_owned(),
             started: Instant::now(),
             first_token: false,
             ended: false,
+            span,
         }
     }
 
-    pub(crate) fn retry(&self) {
+    pub(crate) fn retry(&self, attempt: u32) {
         metrics::counter!("roomhost_llm_retries_total", "endpoint" => self.endpoint.clone(), "model" => self.model.clone())
             .increment(1);
+        self.span.record("roomhost.llm.retries", i64::from(attempt));
     }
 
     /// A content or thinking token arrived.
@@ -38,7 +68,8 @@ impl CallMeter {
         }
     }
 
-    pub(crate) fn done(&mut self, usage: &Usage) {
+    pub(crate) fn done(&mut self, completion: &Completion) {
+        let usage = &completion.usage;
         let model = self.model.clone();
         for (kind, n) in [
             ("input", usage.prompt_tokens),
@@ -48,10 +79,25 @@ impl CallMeter {
             metrics::counter!("roomhost_llm_tokens_total", "model" => model.clone(), "type" => kind)
                 .increment(n);
         }
+        self.span
+            .record("gen_ai.usage.input_tokens", signed(usage.prompt_tokens))
+            .record(
+                "gen_ai.usage.output_tokens",
+                signed(usage.completion_tokens),
+            );
+        if let Some(reason) = &completion.done_reason {
+            // An array by the conventions, which a span field cannot hold.
+            let reasons = Array::String(vec![StringValue::from(reason.clone())]);
+            self.span
+                .set_attribute("gen_ai.response.finish_reasons", Value::Array(reasons));
+        }
         self.end("ok");
     }
 
-    pub(crate) fn failed(&mut self) {
+    pub(crate) fn failed(&mut self, error: &LlmError) {
+        // The code only: a message may quote the backend, which may quote the prompt.
+        self.span.record("error.type", error.code());
+        self.span.set_status(Status::error(error.code()));
         self.end("error");
     }
 
@@ -70,9 +116,17 @@ impl CallMeter {
     }
 }
 
+/// Span fields as OpenTelemetry integers (signed; an unsigned field would be exported as text).
+pub(crate) fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// A call dropped before its end (the run was cancelled).
 impl Drop for CallMeter {
     fn drop(&mut self) {
+        if !self.ended {
+            self.span.record("error.type", "cancelled");
+        }
         self.end("cancelled");
     }
 }

@@ -29,6 +29,8 @@ mod wire;
 
 pub use error::LlmError;
 pub use limiter::{Refused, Reservation};
+pub(crate) use meter::signed;
+pub use meter::CALL_SPAN_TARGET;
 pub use pool::{build_client, BuildError};
 pub use settings::{normalize_base_url, LlmApi, LlmSettings, OpenAiJsonMode};
 pub use types::{

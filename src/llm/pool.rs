@@ -116,7 +116,7 @@ impl LlmClient for Client {
             .endpoints
             .get(permit.endpoint())
             .map_or(("", ""), |e| (e.base.as_str(), e.label.as_str()));
-        let mut meter = CallMeter::new(label, &request.model);
+        let mut meter = CallMeter::new(label, self.wire.provider(), &request);
         let target = Target {
             label,
             url: self.wire.chat_url(base),
@@ -159,10 +159,10 @@ impl LlmClient for Client {
                 || Instant::now() + pause >= deadline
             {
                 tracing::warn!(url = %target.url, attempt, "LLM call failed: {error}");
-                meter.failed();
+                meter.failed(&error);
                 return Err(error);
             }
-            meter.retry();
+            meter.retry(attempt);
             tracing::warn!(url = %target.url, attempt, ?pause, "LLM call failed, retrying: {error}");
             tokio::time::sleep(pause).await;
         };
@@ -213,7 +213,7 @@ fn stream(
                     if completion.usage.total_duration.is_zero() {
                         completion.usage.total_duration = started.elapsed();
                     }
-                    meter.done(&completion.usage);
+                    meter.done(&completion);
                     Some((Ok(ChatChunk::Done(completion)), None))
                 }
                 Ok(chunk) => {
@@ -222,7 +222,7 @@ fn stream(
                 }
                 Err(e) => {
                     tracing::warn!(%url, "LLM call failed mid-stream: {e}");
-                    meter.failed();
+                    meter.failed(&e);
                     Some((Err(e), None))
                 }
             }

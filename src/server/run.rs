@@ -202,11 +202,13 @@ pub(super) async fn start_run(
     };
     let ids = (input.thread_id.clone(), input.run_id.clone());
     let span = tracing::info_span!(
+        target: crate::telemetry::RUN_SPAN_TARGET,
         "run",
         room = %Shown(&room_id),
         run_id = %Shown(&input.run_id),
         thread_id = %Shown(&input.thread_id),
         strategy = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
     );
     let recorder = record::recorder(&app, &room_id, user, (&ids.0, &ids.1), profile, outlet)?;
     let accepted = room
@@ -232,7 +234,7 @@ pub(super) async fn start_run(
     if let Some(stored) = &app.stored {
         new_run.record(stored, max_runs).await.map_err(refused)?;
     }
-    recorder.meter.start(accepted.strategy);
+    recorder.meter.start(accepted.strategy, &span);
     let run: RunFuture = Box::pin(reservation.scope(accepted.run));
 
     let drive = drive(app.clone(), run, started, ids, recorder, client_left);

@@ -1,11 +1,13 @@
 //! Metrics: the `metrics` facade records, a Prometheus recorder (installed once per process) keeps
 //! and renders them for `GET /metrics`. Without the recorder every record is a no-op. Labels are
 //! bounded: room ids and models come from the configuration, strategies and outcomes are fixed
-//! sets, endpoints are `backend N`; never a run id, user or prompt.
+//! sets, endpoints are `backend N`; never a run id, user or prompt. Traces: see `trace`.
 
 mod run;
+mod trace;
 
 pub use run::{OpenStream, RunMeter};
+pub use trace::{init, subscriber, TraceError, Traces, RUN_SPAN_TARGET};
 
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -25,6 +25,7 @@ mod load_runs;
 mod ops_auth;
 mod ops_metrics;
 mod ops_owners;
+mod ops_traces;
 mod ops_user_limit;
 mod page;
 mod parallelization_answers;

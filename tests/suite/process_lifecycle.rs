@@ -41,6 +41,21 @@ impl Drop for Running {
     }
 }
 
+/// The exit status of a process told to stop, within `limit`.
+pub async fn wait_exit(child: &mut Running, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(exit) = child.0.try_wait().expect("wait") {
+            return exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "roomhost did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn wait_healthy(url: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -133,17 +148,7 @@ async fn sigterm_ends_running_streams_with_a_final_event_then_exits() {
     assert_eq!(last["type"], "RUN_ERROR");
     assert_eq!(last["code"], "shutdown");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Some(exit) = child.0.try_wait().expect("wait") {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "roomhost did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let exit = wait_exit(&mut child, Duration::from_secs(10)).await;
     assert!(exit.success(), "exit status {exit}");
     // The drained run's LLM calls were dropped with it.
     let deadline = Instant::now() + Duration::from_secs(5);
