@@ -286,18 +286,30 @@ pub async fn new_run(
     Ok(Json(body))
 }
 
+/// The caller's run `run_id` of thread `thread_id` in `room`, with the store it is in.
+async fn thread_run<'a>(
+    app: &'a AppState,
+    room: &str,
+    thread_id: &str,
+    run_id: &str,
+    user: &User,
+) -> Result<(&'a Stored, RunRecord), ApiError> {
+    check_uuid("thread id", thread_id)?;
+    check_uuid("run id", run_id)?;
+    let s = stored(app, room)?;
+    let run = Some(owned_run(s, room, run_id, user).await?)
+        .filter(|r| r.thread_id == thread_id)
+        .ok_or_else(|| ApiError::RunNotFound(run_id.to_owned()))?;
+    Ok((s, run))
+}
+
 /// `GET /api/v1/rooms/{room}/agui/{thread}/{run}`: the run with its input and events.
 pub async fn get_run(
     State(app): State<AppState>,
     Path((room, thread_id, run_id)): Path<(String, String, String)>,
     Extension(user): Extension<User>,
 ) -> Answer<Json<Value>> {
-    check_uuid("thread id", &thread_id)?;
-    check_uuid("run id", &run_id)?;
-    let s = stored(&app, &room)?;
-    let run = Some(owned_run(s, &room, &run_id, &user).await?)
-        .filter(|r| r.thread_id == thread_id)
-        .ok_or_else(|| ApiError::RunNotFound(run_id.clone()))?;
+    let (s, run) = thread_run(&app, &room, &thread_id, &run_id, &user).await?;
     let events: Vec<Value> = s
         .store
         .events(&run_id, -1, i64::MAX)
@@ -317,16 +329,11 @@ pub async fn feedback(
     Extension(user): Extension<User>,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer<StatusCode> {
-    check_uuid("thread id", &thread_id)?;
-    check_uuid("run id", &run_id)?;
-    let s = stored(&app, &room)?;
     let body: Value = body_or_default(body)?;
     if body.get("feedback").is_none() {
         return Err(ApiError::BadRequest("the body must have `feedback`".into()).into());
     }
-    Some(owned_run(s, &room, &run_id, &user).await?)
-        .filter(|r| r.thread_id == thread_id)
-        .ok_or_else(|| ApiError::RunNotFound(run_id.clone()))?;
+    let (s, _) = thread_run(&app, &room, &thread_id, &run_id, &user).await?;
     if !s.store.add_feedback(&run_id, &body.to_string()).await? {
         return Err(ApiError::RunNotFound(run_id).into());
     }
@@ -347,13 +354,8 @@ pub async fn run_meta(
     Extension(user): Extension<User>,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer<StatusCode> {
-    check_uuid("thread id", &thread_id)?;
-    check_uuid("run id", &run_id)?;
-    let s = stored(&app, &room)?;
     let RunMeta { label } = body_or_default(body)?;
-    Some(owned_run(s, &room, &run_id, &user).await?)
-        .filter(|r| r.thread_id == thread_id)
-        .ok_or_else(|| ApiError::RunNotFound(run_id.clone()))?;
+    let (s, _) = thread_run(&app, &room, &thread_id, &run_id, &user).await?;
     let metadata = label.map(|label| json!({ "label": label }).to_string());
     if !s
         .store
