@@ -73,11 +73,18 @@ struct NewRun {
     metadata: Option<Value>,
 }
 
-/// A JSON body, or the default when it is empty.
+/// The most a thread's or run's metadata, or feedback, may take: they are kept for good, and a
+/// name, a label or a comment needs far less.
+const SMALL_BODY_BYTES: usize = 16 * 1024;
+
+/// A JSON body of metadata or feedback, or the default when it is empty.
 fn body_or_default<T: for<'de> Deserialize<'de> + Default>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
     let body = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    if body.len() > SMALL_BODY_BYTES {
+        return Err(ApiError::TooLarge(SMALL_BODY_BYTES));
+    }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }

@@ -273,6 +273,29 @@ async fn soliplex_api_errors_are_details_with_soliplexs_statuses() {
     assert!(err["detail"].as_str().expect("detail").contains("nope"));
     let (status, _) = post_json(&s, &agui(""), &json!({"metadata": 5})).await;
     assert_eq!(status, 400);
+    // Metadata and feedback are kept for good: each body is small, or 413 and nothing kept.
+    let big = "x".repeat(20_000);
+    let label = agui(&format!("/{thread}/{run}/meta"));
+    for (path, body) in [
+        (agui(""), json!({"metadata": {"name": big}})),
+        (agui(&format!("/{thread}/meta")), json!({"name": big})),
+        (
+            agui(&format!("/{thread}")),
+            json!({"metadata": {"label": big}}),
+        ),
+        (label.clone(), json!({"label": big})),
+        (
+            agui(&format!("/{thread}/{run}/feedback")),
+            json!({"feedback": "up", "reason": big}),
+        ),
+    ] {
+        let (status, err) = post_json(&s, &path, &body).await;
+        assert_eq!(status, 413, "{path}: {err}");
+        assert!(err["detail"].is_string(), "{err}");
+    }
+    let (_, got) = s.get(&agui(&format!("/{thread}"))).await;
+    assert_eq!(got["runs"].as_object().map(|r| r.len()), Some(1));
+    assert_eq!(got["metadata"]["name"], Value::Null);
 }
 
 #[tokio::test]
