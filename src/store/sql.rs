@@ -5,8 +5,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::pool::PoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, PgPool, Postgres, QueryBuilder, Sqlite, SqlitePool, Transaction};
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -21,6 +21,24 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const POOL_SIZE: u32 = 8;
 /// SQLite has one writer at a time anyway, and each connection is a thread with its own cache.
 const SQLITE_POOL_SIZE: u32 = 4;
+/// A pooled connection idle longer than this is pinged before use (the database may have dropped
+/// it); busier ones are not, which saves a round trip on every use, a run's start included.
+const PING_IDLE_FOR: Duration = Duration::from_millis(500);
+
+/// Pools that check only the connections that sat idle. One the database dropped while in use
+/// fails its next statement once; the pool pings every connection given back and closes it.
+fn pool_options<DB: sqlx::Database>() -> PoolOptions<DB> {
+    PoolOptions::new()
+        .test_before_acquire(false)
+        .before_acquire(|conn: &mut DB::Connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -41,13 +59,13 @@ impl SqliteStore {
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         // Each in-memory connection would be its own database: keep exactly one, forever.
         let pool = if in_memory {
-            SqlitePoolOptions::new()
+            pool_options()
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
         } else {
-            SqlitePoolOptions::new().max_connections(SQLITE_POOL_SIZE)
+            pool_options().max_connections(SQLITE_POOL_SIZE)
         }
         .connect_with(options)
         .await?;
@@ -83,7 +101,7 @@ impl PgStore {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         // A pool hides why it cannot connect ("timed out"); one plain connection says why.
         sqlx::PgConnection::connect(url).await?.close().await?;
-        let pool = PgPoolOptions::new()
+        let pool = pool_options()
             .max_connections(POOL_SIZE)
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
