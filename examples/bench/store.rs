@@ -1,7 +1,9 @@
 //! The store's cost, measured in one run against the store off, SQLite and PostgreSQL (when
 //! `--postgres` or `ROOMHOST_TEST_DATABASE_URL` names a server): the overhead ratio of
-//! sectioning runs vs the critical path, 1,000 concurrent persisted runs with the events written
-//! per second, database bytes per run, and the time from a reconnect to the first replayed event.
+//! sectioning runs vs the critical path and their time to `RUN_STARTED` (the backends' runs
+//! interleaved, so that the machine's load falls on each alike), 1,000 concurrent persisted runs
+//! with the events written per second, database bytes per run, and the time from a reconnect to
+//! the first replayed event.
 
 use std::time::Duration;
 
@@ -24,6 +26,8 @@ const LIMIT: usize = 1024;
 const ENDPOINTS: usize = 5;
 /// Runs of the overhead rows at a time.
 const CONCURRENCY: usize = 5;
+/// Runs of one backend before the next backend's turn.
+const ROUND: usize = 2 * CONCURRENCY;
 /// Reconnects measured per backend.
 const RECONNECTS: usize = 50;
 
@@ -91,6 +95,7 @@ async fn fresh_postgres(server: &str) -> Result<String, BenchError> {
 struct Row {
     backend: &'static str,
     overhead: Spread,
+    first_event: Spread,
     burst: usize,
     burst_finished: usize,
     burst_wall: Duration,
@@ -115,21 +120,28 @@ pub async fn run(
         Some(server) => backends.push(Backend::Postgres(fresh_postgres(&server).await?)),
         None => println!("(PostgreSQL skipped: give --postgres URL or ROOMHOST_TEST_DATABASE_URL)"),
     }
-    let mut rows = Vec::new();
+    let mut servers = Vec::new();
     for backend in &backends {
-        rows.push(measure(backend, &mocks, runs, burst).await?);
+        servers.push(serve(backend, &mocks, burst).await?);
+    }
+    let overheads = interleaved(&servers, runs).await?;
+    let mut rows = Vec::new();
+    for ((backend, server), (overhead, first_event)) in backends.iter().zip(&servers).zip(overheads)
+    {
+        rows.push(measure(backend, server, overhead, first_event, burst).await?);
     }
     println!(
-        "\n{runs} sectioning runs ({} tasks, {CONCURRENCY} at a time) per overhead row, L = {} ms alone; a burst of {burst} concurrent runs",
+        "\n{runs} sectioning runs ({} tasks, {CONCURRENCY} at a time, the backends taking turns every {ROUND}) per overhead row, L = {} ms alone; a burst of {burst} concurrent runs",
         SECTIONING.tasks,
         ms(l)
     );
     println!(
-        "{:<11} {:>17} {:>13} {:>13} {:>16} {:>14} {:>12} {:>16} {:>16}",
+        "{:<11} {:>17} {:>13} {:>13} {:>17} {:>16} {:>14} {:>12} {:>16} {:>16}",
         "store",
         "run p50 / p99",
         "ratio vs L",
         "vs off",
+        "RUN_STARTED",
         "burst finished",
         "burst wall",
         "events/s",
@@ -146,11 +158,12 @@ pub async fn run(
             format!("{:.0}", r.events as f64 / r.recorded.as_secs_f64())
         };
         println!(
-            "{:<11} {:>17} {:>13} {:>13} {:>16} {:>14} {:>12} {:>16} {:>16}",
+            "{:<11} {:>17} {:>13} {:>13} {:>17} {:>16} {:>14} {:>12} {:>16} {:>16}",
             r.backend,
             r.overhead.ms(),
             format!("{ratio:.3}"),
             format!("{vs_off:.4}"),
+            r.first_event.ms(),
             format!("{}/{}", r.burst_finished, r.burst),
             format!("{} ms", ms(r.burst_wall)),
             rate,
@@ -168,32 +181,68 @@ pub async fn run(
             );
         }
     }
-    println!("(times in ms; reconnect = GET .../events with Last-Event-ID of a live run to its next event)");
+    println!("(times in ms; RUN_STARTED = request sent to the run's first event read, p50 / p99; reconnect = GET .../events with Last-Event-ID of a live run to its next event)");
     Ok(())
 }
 
-async fn measure(
+/// A server on the backend, warmed up by one run.
+async fn serve(
     backend: &Backend,
     mocks: &[MockLlm],
-    runs: usize,
     burst: usize,
-) -> Result<Row, BenchError> {
-    let http = client();
+) -> Result<ServerProc, BenchError> {
     let mock_refs: Vec<&MockLlm> = mocks.iter().collect();
     let mut config = settings(&mock_refs, LIMIT, burst * SECTIONING.tasks * 2);
     config.database_url = backend.url();
     let server = ServerProc::start(config, &rooms()).await?;
-    let url = server.run_url("five");
-    let body = SECTIONING.body();
-    timed_run(&http, &url, &body).await?;
+    timed_run(&client(), &server.run_url("five"), &SECTIONING.body()).await?;
+    Ok(server)
+}
 
-    let timings: Vec<Result<Timing, BenchError>> = futures::stream::iter(0..runs)
-        .map(|_| timed_run(&http, &url, &body))
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
-    let timings = timings.into_iter().collect::<Result<Vec<_>, _>>()?;
-    let overhead = Spread::of(timings.iter().map(|t| t.total).collect());
+/// `runs` sectioning runs on each server, [`ROUND`] at a time per server in turn (the first
+/// server of each round rotating): each one's total and time to its first event.
+async fn interleaved(
+    servers: &[ServerProc],
+    runs: usize,
+) -> Result<Vec<(Spread, Spread)>, BenchError> {
+    let http = client();
+    let body = SECTIONING.body();
+    let mut timings: Vec<Vec<Timing>> = servers.iter().map(|_| Vec::new()).collect();
+    for round in 0..runs.div_ceil(ROUND) {
+        let count = ROUND.min(runs - round * ROUND);
+        for turn in 0..servers.len() {
+            let i = (round + turn) % servers.len();
+            let url = servers[i].run_url("five");
+            let done: Vec<Result<Timing, BenchError>> = futures::stream::iter(0..count)
+                .map(|_| timed_run(&http, &url, &body))
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
+            for t in done {
+                timings[i].push(t?);
+            }
+        }
+    }
+    Ok(timings
+        .iter()
+        .map(|t| {
+            (
+                Spread::of(t.iter().map(|t| t.total).collect()),
+                Spread::of(t.iter().map(|t| t.first_event).collect()),
+            )
+        })
+        .collect())
+}
+
+async fn measure(
+    backend: &Backend,
+    server: &ServerProc,
+    overhead: Spread,
+    first_event: Spread,
+    burst: usize,
+) -> Result<Row, BenchError> {
+    let http = client();
+    let url = server.run_url("five");
 
     // The burst: every run at once, each with its own id to look it up afterwards.
     let bytes_before = backend.bytes().await?;
@@ -235,6 +284,7 @@ async fn measure(
     Ok(Row {
         backend: backend.name(),
         overhead,
+        first_event,
         burst,
         burst_finished,
         burst_wall,

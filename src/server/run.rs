@@ -171,16 +171,22 @@ pub(super) async fn start_run(
         .enter(user, app.settings.max_runs_per_user)
         .map_err(ApiError::UserBusy)?;
     if let Some(stored) = &app.stored {
-        // Another user's thread is not there for this one (checked again when the run is recorded).
-        let thread = stored.store.thread(&room_id, &input.thread_id).await?;
-        if thread.is_some_and(|t| t.owner != user.name()) {
-            return Err(ApiError::ThreadNotFound(input.thread_id));
-        }
         // A run of this thread that just finished here may not be written yet.
-        if app.live.in_thread(&input.thread_id) {
+        if app.live.in_thread(&input.thread_id, user.name()) {
             stored.writer.flush(HISTORY_FLUSH).await;
         }
-        match history::fill(stored.store.as_ref(), &room_id, &mut input).await {
+        // One read: the thread's owner and its last finished run (none for a new thread).
+        let thread = stored.store.thread_turn(&room_id, &input.thread_id).await?;
+        let last = match thread {
+            // Another user's thread is not there for this one (checked again when the run is
+            // recorded).
+            Some(t) if t.owner != user.name() => {
+                return Err(ApiError::ThreadNotFound(input.thread_id))
+            }
+            Some(t) => t.last,
+            None => None,
+        };
+        match history::fill(&mut input, last.as_ref()) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(messages = n, "earlier turns of the thread added"),
             Err(e) => {

@@ -4,26 +4,21 @@
 
 use serde_json::Value;
 
-use super::{RunStatus, Store, StoreError};
+use super::{LastTurn, StoreError};
 use crate::agui::{Message, MessageContent, RunAgentInput};
 
-/// Prepends the thread's earlier turns to `input.messages`, unless the client sent a history
-/// itself (any assistant message) or the thread has no finished run; how many messages were
-/// added.
-pub async fn fill(
-    store: &dyn Store,
-    room: &str,
-    input: &mut RunAgentInput,
-) -> Result<usize, StoreError> {
+/// Prepends the turns up to the thread's last finished run (`last`, from
+/// [`super::Store::thread_turn`]) to `input.messages`, unless the client sent a history itself
+/// (any assistant message) or there is no such run; how many messages were added.
+pub fn fill(input: &mut RunAgentInput, last: Option<&LastTurn>) -> Result<usize, StoreError> {
     if input.messages.iter().any(|m| m.role == "assistant") {
         return Ok(0);
     }
-    let runs = store.thread_runs(room, &input.thread_id).await?;
-    let Some(last) = runs.iter().rev().find(|r| r.status == RunStatus::Finished) else {
+    let Some(last) = last else {
         return Ok(0);
     };
     let earlier: RunAgentInput = serde_json::from_str(&last.input)
-        .map_err(|e| StoreError::Corrupt(format!("run {}: input: {e}", last.id)))?;
+        .map_err(|e| StoreError::Corrupt(format!("run {}: input: {e}", last.run_id)))?;
     let answer = last
         .result
         .as_deref()
@@ -32,7 +27,7 @@ pub async fn fill(
         .unwrap_or_default();
     let mut turns = earlier.messages;
     turns.push(Message {
-        id: format!("{}-answer", last.id),
+        id: format!("{}-answer", last.run_id),
         role: "assistant".into(),
         content: MessageContent::Text(answer),
         rest: Default::default(),

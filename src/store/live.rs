@@ -50,9 +50,11 @@ impl LiveRuns {
         lock(&self.runs).get(run_id).cloned()
     }
 
-    /// Whether a run of the thread is here (going on, or just finished).
-    pub fn in_thread(&self, thread_id: &str) -> bool {
-        lock(&self.runs).values().any(|r| r.thread_id == thread_id)
+    /// Whether a run of `owner`'s thread is here (going on, or just finished).
+    pub fn in_thread(&self, thread_id: &str, owner: &str) -> bool {
+        lock(&self.runs)
+            .values()
+            .any(|r| r.thread_id == thread_id && r.owner == owner)
     }
 
     /// Cancels and forgets the thread's runs (the thread is being deleted).

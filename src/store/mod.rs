@@ -102,6 +102,22 @@ pub enum Started {
     ThreadFull,
 }
 
+/// What a new run of a known thread needs from the store: who owns the thread and its last
+/// finished run (the one holding its earlier turns), if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadTurn {
+    pub owner: String,
+    pub last: Option<LastTurn>,
+}
+
+/// A thread's last finished run: its id, input and result (JSON text).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastTurn {
+    pub run_id: String,
+    pub input: String,
+    pub result: Option<String>,
+}
+
 /// One stored event: its sequence number in the run and its JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
@@ -151,6 +167,9 @@ pub trait Store: Send + Sync {
     /// another room).
     async fn put_thread(&self, thread: &ThreadRecord) -> Result<bool, StoreError>;
     async fn thread(&self, room: &str, id: &str) -> Result<Option<ThreadRecord>, StoreError>;
+    /// The room's thread's owner and last finished run, in one read; `None` if the room has no
+    /// such thread.
+    async fn thread_turn(&self, room: &str, id: &str) -> Result<Option<ThreadTurn>, StoreError>;
     /// The room's threads of `owner`, newest first, older than `before` (created, id) when given.
     async fn threads(
         &self,

@@ -5,11 +5,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, PgPool, QueryBuilder, SqlitePool};
+use sqlx::pool::PoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Connection, PgPool, Postgres, QueryBuilder, Sqlite, SqlitePool, Transaction};
+use tokio::sync::{Mutex, MutexGuard};
 
-use super::{RunRecord, RunStatus, Started, Store, StoreError, StoredEvent, ThreadRecord, Write};
+use super::{
+    LastTurn, RunRecord, RunStatus, Started, Store, StoreError, StoredEvent, ThreadRecord,
+    ThreadTurn, Write,
+};
 
 /// How long a statement waits for SQLite's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -17,9 +21,29 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const POOL_SIZE: u32 = 8;
 /// SQLite has one writer at a time anyway, and each connection is a thread with its own cache.
 const SQLITE_POOL_SIZE: u32 = 4;
+/// A pooled connection idle longer than this is pinged before use (the database may have dropped
+/// it); busier ones are not, which saves a round trip on every use, a run's start included.
+const PING_IDLE_FOR: Duration = Duration::from_millis(500);
+
+/// Pools that check only the connections that sat idle. One the database dropped while in use
+/// fails its next statement once; the pool pings every connection given back and closes it.
+fn pool_options<DB: sqlx::Database>() -> PoolOptions<DB> {
+    PoolOptions::new()
+        .test_before_acquire(false)
+        .before_acquire(|conn: &mut DB::Connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Held by the run path's write transactions (a run starting, the writer's batch).
+    writing: Mutex<()>,
 }
 
 impl SqliteStore {
@@ -35,18 +59,37 @@ impl SqliteStore {
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         // Each in-memory connection would be its own database: keep exactly one, forever.
         let pool = if in_memory {
-            SqlitePoolOptions::new()
+            pool_options()
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
         } else {
-            SqlitePoolOptions::new().max_connections(SQLITE_POOL_SIZE)
+            pool_options().max_connections(SQLITE_POOL_SIZE)
         }
         .connect_with(options)
         .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            writing: Mutex::new(()),
+        })
+    }
+
+    /// A write transaction of the run path. SQLite has one writer at a time: a run starting
+    /// while the writer's batch commits waits here for exactly that commit, where SQLite's busy
+    /// handler would sleep 1, 2, 5… ms between tries.
+    async fn begin_write(
+        &self,
+    ) -> Result<(Transaction<'static, Sqlite>, MutexGuard<'_, ()>), StoreError> {
+        let turn = self.writing.lock().await;
+        Ok((self.pool.begin().await?, turn))
+    }
+
+    async fn begin_record(
+        &self,
+    ) -> Result<(Transaction<'static, Sqlite>, MutexGuard<'_, ()>), StoreError> {
+        self.begin_write().await
     }
 }
 
@@ -58,13 +101,30 @@ impl PgStore {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         // A pool hides why it cannot connect ("timed out"); one plain connection says why.
         sqlx::PgConnection::connect(url).await?.close().await?;
-        let pool = PgPoolOptions::new()
+        let pool = pool_options()
             .max_connections(POOL_SIZE)
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         Ok(Self { pool })
+    }
+
+    /// PostgreSQL locks rows, not the database: writers need no turns.
+    async fn begin_write(&self) -> Result<(Transaction<'static, Postgres>, ()), StoreError> {
+        Ok((self.pool.begin().await?, ()))
+    }
+
+    /// The transaction recording a run on its way to its stream. Its commit does not wait for the
+    /// WAL flush (an fsync): should the server crash (not this process: the database) within
+    /// `wal_writer_delay` the run would be gone, as it would had it started that much later; the
+    /// writer's next batch, which holds the run's first events, is durable and flushes it too.
+    async fn begin_record(&self) -> Result<(Transaction<'static, Postgres>, ()), StoreError> {
+        let tx = self
+            .pool
+            .begin_with("BEGIN; SET LOCAL synchronous_commit TO OFF")
+            .await?;
+        Ok((tx, ()))
     }
 }
 
@@ -125,6 +185,25 @@ impl From<ThreadRow> for ThreadRecord {
     }
 }
 
+/// Where a thread being recorded stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ThreadIs {
+    /// Inserted just now: it has no runs yet.
+    New,
+    /// There already, in the room and the owner's.
+    Known,
+    /// Another room's or user's.
+    Other,
+}
+
+#[derive(sqlx::FromRow)]
+struct TurnRow {
+    owner: String,
+    run_id: Option<String>,
+    input: Option<String>,
+    result: Option<String>,
+}
+
 const RUN_COLUMNS: &str = "r.id, r.thread_id, r.parent_run_id, r.created, r.finished, r.status, \
                            r.input, r.result, r.usage, r.events_cut, r.metadata";
 const INSERT_THREAD: &str = "INSERT INTO threads (id, room, owner, created, name, description) \
@@ -156,25 +235,34 @@ macro_rules! sql_store {
                     .bind(&t.description)
             }
 
-            /// Inserts the thread if new; whether it is in `thread.room` and `thread.owner`'s.
+            /// Inserts the thread if new; whether it was, or is in `thread.room` and
+            /// `thread.owner`'s.
             async fn thread_in_room(
                 conn: &mut <$Db as sqlx::Database>::Connection,
                 thread: &ThreadRecord,
-            ) -> Result<bool, StoreError> {
+            ) -> Result<ThreadIs, StoreError> {
                 if Self::thread_query(thread)
                     .execute(&mut *conn)
                     .await?
                     .rows_affected()
                     > 0
                 {
-                    return Ok(true);
+                    return Ok(ThreadIs::New);
                 }
                 let found: Option<(String, String)> =
                     sqlx::query_as("SELECT room, owner FROM threads WHERE id = $1")
                         .bind(&thread.id)
                         .fetch_optional(&mut *conn)
                         .await?;
-                Ok(found.is_some_and(|(room, owner)| room == thread.room && owner == thread.owner))
+                Ok(
+                    if found.is_some_and(|(room, owner)| {
+                        room == thread.room && owner == thread.owner
+                    }) {
+                        ThreadIs::Known
+                    } else {
+                        ThreadIs::Other
+                    },
+                )
             }
 
             fn run_query<'q>(
@@ -266,15 +354,25 @@ macro_rules! sql_store {
                 max_runs: Option<i64>,
                 start: bool,
             ) -> Result<(Started, i64), StoreError> {
-                let mut tx = self.pool.begin().await?;
-                if !Self::thread_in_room(&mut tx, thread).await? {
-                    return Ok((Started::OtherRoom, run.created));
-                }
+                let (mut tx, _turn) = self.begin_record().await?;
+                let thread_is = Self::thread_in_room(&mut tx, thread).await?;
                 let started = start && run.status != RunStatus::Pending;
-                let outcome = if started && Self::start_pending(&mut tx, run).await? {
-                    (Started::Recorded, run.created)
-                } else {
-                    Self::insert_run(&mut tx, run, max_runs).await?
+                let outcome = match thread_is {
+                    ThreadIs::Other => return Ok((Started::OtherRoom, run.created)),
+                    // A thread made just now has no runs: none pending, none to count or follow.
+                    ThreadIs::New if max_runs.is_none_or(|max| max > 0) => {
+                        let done = Self::run_query(run, run.created).execute(&mut *tx).await?;
+                        let outcome = if done.rows_affected() > 0 {
+                            Started::Recorded
+                        } else {
+                            Started::RunExists
+                        };
+                        (outcome, run.created)
+                    }
+                    _ if started && Self::start_pending(&mut tx, run).await? => {
+                        (Started::Recorded, run.created)
+                    }
+                    _ => Self::insert_run(&mut tx, run, max_runs).await?,
                 };
                 if outcome.0 == Started::Recorded {
                     tx.commit().await?;
@@ -287,7 +385,7 @@ macro_rules! sql_store {
         impl Store for $Store {
             async fn put_thread(&self, thread: &ThreadRecord) -> Result<bool, StoreError> {
                 let mut conn = self.pool.acquire().await?;
-                Self::thread_in_room(&mut conn, thread).await
+                Ok(Self::thread_in_room(&mut conn, thread).await? != ThreadIs::Other)
             }
 
             async fn create_run(
@@ -323,6 +421,31 @@ macro_rules! sql_store {
                         .fetch_optional(&self.pool)
                         .await?;
                 Ok(row.map(Into::into))
+            }
+
+            async fn thread_turn(
+                &self,
+                room: &str,
+                id: &str,
+            ) -> Result<Option<ThreadTurn>, StoreError> {
+                let row: Option<TurnRow> = sqlx::query_as(
+                    "SELECT t.owner, r.id AS run_id, r.input, r.result FROM threads t \
+                     LEFT JOIN runs r ON r.id = (SELECT id FROM runs WHERE thread_id = t.id \
+                     AND status = 'finished' ORDER BY created DESC, id DESC LIMIT 1) \
+                     WHERE t.id = $1 AND t.room = $2",
+                )
+                .bind(id)
+                .bind(room)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|r| ThreadTurn {
+                    owner: r.owner,
+                    last: r.run_id.zip(r.input).map(|(run_id, input)| LastTurn {
+                        run_id,
+                        input,
+                        result: r.result,
+                    }),
+                }))
             }
 
             async fn threads(
@@ -426,7 +549,7 @@ macro_rules! sql_store {
             }
 
             async fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let (mut tx, _turn) = self.begin_write().await?;
                 let mut events: Vec<(&str, i64, &str)> = Vec::new();
                 for write in batch {
                     if let Write::Event { run_id, seq, data } = write {
