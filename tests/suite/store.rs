@@ -182,6 +182,14 @@ async fn store_runs_are_created_once_and_listed_in_the_order_they_were_made() {
             Started::RunExists,
             "{backend}: a run id is used once"
         );
+        // Also when it comes with a thread never seen: refused, and that thread not made.
+        let fresh = thread("r1", "t-new", 40);
+        let reused = s
+            .start_run(&fresh, &run("t-new", "run1", 40), Some(1000))
+            .await
+            .unwrap();
+        assert_eq!(reused, Started::RunExists, "{backend}");
+        assert_eq!(s.thread("r1", "t-new").await.unwrap(), None, "{backend}");
         let runs = s.thread_runs("r1", "t").await.unwrap();
         let ids: Vec<_> = runs.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["run1", "run0"], "{backend}");
