@@ -65,7 +65,7 @@ pub fn parse_api_key(entry: &str) -> Result<(String, [u8; 32]), String> {
     }
     let hex = hex.trim();
     let mut digest = [0u8; 32];
-    if hex.len() != 64 {
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(format!(
             "user '{user}': the digest must be 64 hex digits; {shape}"
         ));

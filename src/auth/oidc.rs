@@ -3,6 +3,7 @@
 //! token names an unknown key id (at most every 30 s) and every 15 minutes.
 
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -11,7 +12,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Map, Value};
-use tokio::sync::RwLock;
+use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::{AuthError, User};
@@ -52,7 +53,10 @@ pub(super) struct Oidc {
 struct Issuer {
     iss: String,
     source: Source,
+    /// Held only to read or swap, never across a fetch.
     cache: RwLock<Cache>,
+    /// Held by the one request fetching the keys; a request that has no keys to use waits on it.
+    fetching: Mutex<()>,
 }
 
 enum Source {
@@ -62,8 +66,10 @@ enum Source {
 
 #[derive(Default)]
 struct Cache {
-    keys: Vec<Key>,
+    keys: Arc<Vec<Key>>,
     fetched: Option<Instant>,
+    /// Why the last fetch failed, while there are no keys at all.
+    failed: Option<String>,
 }
 
 struct Key {
@@ -122,6 +128,7 @@ impl Oidc {
                     iss: iss.clone(),
                     source,
                     cache: RwLock::default(),
+                    fetching: Mutex::new(()),
                 })
                 .collect(),
             client_id: s.oidc_client_id.clone().unwrap_or_else(|| audience.clone()),
@@ -148,9 +155,13 @@ impl Oidc {
     }
 
     pub(super) async fn verify(&self, token: &str) -> Result<User, AuthError> {
+        // An `alg` the crate does not know (`none`, a made-up name) is named as such; any other
+        // header it cannot read is malformed.
         let header = jsonwebtoken::decode_header(token).map_err(|e| match header_alg(token) {
-            Some(alg) => AuthError::Algorithm(alg, ALLOWED_NAMES),
-            None => AuthError::Malformed(e.to_string()),
+            Some(alg) if alg.parse::<Algorithm>().is_err() => {
+                AuthError::Algorithm(alg, ALLOWED_NAMES)
+            }
+            _ => AuthError::Malformed(e.to_string()),
         })?;
         if !ALLOWED.contains(&header.alg) {
             return Err(AuthError::Algorithm(
@@ -174,15 +185,20 @@ impl Oidc {
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.validate_nbf = true;
         let claims = {
-            let cache = issuer.keys(&self.http, kid, &alg).await?;
-            let key = cache.find(kid, &alg).ok_or(AuthError::UnknownKey)?;
+            let keys = issuer.keys(&self.http, kid, &alg).await?;
+            let key = find(&keys, kid, &alg).ok_or(AuthError::UnknownKey)?;
             jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
                 .map_err(|e| rejection(e.into_kind()))?
                 .claims
         };
         match claims.get(&self.user_claim) {
             Some(Value::String(name)) if !name.is_empty() && name.chars().count() <= MAX_USER => {
-                Ok(User::new(name))
+                // Two issuers may each have an "alice": with more than one, the name is qualified
+                // by its issuer so that they do not share threads.
+                Ok(match self.issuers.len() {
+                    1 => User::new(name),
+                    _ => User::new(&format!("{name}@{}", issuer.iss)),
+                })
             }
             _ => Err(AuthError::NoUser(self.user_claim.clone())),
         }
@@ -231,23 +247,22 @@ fn rejection(kind: ErrorKind) -> AuthError {
     }
 }
 
-impl Cache {
-    /// The key for `kid` (any single key when the token names none) that may sign with `alg`.
-    fn find(&self, kid: Option<&str>, alg: &str) -> Option<&Key> {
-        let fits = |k: &&Key| k.alg.as_deref().is_none_or(|a| a == alg);
-        match kid {
-            Some(kid) => self
-                .keys
-                .iter()
-                .filter(fits)
-                .find(|k| k.kid.as_deref() == Some(kid)),
-            None => match self.keys.iter().filter(fits).collect::<Vec<_>>()[..] {
-                [only] => Some(only),
-                _ => None,
-            },
-        }
+/// The key for `kid` (any single key when the token names none) that may sign with `alg`.
+fn find<'k>(keys: &'k [Key], kid: Option<&str>, alg: &str) -> Option<&'k Key> {
+    let fits = |k: &&Key| k.alg.as_deref().is_none_or(|a| a == alg);
+    match kid {
+        Some(kid) => keys
+            .iter()
+            .filter(fits)
+            .find(|k| k.kid.as_deref() == Some(kid)),
+        None => match keys.iter().filter(fits).collect::<Vec<_>>()[..] {
+            [only] => Some(only),
+            _ => None,
+        },
     }
+}
 
+impl Cache {
     fn due(&self, missing: bool) -> bool {
         match self.fetched {
             None => true,
@@ -258,36 +273,61 @@ impl Cache {
 }
 
 impl Issuer {
-    /// The cached keys, fetched again first when they are old or lack the token's key. A failed
-    /// fetch keeps the keys there were; with none at all the token cannot be checked.
+    /// The cached keys, fetched again when they are old or lack the token's key. One request
+    /// fetches; the others go on with the keys there are (or, with none yet, wait for it), so a
+    /// slow or unreachable key server holds up no check that has keys. A failed fetch keeps the
+    /// keys there were; with none at all the token cannot be checked.
     async fn keys(
         &self,
         http: &reqwest::Client,
         kid: Option<&str>,
         alg: &str,
-    ) -> Result<tokio::sync::RwLockReadGuard<'_, Cache>, AuthError> {
-        {
-            let cache = self.cache.read().await;
-            if !cache.due(cache.find(kid, alg).is_none()) {
-                return Ok(cache);
-            }
+    ) -> Result<Arc<Vec<Key>>, AuthError> {
+        if let Some(keys) = self.usable(kid, alg)? {
+            return Ok(keys);
         }
-        let mut cache = self.cache.write().await;
+        let _fetcher = self.fetching.lock().await;
         // Another request may have fetched them while this one waited.
-        if cache.due(cache.find(kid, alg).is_none()) {
-            cache.fetched = Some(Instant::now());
-            match self.load(http).await {
-                Ok(keys) => cache.keys = keys,
-                Err(e) if cache.keys.is_empty() => {
-                    tracing::warn!(issuer = %self.iss, "cannot load the issuer's keys: {e}");
-                    return Err(AuthError::KeysUnavailable(e));
-                }
-                Err(e) => {
-                    tracing::warn!(issuer = %self.iss, "cannot refresh the issuer's keys, keeping the old ones: {e}")
-                }
+        if let Some(keys) = self.usable(kid, alg)? {
+            return Ok(keys);
+        }
+        self.cache().fetched = Some(Instant::now());
+        let loaded = self.load(http).await;
+        let mut cache = self.cache();
+        match loaded {
+            Ok(keys) => {
+                cache.keys = Arc::new(keys);
+                cache.failed = None;
+            }
+            Err(e) if cache.keys.is_empty() => {
+                tracing::warn!(issuer = %self.iss, "cannot load the issuer's keys: {e}");
+                cache.failed = Some(e.clone());
+                return Err(AuthError::KeysUnavailable(e));
+            }
+            Err(e) => {
+                tracing::warn!(issuer = %self.iss, "cannot refresh the issuer's keys, keeping the old ones: {e}")
             }
         }
-        Ok(cache.downgrade())
+        Ok(cache.keys.clone())
+    }
+
+    /// The keys when none need fetching: `None` when they are due (or there are none yet), an
+    /// error while the last fetch failed and left none.
+    fn usable(&self, kid: Option<&str>, alg: &str) -> Result<Option<Arc<Vec<Key>>>, AuthError> {
+        let cache = self.cache();
+        if cache.due(find(&cache.keys, kid, alg).is_none()) {
+            return Ok(None);
+        }
+        match (&cache.failed, cache.keys.is_empty()) {
+            (Some(e), true) => Err(AuthError::KeysUnavailable(e.clone())),
+            (None, true) => Ok(None),
+            _ => Ok(Some(cache.keys.clone())),
+        }
+    }
+
+    fn cache(&self) -> std::sync::RwLockWriteGuard<'_, Cache> {
+        // Nothing in the cache can be left half-written by a panic: a poisoned lock is still usable.
+        self.cache.write().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn load(&self, http: &reqwest::Client) -> Result<Vec<Key>, String> {

@@ -23,7 +23,7 @@ const NAME_CHARS: usize = 80;
 const LINGER: Duration = Duration::from_secs(5);
 
 pub(super) struct Recorder {
-    run_id: String,
+    pub(super) run_id: String,
     log: Mutex<(Shaper, RunLog)>,
     pub(super) live: Arc<LiveRun>,
     pub(super) client: Arc<RunOutlet>,

@@ -224,28 +224,49 @@ pub(super) async fn start_run(
             AgentError::BadInput(msg) => ApiError::BadRequest(msg),
             other => ApiError::BadRequest(other.to_string()),
         });
-    // A run refused from here on was never live.
-    let refused = |e: ApiError| {
-        app.live.remove(&ids.1);
-        e
+    // From here on, a run refused, or dropped with its request before it starts, is not left live.
+    let mut unstarted = Unstarted {
+        app: &app,
+        recorder: &recorder,
+        recorded: false,
     };
-    let accepted = accepted.map_err(refused)?;
+    let accepted = accepted?;
     // The whole run is admitted to the LLM queue before its stream starts, or refused with 429/503.
     let reservation = app
         .llm
         .reserve(accepted.max_calls)
         .inspect_err(|e| tracing::warn!(room = %Shown(&room_id), calls = accepted.max_calls, "run refused: {e}"))
-        .map_err(|e| refused(e.into()))?;
+        .map_err(ApiError::from)?;
     // Only a run that starts is recorded (a refused reservation is dropped with this error).
     if let Some(stored) = &app.stored {
-        new_run.record(stored, max_runs).await.map_err(refused)?;
+        new_run.record(stored, max_runs).await?;
+        unstarted.recorded = true;
     }
     recorder.meter.start(accepted.strategy, &span);
     let run: RunFuture = Box::pin(reservation.scope(accepted.run));
 
+    std::mem::forget(unstarted);
     let drive = drive(app.clone(), run, started, ids, recorder, client_left);
     app.runs.spawn(counted(user_run, drive).instrument(span));
     Ok(response)
+}
+
+/// A run between its live entry and its start: dropped (refused, or its request dropped while
+/// the store records it), it leaves no live entry, and a recorded run is ended `cancelled`.
+struct Unstarted<'a> {
+    app: &'a AppState,
+    recorder: &'a Recorder,
+    recorded: bool,
+}
+
+impl Drop for Unstarted<'_> {
+    fn drop(&mut self) {
+        if self.recorded {
+            self.recorder.finish(self.app, RunStatus::Cancelled, None);
+        } else {
+            self.app.live.remove(&self.recorder.run_id);
+        }
+    }
 }
 
 /// `run`, counted against its user until it ends.

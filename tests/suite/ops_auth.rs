@@ -297,6 +297,31 @@ async fn jwks_are_fetched_from_the_issuers_url() {
     .await;
 }
 
+/// A key server that cannot be reached: 503 `auth_keys_unavailable`, also for the checks that
+/// come before the next fetch is due (not a 401 as though the key were unknown).
+#[tokio::test]
+async fn an_unreachable_key_server_is_503_until_it_answers() {
+    let mock = MockLlm::start().await;
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let jwks_url = format!("http://{}/certs", closed.local_addr().expect("addr"));
+    drop(closed);
+    let server = server(&mock, None, |s| {
+        s.auth = AuthMode::Oidc;
+        s.oidc_issuers = vec![ISSUER.into()];
+        s.oidc_audience = Some(AUDIENCE.into());
+        s.oidc_jwks_urls = vec![jwks_url];
+    })
+    .await;
+    let token = bearer(&Signer::generate("k1").sign(&claims("alice")));
+    for attempt in 0..2 {
+        let (status, _, body) = get(&server, "/rooms", Some(&token)).await;
+        assert_eq!(status, 503, "attempt {attempt}: {body}");
+        assert_eq!(body["error"]["code"], "auth_keys_unavailable", "{body}");
+    }
+}
+
 #[test]
 fn sign_in_settings_are_checked_at_start_up() {
     let env = |vars: &'static [(&'static str, &'static str)]| {
@@ -309,6 +334,12 @@ fn sign_in_settings_are_checked_at_start_up() {
     let err = Settings::load_with(&Cli::default(), env(&[("ROOMHOST_API_KEYS", "alice:abc")]))
         .expect_err("a short digest");
     assert!(err.to_string().contains("ROOMHOST_API_KEYS"), "{err}");
+    // 64 bytes that are not hex digits, two-byte characters across the digit pairs: an error, no
+    // panic.
+    const NOT_HEX: &str = concat!("alice:a", "ééééééééééééééé", "éééééééééééééééé", "b");
+    let err = Settings::load_with(&Cli::default(), env(&[("ROOMHOST_API_KEYS", NOT_HEX)]))
+        .expect_err("a digest of non-hex characters");
+    assert!(err.to_string().contains("64 hex digits"), "{err}");
     let err = Settings::load_with(&Cli::default(), env(&[("ROOMHOST_AUTH", "maybe")]))
         .expect_err("an unknown mode");
     assert!(err.to_string().contains("ROOMHOST_AUTH"), "{err}");
