@@ -93,6 +93,19 @@ async fn a_thread_without_earlier_turns_sends_none() {
     }
 }
 
+#[tokio::test]
+async fn a_follow_up_asked_for_with_nothing_before_is_refused() {
+    let mock = MockLlm::start().await;
+    let server = server(&mock, "").await;
+    let run = server
+        .run("par", json!({"prompt": "/followup Make it shorter."}))
+        .await;
+    assert_eq!(run.status, 400, "{}", run.error_body);
+    let message = run.error_body["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("earlier answer"), "{message}");
+    assert_eq!(mock.request_count(), 0);
+}
+
 #[test]
 fn follow_ups_are_told_from_new_requests() {
     let follow = |text: &str| choose(text, &Value::Null, Strategy::Sectioning, true);
@@ -103,6 +116,7 @@ fn follow_ups_are_told_from_new_requests() {
         "Summarize it in one paragraph",
         "Shorter, please.",
         "Translate the answer into French.",
+        "Why is that?",
     ] {
         let choice = follow(text).expect("valid");
         assert_eq!(
@@ -115,6 +129,12 @@ fn follow_ups_are_told_from_new_requests() {
     for (text, strategy) in [
         ("Is Rust faster than Go?", Strategy::Voting),
         ("Is it safe to eat raw eggs?", Strategy::Voting),
+        (
+            "Is it true that cats sleep 16 hours a day?",
+            Strategy::Voting,
+        ),
+        ("Who won the last World Cup?", Strategy::Voting),
+        ("Is Python the same as Java?", Strategy::Voting),
         ("Write about tides: Causes, Effects", Strategy::Sectioning),
         (
             "Summarize these: [first text] [second text]",

@@ -79,13 +79,16 @@ pub fn detect(text: &str) -> Option<Strategy> {
     }
 }
 
-/// Words that point back at something said before ("make *that* shorter", "which of *these*").
+/// Words that point back at something said before ("which of *these*", "is *this* right?").
 const REFERENTS: &[&str] = &[
-    "that", "this", "these", "those", "them", "above", "previous", "earlier", "again", "same",
-    "former", "latter", "last",
+    "this", "these", "those", "them", "above", "previous", "earlier", "again", "former", "latter",
 ];
-/// Weaker pointers, counted only outside questions ("Is it safe?" is a question of its own).
-const WEAK_REFERENTS: &[&str] = &["it", "its", "they", "their", "one", "ones"];
+/// Weaker pointers, counted only outside questions: "Is it safe?", "Is it true that…?", "Who won
+/// the last Cup?", "Is X the same as Y?" are questions of their own ("Why is that?" is not: see
+/// [`is_follow_up`]).
+const WEAK_REFERENTS: &[&str] = &[
+    "it", "its", "they", "their", "one", "ones", "that", "last", "same",
+];
 /// Openers of a request to change or carry on the previous answer.
 const FOLLOW_UP_OPENERS: &[&str] = &[
     "make",
@@ -141,9 +144,12 @@ pub fn is_follow_up(text: &str) -> bool {
         return false;
     }
     let has = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
+    let question = is_question(text);
     FOLLOW_UP_OPENERS.contains(&words[0].as_str())
         || has(REFERENTS)
-        || (!is_question(text) && has(WEAK_REFERENTS))
+        || (!question && has(WEAK_REFERENTS))
+        // A question about what was just said ends on it: "Why is that?".
+        || (question && words.last().is_some_and(|w| w == "that"))
 }
 
 struct Forwarded {

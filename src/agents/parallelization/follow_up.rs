@@ -34,6 +34,14 @@ impl Fanout for FollowUp {
     }
 
     fn admit(&self, config: &ParallelizationConfig) -> Result<usize, String> {
+        // Asked for by name in a thread with nothing said before, it would answer nothing.
+        if config.history_tokens == 0 {
+            return Err(
+                "a follow-up needs an earlier answer in the thread; send the conversation's \
+                 messages or a threadId this server has answered"
+                    .into(),
+            );
+        }
         config
             .budget(Some(config.max_tokens.get(Role::Reduce)))
             .check(&prompts::follow_up(&self.message), 0, "the message")?;

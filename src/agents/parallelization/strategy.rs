@@ -88,12 +88,6 @@ macro_rules! strategies {
         }
 
         impl Job {
-            pub fn strategy(&self) -> Strategy {
-                match self {
-                    $(Job::$variant(_) => Strategy::$variant,)*
-                }
-            }
-
             pub(crate) fn admit(&self, config: &ParallelizationConfig) -> Result<usize, String> {
                 match self {
                     $(Job::$variant(job) => job.admit(config),)*
