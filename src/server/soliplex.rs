@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::follow;
 use super::record::recorded;
 use super::run::{decode_input, start_run};
-use super::threads::{owned_run, owned_thread, run_json, stored, thread_json};
+use super::threads::{delete_owned, owned_run, owned_thread, run_json, stored, thread_json};
 use super::ApiError;
 use crate::auth::User;
 use crate::state::{AppState, Stored, MAX_RUNS_PER_THREAD};
@@ -238,13 +238,7 @@ pub async fn delete_thread(
     Extension(user): Extension<User>,
 ) -> Answer<StatusCode> {
     check_uuid("thread id", &thread_id)?;
-    let s = stored(&app, &room)?;
-    owned_thread(s, &room, &thread_id, &user).await?;
-    app.live.remove_thread(&thread_id);
-    if !s.store.delete_thread(&room, &thread_id).await? {
-        return Err(ApiError::ThreadNotFound(thread_id).into());
-    }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(delete_owned(&app, &room, thread_id, &user).await?)
 }
 
 /// `POST /api/v1/rooms/{room}/agui/{thread}/meta`: renames the thread; 205.

@@ -85,11 +85,21 @@ pub async fn delete(
     Path((room, thread_id)): Path<(String, String)>,
     Extension(user): Extension<User>,
 ) -> Result<StatusCode, ApiError> {
-    let s = stored(&app, &room)?;
     check_id("thread id", &thread_id)?;
-    owned_thread(s, &room, &thread_id, &user).await?;
+    delete_owned(&app, &room, thread_id, &user).await
+}
+
+/// Deletes the caller's thread with its runs, cancelling those going on here: 204, then 404.
+pub(super) async fn delete_owned(
+    app: &AppState,
+    room: &str,
+    thread_id: String,
+    user: &User,
+) -> Result<StatusCode, ApiError> {
+    let s = stored(app, room)?;
+    owned_thread(s, room, &thread_id, user).await?;
     app.live.remove_thread(&thread_id);
-    if !s.store.delete_thread(&room, &thread_id).await? {
+    if !s.store.delete_thread(room, &thread_id).await? {
         return Err(ApiError::ThreadNotFound(thread_id));
     }
     Ok(StatusCode::NO_CONTENT)

@@ -574,9 +574,11 @@ macro_rules! sql_store {
                             result,
                             usage,
                         } => {
+                            // Only a run that has not ended: a finished run is never rewritten
+                            // by a later one that reused its id while the database was away.
                             sqlx::query(
                                 "UPDATE runs SET status = $2, finished = $3, result = $4, \
-                                 usage = $5 WHERE id = $1",
+                                 usage = $5 WHERE id = $1 AND status IN ('running', 'interrupted')",
                             )
                             .bind(run_id)
                             .bind(status.as_str())
