@@ -181,7 +181,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(source_name: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(source_name: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             source_name: source_name.into(),
             message: message.into(),

@@ -17,10 +17,10 @@ pub(super) struct Keys {
 impl Keys {
     pub(super) fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
         if settings.api_keys.is_empty() {
-            return Err(ConfigError {
-                source_name: "api_keys".into(),
-                message: "`auth: keys` needs at least one `user:<sha256 hex>` entry".into(),
-            });
+            return Err(ConfigError::new(
+                "api_keys",
+                "`auth: keys` needs at least one `user:<sha256 hex>` entry",
+            ));
         }
         let entries = settings
             .api_keys
@@ -28,10 +28,7 @@ impl Keys {
             .map(|entry| {
                 parse_api_key(entry)
                     .map(|(user, digest)| (User::new(&user), digest))
-                    .map_err(|message| ConfigError {
-                        source_name: "api_keys".into(),
-                        message,
-                    })
+                    .map_err(|message| ConfigError::new("api_keys", message))
             })
             .collect::<Result<_, _>>()?;
         Ok(Self { entries })

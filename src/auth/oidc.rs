@@ -78,23 +78,16 @@ struct Key {
     key: DecodingKey,
 }
 
-fn config_error(key: &str, message: &str) -> ConfigError {
-    ConfigError {
-        source_name: key.to_owned(),
-        message: message.to_owned(),
-    }
-}
-
 impl Oidc {
     pub(super) fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
         if s.oidc_issuers.is_empty() {
-            return Err(config_error(
+            return Err(ConfigError::new(
                 "oidc_issuers",
                 "`auth: oidc` needs at least one issuer",
             ));
         }
         let audience = s.oidc_audience.clone().ok_or_else(|| {
-            config_error(
+            ConfigError::new(
                 "oidc_audience",
                 "`auth: oidc` needs the audience tokens must name",
             )
@@ -109,7 +102,7 @@ impl Oidc {
                 s.oidc_jwks_urls.iter().cloned().map(Source::Url).collect()
             }
             None => {
-                return Err(config_error(
+                return Err(ConfigError::new(
                     "oidc_jwks_urls",
                     "give one JWKS URL per issuer, in the same order (or `oidc_jwks_file`)",
                 ))
@@ -118,7 +111,7 @@ impl Oidc {
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .build()
-            .map_err(|e| config_error("oidc_jwks_urls", &format!("HTTP client: {e}")))?;
+            .map_err(|e| ConfigError::new("oidc_jwks_urls", format!("HTTP client: {e}")))?;
         Ok(Self {
             issuers: s
                 .oidc_issuers

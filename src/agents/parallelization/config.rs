@@ -302,8 +302,13 @@ impl ParallelizationConfig {
     }
 
     /// What a prompt of a call answering with `max_tokens` may take beside the run's history.
-    pub fn budget(&self, max_tokens: Option<u32>) -> Budget {
-        Budget::new(self.num_ctx, max_tokens).less(self.history_tokens)
+    pub fn budget(&self, max_tokens: u32) -> Budget {
+        Budget::new(self.num_ctx, Some(max_tokens)).less(self.history_tokens)
+    }
+
+    /// [`budget`](Self::budget) for a call of `role`, answering with at most its `max_tokens`.
+    pub fn role_budget(&self, role: Role) -> Budget {
+        self.budget(self.max_tokens.get(role))
     }
 
     /// The most tokens a run's history may take: half of what the prompt of the call with the

@@ -42,9 +42,11 @@ impl Fanout for FollowUp {
                     .into(),
             );
         }
-        config
-            .budget(Some(config.max_tokens.get(Role::Reduce)))
-            .check(&prompts::follow_up(&self.message), 0, "the message")?;
+        config.role_budget(Role::Reduce).check(
+            &prompts::follow_up(&self.message),
+            0,
+            "the message",
+        )?;
         Ok(1)
     }
 

@@ -99,7 +99,7 @@ struct Losses {
 /// answers.
 fn budget(config: &ParallelizationConfig) -> Budget {
     let caps = &config.max_tokens;
-    config.budget(Some(caps.map.max(caps.collapse).max(caps.reduce)))
+    config.budget(caps.map.max(caps.collapse).max(caps.reduce))
 }
 
 /// The label of the longest a map call's label can be, for sizing its prompt.

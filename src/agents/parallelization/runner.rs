@@ -55,7 +55,7 @@ impl Ctx {
     ) -> Result<ChatRequest, AgentError> {
         let config = &self.config;
         config
-            .budget(Some(config.max_tokens.get(role)))
+            .role_budget(role)
             .check(&prompt, 0, "the material of this call")
             .map_err(|message| AgentError::Failed {
                 code: ErrorCode::PromptTooLong,

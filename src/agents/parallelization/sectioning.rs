@@ -90,7 +90,7 @@ fn admit(
             sections.len()
         ));
     }
-    let budget = |role| config.budget(Some(config.max_tokens.get(role)));
+    let budget = |role| config.role_budget(role);
     if sections.is_empty() {
         budget(Role::Planner).check(
             &prompts::planner(topic, config.min_sections, config.max_sections),

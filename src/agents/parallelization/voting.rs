@@ -128,7 +128,7 @@ fn admit(
     question: &str,
     answers: &Answers,
 ) -> Result<usize, String> {
-    let budget = |role| config.budget(Some(config.max_tokens.get(role)));
+    let budget = |role| config.role_budget(role);
     let allowed = answers.allowed();
     let voters = config.num_voters as usize;
     // Perspectives cycle, so the first `voters` of them are every prompt there is.
