@@ -66,6 +66,11 @@ settings! {
         /// events kept per run; past it the run is marked `events_cut` (its stream goes on)
         max_events_per_run: usize = 100_000, env ["ROOMHOST_MAX_EVENTS_PER_RUN"],
             check at_least(1);
+        /// how long a run's start waits for the database to record it (past it the run is refused
+        /// with 503 `store_unavailable`), and its end for its last records to be written before
+        /// its last event is sent
+        store_timeout: Duration = Duration::from_secs(2), env ["ROOMHOST_STORE_TIMEOUT_SECS"],
+            check positive, serde(with = "declare::duration");
         /// how long a run goes on after its client left, so a reconnect picks it up (see
         /// [Resuming a run](#resuming-a-run)); then it is cancelled. 0 cancels it at once
         detached_grace: Duration = Duration::from_secs(60), env ["ROOMHOST_DETACHED_GRACE_SECS"],

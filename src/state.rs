@@ -15,7 +15,7 @@ use crate::auth::{Auth, UserRuns};
 use crate::config::{ConfigError, Settings};
 use crate::llm::{self, LlmClient};
 use crate::rooms::{load_rooms_dir, LoadedRoom, RoomConfig, RoomError};
-use crate::store::{self, LiveRuns, Store, Writer};
+use crate::store::{self, LiveRuns, Probe, Store, Writer};
 
 pub type AppState = Arc<App>;
 
@@ -49,11 +49,12 @@ pub struct App {
     pub metrics: Option<PrometheusHandle>,
 }
 
-/// The open store and the one writer batching its event writes.
+/// The open store, the one writer batching its event writes and `/readyz`'s probe of it.
 #[derive(Clone)]
 pub struct Stored {
     pub store: Arc<dyn Store>,
     pub writer: Writer,
+    pub probe: Arc<Probe>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +89,7 @@ impl App {
             Stored {
                 writer: Writer::spawn(store.clone(), store::MAX_QUEUED_EVENTS),
                 store,
+                probe: Arc::default(),
             }
         });
         Self::with_parts(settings, registry, stored)

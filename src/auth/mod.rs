@@ -109,7 +109,8 @@ pub enum AuthError {
     MissingClaim(String),
     #[error("the token's `{0}` claim does not name a user (a string of 1 to 256 characters)")]
     NoUser(String),
-    #[error("the issuer's signing keys cannot be loaded ({0}); retry later")]
+    /// What failed (a URL or file path) is logged, not answered.
+    #[error("the issuer's signing keys cannot be loaded; retry later")]
     KeysUnavailable(String),
 }
 

@@ -21,7 +21,8 @@ pub enum ApiError {
     NotRunningHere(String, &'static str),
     #[error("run '{0}' has not started; POST it without Last-Event-ID to start it")]
     NotStarted(String),
-    #[error("the database cannot be read: {0}")]
+    /// 503 with `Retry-After`; what the database said is logged, never answered.
+    #[error("the database is not available; retry in a moment")]
     Store(#[from] crate::store::StoreError),
     #[error("no route for {0}")]
     NoRoute(String),
@@ -65,6 +66,8 @@ pub enum ApiError {
 
 /// `Retry-After` for a user at their limit of runs: about the time a short run takes.
 const USER_RETRY_AFTER_SECS: u64 = 5;
+/// `Retry-After` while the database is away: `/readyz` notices its return within a second.
+const STORE_RETRY_AFTER_SECS: u64 = 1;
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
@@ -131,6 +134,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // The details stay in the log: database errors, key URLs and file paths are not the
+        // caller's to see.
+        match &self {
+            ApiError::Store(e) => tracing::warn!(error = %e, "store: request answered 503"),
+            ApiError::Unauthorized(AuthError::KeysUnavailable(detail)) => {
+                tracing::warn!(%detail, "auth: signing keys unavailable; request answered 503")
+            }
+            _ => {}
+        }
         let body = json!({"error": {"code": self.code(), "message": self.to_string()}});
         let mut response = (self.status(), Json(body)).into_response();
         let headers = response.headers_mut();
@@ -143,6 +155,12 @@ impl IntoResponse for ApiError {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(USER_RETRY_AFTER_SECS),
+                );
+            }
+            ApiError::Store(_) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(STORE_RETRY_AFTER_SECS),
                 );
             }
             ApiError::Unauthorized(e) => {

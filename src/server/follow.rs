@@ -194,7 +194,7 @@ impl Follow {
                     tracing::warn!(error = %e, "store: cannot read a run's events");
                     return Some(self.error(
                         ErrorCode::Store,
-                        &format!("the run's events cannot be read: {e}"),
+                        "the run's events cannot be read; retry in a moment",
                     ));
                 }
             }

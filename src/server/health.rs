@@ -5,44 +5,85 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::ApiError;
-use crate::state::AppState;
+use crate::state::{AppState, Stored};
 
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// One named readiness check: `None` when it passes, else why not (for the caller: no database
+/// text, URL or path).
+struct Check {
+    name: &'static str,
+    failed: Option<String>,
+}
+
 /// Ready when the rooms are loaded, the server is not shutting down, the LLM backend answers and
-/// the store (if any) takes writes. Streams go on while the store fails; this only tells load
-/// balancers to send new runs elsewhere.
+/// the store (if any) takes writes: a write committed on one connection is read back from
+/// another, the SQLite file is still the one opened, and the writer is not failing. Streams go
+/// on while the store fails; this only tells load balancers to send new runs elsewhere. Each
+/// check is one entry of `checks`.
 pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     let rooms = app.rooms().len();
-    let store_error = app.stored.as_ref().and_then(|s| s.writer.health.error());
-    let store = match (&app.stored, &store_error) {
-        (None, _) => "none".to_owned(),
-        (Some(_), None) => "ok".to_owned(),
-        (Some(_), Some(e)) => format!("failing: {e}"),
+    let mut checks = vec![Check {
+        name: "shutdown",
+        failed: app
+            .shutdown
+            .is_cancelled()
+            .then(|| "the server is shutting down".to_owned()),
+    }];
+    let store = match &app.stored {
+        None => "none",
+        Some(stored) => {
+            let failed = store_fault(stored).await;
+            let state = if failed.is_some() { "failing" } else { "ok" };
+            checks.push(Check {
+                name: "store",
+                failed,
+            });
+            state
+        }
     };
-    let reason = if app.shutdown.is_cancelled() {
-        Some("the server is shutting down".to_owned())
-    } else if let Some(e) = store_error {
-        Some(format!(
-            "the database cannot be written ({e}); streams go on, writes are retried"
-        ))
-    } else {
-        app.llm.health().await.err().map(|e| e.to_string())
-    };
+    checks.push(Check {
+        name: "llm",
+        failed: app.llm.health().await.err().map(|e| e.to_string()),
+    });
+    let reason = checks.iter().find_map(|c| c.failed.clone());
+    let listed: Vec<Value> = checks
+        .iter()
+        .map(|c| match &c.failed {
+            None => json!({"name": c.name, "ok": true}),
+            Some(reason) => json!({"name": c.name, "ok": false, "reason": reason}),
+        })
+        .collect();
     match reason {
         None => (
             StatusCode::OK,
-            Json(json!({"status": "ready", "rooms": rooms, "llm": "ok", "store": store})),
+            Json(json!({"status": "ready", "rooms": rooms, "llm": "ok", "store": store,
+                "checks": listed})),
         ),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "rooms": rooms, "reason": reason, "store": store})),
+            Json(json!({"status": "not_ready", "rooms": rooms, "reason": reason, "store": store,
+                "checks": listed})),
         ),
     }
 }
 
+/// Why the store is not ready, if it is not; the database's own words go to the log.
+async fn store_fault(stored: &Stored) -> Option<String> {
+    if let Err(e) = stored.probe.check(&stored.store).await {
+        tracing::warn!(error = %e, "readyz: the store probe failed");
+        return Some(
+            "the database cannot be written, or the write is not seen from another connection; \
+             streams go on, writes are retried"
+                .to_owned(),
+        );
+    }
+    stored.writer.health.error().map(|_| {
+        "the database refuses the writer's batches; streams go on, writes are retried".to_owned()
+    })
+}
 /// Live counters: runs in flight and the LLM limiter's slots, for dashboards and leak checks.
 pub async fn stats(State(app): State<AppState>) -> Json<Value> {
     Json(json!({

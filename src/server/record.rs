@@ -1,6 +1,8 @@
 //! Where a run's events go: shaped for the profile of the client that started the run, numbered,
 //! handed to the store's writer, kept in the run's live tail for followers, and queued for that
 //! client (if it is still there), in that one order. Followers and replays get the same stream.
+//! A run's last event waits for its records to be in the database, so that whoever saw it reads
+//! the run finished with all its events.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,11 +14,9 @@ use crate::agents::{AgentError, ErrorCode, EventOutlet};
 use crate::agui::{Event, Profile, RunAgentInput, Shaper};
 use crate::auth::User;
 use crate::state::{AppState, Stored};
-use crate::store::{now_ms, LiveRun, RunLog, RunRecord, RunStatus, Started, ThreadRecord, Write};
+use crate::store::{now_ms, LiveRun, RunLog, RunRecord, RunStatus, Started, StoreError, ThreadRecord};
 use crate::telemetry::RunMeter;
 
-/// How long starting a run waits for the database to record it before leaving it to the writer.
-const START_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest thread name taken from its first message, in characters.
 const NAME_CHARS: usize = 80;
 /// How long a finished run stays among the live ones, for a follower that comes right after.
@@ -24,6 +24,8 @@ const LINGER: Duration = Duration::from_secs(5);
 
 pub(super) struct Recorder {
     pub(super) run_id: String,
+    /// What this start records the run with; its writes carry it.
+    pub(super) token: String,
     log: Mutex<(Shaper, RunLog)>,
     pub(super) live: Arc<LiveRun>,
     pub(super) client: Arc<RunOutlet>,
@@ -44,32 +46,64 @@ impl EventOutlet for Recorder {
 
 impl Recorder {
     fn record(&self, log: &mut RunLog, event: &Event) {
-        let json = serde_json::to_string(event).unwrap_or_else(|e| {
-            let error = Event::from(AgentError::Failed {
-                code: ErrorCode::Internal,
-                message: format!("an event could not be encoded ({e}); this is a server bug"),
-            });
-            serde_json::to_string(&error).unwrap_or_default()
-        });
-        let seq = log.record(&json);
-        self.live.push(seq, Arc::from(json.as_str()));
-        self.client.push_frame(frame(&self.run_id, seq, &json));
+        let (seq, json) = logged(log, event);
+        self.deliver(seq, &json);
     }
 
-    /// Records how the run ended and lets its followers finish.
-    pub(super) fn finish(&self, app: &AppState, status: RunStatus, event: Option<&Event>) {
-        let (result, usage) = match event {
-            Some(Event::RunFinished { result, usage, .. }) => (
+    /// Hands a recorded event to the run's live tail and its client.
+    fn deliver(&self, seq: i64, json: &str) {
+        self.live.push(seq, Arc::from(json));
+        self.client.push_frame(frame(&self.run_id, seq, json));
+    }
+
+    /// Ends the run with its `last` event: records it and how the run ended, waits (at most
+    /// `store_timeout`) for the writer to commit everything the run recorded, one commit for the
+    /// run's tail, and only then sends the last event to the client and the followers. Past the
+    /// bound (the database away) it goes out anyway; the records wait in the writer's queue.
+    pub(super) async fn end(&self, app: &AppState, status: RunStatus, last: Event) {
+        self.meter.observe(&last);
+        let (result, usage) = match &last {
+            Event::RunFinished { result, usage, .. } => (
                 result.as_ref().and_then(|r| serde_json::to_string(r).ok()),
                 usage.as_ref().and_then(|u| serde_json::to_string(u).ok()),
             ),
             _ => (None, None),
         };
+        let mut held = Vec::new();
+        let writer = {
+            let mut guard = self.log.lock().unwrap_or_else(|p| p.into_inner());
+            let (shaper, log) = &mut *guard;
+            shaper.push(last, std::time::Instant::now(), &mut |e| {
+                held.push(logged(log, &e))
+            });
+            log.finish(status, result, usage);
+            log.writer().cloned()
+        };
+        if let Some(writer) = writer {
+            if !writer.flush(app.settings.store_timeout).await {
+                tracing::warn!(
+                    "store: a run's last records are not written yet; its last event goes out anyway"
+                );
+            }
+        }
+        for (seq, json) in &held {
+            self.deliver(*seq, json);
+        }
+        self.close(app);
+    }
+
+    /// Records a run that never started as ended and lets its followers finish.
+    pub(super) fn finish(&self, app: &AppState, status: RunStatus) {
         self.log
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .1
-            .finish(status, result, usage);
+            .finish(status, None, None);
+        self.close(app);
+    }
+
+    /// Lets the run's followers finish; it stays among the live runs a moment longer.
+    fn close(&self, app: &AppState) {
         self.live.end();
         let (app, run_id) = (app.clone(), self.run_id.clone());
         tokio::spawn(async move {
@@ -77,6 +111,18 @@ impl Recorder {
             app.live.remove(&run_id);
         });
     }
+}
+
+/// Numbers an event in the run's log; its sequence number and JSON.
+fn logged(log: &mut RunLog, event: &Event) -> (i64, String) {
+    let json = serde_json::to_string(event).unwrap_or_else(|e| {
+        let error = Event::from(AgentError::Failed {
+            code: ErrorCode::Internal,
+            message: format!("an event could not be encoded ({e}); this is a server bug"),
+        });
+        serde_json::to_string(&error).unwrap_or_default()
+    });
+    (log.record(&json), json)
 }
 
 /// What a run is recorded with, taken from its input before the agent has it.
@@ -119,32 +165,48 @@ impl NewRun {
         }
     }
 
-    /// Records the thread (if new) and the run before the stream starts (a pending run of that id
-    /// becomes it): a run id used before, a thread id of another room, or a run past `max_runs`
-    /// in its thread is refused. Should the database not answer, the writer records them when it
-    /// is back and the run goes on.
+    /// Records the thread (if new) and the run, with the start's `token`, before the stream
+    /// starts (a pending run of that id becomes it): a run id used before, a thread id of another
+    /// room, or a run past `max_runs` in its thread is refused; so is the run when the database
+    /// fails or does not answer within `store_timeout` (503: a run never goes on unrecorded,
+    /// whose checks were skipped).
     pub(super) async fn record(
         self,
+        app: &AppState,
         stored: &Stored,
         max_runs: Option<usize>,
+        token: &str,
     ) -> Result<(), ApiError> {
-        if stored.writer.health.error().is_none() {
-            let max = max_runs.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
-            let at_once = stored.store.start_run(&self.thread, &self.run, max);
-            match tokio::time::timeout(START_WRITE_TIMEOUT, at_once).await {
-                Ok(Ok(outcome)) => {
-                    let limit = max_runs.unwrap_or_default();
-                    return recorded(outcome, &self.thread.id, &self.run.id, limit);
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "store: cannot record a new run; the writer will")
-                }
-                Err(_) => tracing::warn!("store: recording a new run timed out; the writer will"),
+        let max = max_runs.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        let (store, token) = (stored.store.clone(), token.to_owned());
+        let (thread_id, run_id) = (self.thread.id.clone(), self.run.id.clone());
+        // A task of its own: given up on, it still ends its transaction (none is left open on a
+        // pooled connection), and a run it records too late is ended `failed` at once.
+        let mut start = {
+            let token = token.clone();
+            tokio::spawn(async move {
+                store
+                    .start_run(&self.thread, &self.run, max, &token)
+                    .await
+            })
+        };
+        let bound = app.settings.store_timeout;
+        let outcome = match tokio::time::timeout(bound, &mut start).await {
+            Ok(Ok(outcome)) => outcome?,
+            Ok(Err(panicked)) => {
+                return Err(StoreError::Corrupt(format!("recording a run: {panicked}")).into())
             }
-        }
-        stored.writer.send(Write::Thread(self.thread));
-        stored.writer.send(Write::Run(self.run));
-        Ok(())
+            Err(_) => {
+                let late = RunLog::new(Some(stored.writer.clone()), &run_id, &token, 0);
+                tokio::spawn(async move {
+                    if let Ok(Ok(Started::Recorded)) = start.await {
+                        late.finish(RunStatus::Failed, None, None);
+                    }
+                });
+                return Err(StoreError::Stalled(bound).into());
+            }
+        };
+        recorded(outcome, &thread_id, &run_id, max_runs.unwrap_or_default())
     }
 }
 
@@ -179,9 +241,11 @@ pub(super) fn recorder(
         .insert(run_id, room, owner.name(), thread_id)
         .ok_or_else(|| ApiError::RunIdReused(run_id.to_owned()))?;
     let writer = app.stored.as_ref().map(|s| s.writer.clone());
-    let log = RunLog::new(writer, run_id, app.settings.max_events_per_run);
+    let token = uuid::Uuid::new_v4().to_string();
+    let log = RunLog::new(writer, run_id, &token, app.settings.max_events_per_run);
     Ok(Arc::new(Recorder {
         run_id: run_id.to_owned(),
+        token,
         log: Mutex::new((Shaper::new(profile), log)),
         live,
         client,

@@ -239,7 +239,9 @@ pub(super) async fn start_run(
         .map_err(ApiError::from)?;
     // Only a run that starts is recorded (a refused reservation is dropped with this error).
     if let Some(stored) = &app.stored {
-        new_run.record(stored, max_runs).await?;
+        new_run
+            .record(&app, stored, max_runs, &recorder.token)
+            .await?;
         unstarted.recorded = true;
     }
     recorder.meter.start(accepted.strategy, &span);
@@ -262,7 +264,7 @@ struct Unstarted<'a> {
 impl Drop for Unstarted<'_> {
     fn drop(&mut self) {
         if self.recorded {
-            self.recorder.finish(self.app, RunStatus::Cancelled, None);
+            self.recorder.finish(self.app, RunStatus::Cancelled);
         } else {
             self.app.live.remove(&self.recorder.run_id);
         }
@@ -376,8 +378,7 @@ async fn drive(
         Ending::Cancelled(why) => cancelled(why),
         Ending::Left => cancelled("the client left and this run was cancelled"),
     };
-    recorder.push(last.clone());
-    recorder.finish(&app, status, Some(&last));
+    recorder.end(&app, status, last).await;
     if client.is_none() {
         return;
     }

@@ -3,8 +3,10 @@
 //! schema is migrated at start-up. Event writes go through one batching [`Writer`] per process so
 //! the streaming path never waits for the database.
 
+mod fault;
 pub mod history;
 mod live;
+mod probe;
 mod sql;
 mod writer;
 
@@ -14,7 +16,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
+pub use fault::Fault;
 pub use live::{Follower, LiveRun, LiveRuns, Since};
+pub use probe::Probe;
 pub use writer::{Health, RunLog, Writer, MAX_QUEUED_EVENTS};
 
 /// A thread: a conversation in one room.
@@ -125,27 +129,39 @@ pub struct StoredEvent {
     pub data: String,
 }
 
-/// A write the [`Writer`] batches. Each is idempotent, so a batch that failed is retried whole.
+/// A write the [`Writer`] batches, of a run recorded by a start that holds `token`: each is
+/// written only while the run row holds that token (checked in SQL), so nothing attaches to a run
+/// this start did not make. Each is idempotent, so a batch that failed is retried whole.
 #[derive(Debug)]
 pub enum Write {
-    /// Inserts the thread if it is not there yet.
-    Thread(ThreadRecord),
-    /// Starts the run if it is pending in its thread, else inserts it if it is not there yet.
-    Run(RunRecord),
     Event {
         run_id: String,
+        token: Arc<str>,
         seq: i64,
         data: String,
     },
     Finish {
         run_id: String,
+        token: Arc<str>,
         status: RunStatus,
         finished: i64,
         result: Option<String>,
         usage: Option<String>,
     },
-    /// The run's log stops here (cap reached or events dropped while the database was away).
-    Cut { run_id: String },
+    /// The run's log stops here (cap reached, events dropped while the database was away, or an
+    /// event the database refused).
+    Cut { run_id: String, token: Arc<str> },
+}
+
+impl Write {
+    /// The run the write belongs to, and its start's token.
+    fn run(&self) -> (&str, &Arc<str>) {
+        match self {
+            Write::Event { run_id, token, .. }
+            | Write::Finish { run_id, token, .. }
+            | Write::Cut { run_id, token } => (run_id, token),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +174,12 @@ pub enum StoreError {
     Scheme,
     #[error("stored data is not as expected: {0}")]
     Corrupt(String),
+    #[error("the database file {0} was deleted or replaced since it was opened")]
+    FileReplaced(String),
+    #[error("the database did not answer within {0:?}")]
+    Stalled(Duration),
+    #[error("the write was not seen from a second connection")]
+    NotVisible,
 }
 
 /// Where the store keeps things. Every method is one statement or one transaction.
@@ -202,12 +224,14 @@ pub trait Store: Send + Sync {
     /// run's way to its stream). A pending run of the thread with that id becomes the run (its
     /// status, input and, when the run has one, parent; its `created` and `metadata` stay), at
     /// most once however many start it at the same time; any other id is inserted as
-    /// [`Store::create_run`] does, within `max_runs` when given.
+    /// [`Store::create_run`] does, within `max_runs` when given. The run row gets `token`, which
+    /// its later writes ([`Write`]) must carry.
     async fn start_run(
         &self,
         thread: &ThreadRecord,
         run: &RunRecord,
         max_runs: Option<i64>,
+        token: &str,
     ) -> Result<Started, StoreError>;
     async fn run(&self, room: &str, id: &str) -> Result<Option<RunRecord>, StoreError>;
     /// A thread's runs, oldest first.
@@ -235,6 +259,9 @@ pub trait Store: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Adds feedback to a run; false if there is no such run.
     async fn add_feedback(&self, run_id: &str, data: &str) -> Result<bool, StoreError>;
+    /// Proves the store takes writes: one committed on one connection is read back from
+    /// another, and (SQLite) the file at the path is still the one opened.
+    async fn probe(&self) -> Result<(), StoreError>;
 }
 
 /// Opens the database at `url`, applies the migrations and marks runs a dead process left

@@ -1,13 +1,17 @@
 //! The two SQL stores. Their SQL is the same text (`$n` parameters work in both), so one macro
 //! writes both implementations; only opening the pool and the migrations differ.
 
+use std::borrow::Cow;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::pool::PoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{Connection, PgPool, Postgres, QueryBuilder, Sqlite, SqlitePool, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, PgPool, Postgres, QueryBuilder, Sqlite, SqlitePool};
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::{
@@ -40,10 +44,35 @@ fn pool_options<DB: sqlx::Database>() -> PoolOptions<DB> {
         })
 }
 
+/// Text as both databases store it: PostgreSQL refuses U+0000 in `TEXT`, so it is removed from
+/// every text written (JSON text never holds it raw: serde escapes it).
+fn storable(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', ""))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+fn storable_opt(text: &Option<String>) -> Option<Cow<'_, str>> {
+    text.as_deref().map(storable)
+}
+
+/// Which file is at a path: its device and inode.
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 pub struct SqliteStore {
     pool: SqlitePool,
     /// Held by the run path's write transactions (a run starting, the writer's batch).
     writing: Mutex<()>,
+    /// The database file and the device and inode it had when opened (none in memory).
+    file: Option<(PathBuf, Option<(u64, u64)>)>,
+    /// Whether the pool has a second connection to read a probe's write back from.
+    single: bool,
+    /// This process's row in `probe`.
+    probe_id: String,
 }
 
 impl SqliteStore {
@@ -57,6 +86,7 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let path = options.get_filename().to_owned();
         // Each in-memory connection would be its own database: keep exactly one, forever.
         let pool = if in_memory {
             pool_options()
@@ -70,31 +100,44 @@ impl SqliteStore {
         .connect_with(options)
         .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Self {
+        let store = Self {
             pool,
             writing: Mutex::new(()),
-        })
+            file: (!in_memory).then(|| (path.clone(), file_id(&path))),
+            single: in_memory,
+            probe_id: uuid::Uuid::new_v4().to_string(),
+        };
+        store.forget_probes().await?;
+        Ok(store)
     }
 
-    /// A write transaction of the run path. SQLite has one writer at a time: a run starting
-    /// while the writer's batch commits waits here for exactly that commit, where SQLite's busy
-    /// handler would sleep 1, 2, 5… ms between tries.
-    async fn begin_write(
+    /// A connection for a write of the run path, after checking the file is still the one
+    /// opened (writes into a deleted file would be lost at the next start). SQLite has one writer
+    /// at a time: a run starting while the writer's batch commits waits here for exactly that
+    /// commit, where SQLite's busy handler would sleep 1, 2, 5… ms between tries.
+    async fn acquire_write(
         &self,
-    ) -> Result<(Transaction<'static, Sqlite>, MutexGuard<'_, ()>), StoreError> {
+    ) -> Result<(PoolConnection<Sqlite>, MutexGuard<'_, ()>), StoreError> {
+        if let Some((path, opened)) = &self.file {
+            if file_id(path) != *opened {
+                return Err(StoreError::FileReplaced(path.display().to_string()));
+            }
+        }
         let turn = self.writing.lock().await;
-        Ok((self.pool.begin().await?, turn))
+        Ok((self.pool.acquire().await?, turn))
     }
 
-    async fn begin_record(
-        &self,
-    ) -> Result<(Transaction<'static, Sqlite>, MutexGuard<'_, ()>), StoreError> {
-        self.begin_write().await
-    }
+    /// Takes the write lock at once, so that waiting for it is the busy timeout, not a deadlock
+    /// found later.
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    const BEGIN_RECORD: &'static str = Self::BEGIN_WRITE;
 }
 
 pub struct PgStore {
     pool: PgPool,
+    /// This process's row in `probe`.
+    probe_id: String,
+    single: bool,
 }
 
 impl PgStore {
@@ -107,24 +150,34 @@ impl PgStore {
             .connect(url)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let store = Self {
+            pool,
+            probe_id: uuid::Uuid::new_v4().to_string(),
+            single: false,
+        };
+        store.forget_probes().await?;
+        Ok(store)
     }
 
     /// PostgreSQL locks rows, not the database: writers need no turns.
-    async fn begin_write(&self) -> Result<(Transaction<'static, Postgres>, ()), StoreError> {
-        Ok((self.pool.begin().await?, ()))
+    async fn acquire_write(&self) -> Result<(PoolConnection<Postgres>, ()), StoreError> {
+        Ok((self.pool.acquire().await?, ()))
     }
 
+    const BEGIN_WRITE: &'static str = "BEGIN";
     /// The transaction recording a run on its way to its stream. Its commit does not wait for the
     /// WAL flush (an fsync): should the server crash (not this process: the database) within
     /// `wal_writer_delay` the run would be gone, as it would had it started that much later; the
     /// writer's next batch, which holds the run's first events, is durable and flushes it too.
-    async fn begin_record(&self) -> Result<(Transaction<'static, Postgres>, ()), StoreError> {
-        let tx = self
-            .pool
-            .begin_with("BEGIN; SET LOCAL synchronous_commit TO OFF")
-            .await?;
-        Ok((tx, ()))
+    const BEGIN_RECORD: &'static str = "BEGIN; SET LOCAL synchronous_commit TO OFF";
+}
+
+/// A connection whose statement or transaction failed is closed, never given back to the pool:
+/// it may still be inside the transaction (SQLite after a full disk), which would hold the write
+/// lock and swallow every later write made on it.
+fn release<DB: sqlx::Database>(conn: PoolConnection<DB>, failed: bool) {
+    if failed {
+        tokio::spawn(conn.detach().close());
     }
 }
 
@@ -209,15 +262,15 @@ const RUN_COLUMNS: &str = "r.id, r.thread_id, r.parent_run_id, r.created, r.fini
 const INSERT_THREAD: &str = "INSERT INTO threads (id, room, owner, created, name, description) \
                              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
 const INSERT_RUN: &str = "INSERT INTO runs (id, thread_id, parent_run_id, created, finished, \
-                          status, input, result, usage, events_cut, metadata) \
-                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                          status, input, result, usage, events_cut, metadata, start_token) \
+                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
                           ON CONFLICT (id) DO NOTHING";
 /// A pending run of the thread becomes the run starting: one conditional statement, so of two
 /// starts of the same run (here or in another replica) only one finds it pending.
 const START_PENDING: &str = "UPDATE runs SET status = $3, input = $4, \
-                             parent_run_id = COALESCE($5, parent_run_id) \
+                             parent_run_id = COALESCE($5, parent_run_id), start_token = $6 \
                              WHERE id = $1 AND thread_id = $2 AND status = 'pending'";
-/// Rows per multi-row event insert: 3 parameters each, far below either database's limit.
+/// Rows per multi-row event insert: 4 parameters each, far below either database's limit.
 const EVENT_ROWS: usize = 500;
 
 macro_rules! sql_store {
@@ -229,10 +282,10 @@ macro_rules! sql_store {
                 sqlx::query(INSERT_THREAD)
                     .bind(&t.id)
                     .bind(&t.room)
-                    .bind(&t.owner)
+                    .bind(storable(&t.owner))
                     .bind(t.created)
-                    .bind(&t.name)
-                    .bind(&t.description)
+                    .bind(storable_opt(&t.name))
+                    .bind(storable_opt(&t.description))
             }
 
             /// Inserts the thread if new; whether it was, or is in `thread.room` and
@@ -256,7 +309,7 @@ macro_rules! sql_store {
                         .await?;
                 Ok(
                     if found.is_some_and(|(room, owner)| {
-                        room == thread.room && owner == thread.owner
+                        room == thread.room && owner == storable(&thread.owner)
                     }) {
                         ThreadIs::Known
                     } else {
@@ -268,6 +321,7 @@ macro_rules! sql_store {
             fn run_query<'q>(
                 r: &'q RunRecord,
                 created: i64,
+                token: Option<&'q str>,
             ) -> sqlx::query::Query<'q, $Db, <$Db as sqlx::Database>::Arguments<'q>> {
                 sqlx::query(INSERT_RUN)
                     .bind(&r.id)
@@ -276,24 +330,27 @@ macro_rules! sql_store {
                     .bind(created)
                     .bind(r.finished)
                     .bind(r.status.as_str())
-                    .bind(&r.input)
-                    .bind(&r.result)
-                    .bind(&r.usage)
+                    .bind(storable(&r.input))
+                    .bind(storable_opt(&r.result))
+                    .bind(storable_opt(&r.usage))
                     .bind(i64::from(r.events_cut))
-                    .bind(&r.metadata)
+                    .bind(storable_opt(&r.metadata))
+                    .bind(token)
             }
 
-            /// Starts the run if it is pending in its thread; whether it was.
+            /// Starts the run if it is pending in its thread, giving it `token`; whether it was.
             async fn start_pending(
                 conn: &mut <$Db as sqlx::Database>::Connection,
                 r: &RunRecord,
+                token: &str,
             ) -> Result<bool, StoreError> {
                 let done = sqlx::query(START_PENDING)
                     .bind(&r.id)
                     .bind(&r.thread_id)
                     .bind(r.status.as_str())
-                    .bind(&r.input)
+                    .bind(storable(&r.input))
                     .bind(&r.parent_run_id)
+                    .bind(token)
                     .execute(&mut *conn)
                     .await?;
                 Ok(done.rows_affected() > 0)
@@ -306,6 +363,7 @@ macro_rules! sql_store {
                 conn: &mut <$Db as sqlx::Database>::Connection,
                 run: &RunRecord,
                 max_runs: Option<i64>,
+                token: Option<&str>,
             ) -> Result<(Started, i64), StoreError> {
                 if max_runs.is_some() {
                     // Locks the thread's row (PostgreSQL; SQLite has one writer anyway), so that
@@ -335,7 +393,9 @@ macro_rules! sql_store {
                     };
                     return Ok((refused, created));
                 }
-                let done = Self::run_query(run, created).execute(&mut *conn).await?;
+                let done = Self::run_query(run, created, token)
+                    .execute(&mut *conn)
+                    .await?;
                 let outcome = if done.rows_affected() > 0 {
                     Started::Recorded
                 } else {
@@ -345,23 +405,38 @@ macro_rules! sql_store {
             }
 
             /// Records the run with its thread if new, in one transaction; a pending run of the
-            /// thread is started when `start` (and the run is not pending itself). With the
-            /// `created` an inserted run got.
+            /// thread is started when a start `token` is given (and the run is not pending
+            /// itself). With the `created` an inserted run got.
             async fn record_run(
                 &self,
                 thread: &ThreadRecord,
                 run: &RunRecord,
                 max_runs: Option<i64>,
-                start: bool,
+                token: Option<&str>,
             ) -> Result<(Started, i64), StoreError> {
-                let (mut tx, _turn) = self.begin_record().await?;
+                let (mut conn, _turn) = self.acquire_write().await?;
+                let done = Self::record_in(&mut conn, thread, run, max_runs, token).await;
+                release(conn, done.is_err());
+                done
+            }
+
+            async fn record_in(
+                conn: &mut <$Db as sqlx::Database>::Connection,
+                thread: &ThreadRecord,
+                run: &RunRecord,
+                max_runs: Option<i64>,
+                token: Option<&str>,
+            ) -> Result<(Started, i64), StoreError> {
+                let mut tx = conn.begin_with(Self::BEGIN_RECORD).await?;
                 let thread_is = Self::thread_in_room(&mut tx, thread).await?;
-                let started = start && run.status != RunStatus::Pending;
+                let start = token.filter(|_| run.status != RunStatus::Pending);
                 let outcome = match thread_is {
-                    ThreadIs::Other => return Ok((Started::OtherRoom, run.created)),
+                    ThreadIs::Other => (Started::OtherRoom, run.created),
                     // A thread made just now has no runs: none pending, none to count or follow.
                     ThreadIs::New if max_runs.is_none_or(|max| max > 0) => {
-                        let done = Self::run_query(run, run.created).execute(&mut *tx).await?;
+                        let done = Self::run_query(run, run.created, token)
+                            .execute(&mut *tx)
+                            .await?;
                         let outcome = if done.rows_affected() > 0 {
                             Started::Recorded
                         } else {
@@ -369,15 +444,88 @@ macro_rules! sql_store {
                         };
                         (outcome, run.created)
                     }
-                    _ if started && Self::start_pending(&mut tx, run).await? => {
+                    _ if match start {
+                        Some(token) => Self::start_pending(&mut tx, run, token).await?,
+                        None => false,
+                    } =>
+                    {
                         (Started::Recorded, run.created)
                     }
-                    _ => Self::insert_run(&mut tx, run, max_runs).await?,
+                    _ => Self::insert_run(&mut tx, run, max_runs, token).await?,
                 };
                 if outcome.0 == Started::Recorded {
                     tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
                 }
                 Ok(outcome)
+            }
+
+            /// Applies the writes in one transaction on `conn`.
+            async fn write_in(
+                conn: &mut <$Db as sqlx::Database>::Connection,
+                batch: &[Write],
+            ) -> Result<(), StoreError> {
+                let mut tx = conn.begin_with(Self::BEGIN_WRITE).await?;
+                let mut events: Vec<(&str, i64, Cow<'_, str>, &str)> = Vec::new();
+                for write in batch {
+                    match write {
+                        Write::Event {
+                            run_id,
+                            token,
+                            seq,
+                            data,
+                        } => events.push((run_id, *seq, storable(data), token)),
+                        // Events go in before anything that follows them (their run's finish).
+                        Write::Finish {
+                            run_id,
+                            token,
+                            status,
+                            finished,
+                            result,
+                            usage,
+                        } => {
+                            insert_events!($Db, &mut *tx, events);
+                            // Only a run of this start that has not ended: a finished run is
+                            // never rewritten.
+                            sqlx::query(
+                                "UPDATE runs SET status = $2, finished = $3, result = $4, \
+                                 usage = $5 WHERE id = $1 AND start_token = $6 \
+                                 AND status IN ('running', 'interrupted')",
+                            )
+                            .bind(run_id)
+                            .bind(status.as_str())
+                            .bind(finished)
+                            .bind(storable_opt(result))
+                            .bind(storable_opt(usage))
+                            .bind(token.as_ref())
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        Write::Cut { run_id, token } => {
+                            insert_events!($Db, &mut *tx, events);
+                            sqlx::query(
+                                "UPDATE runs SET events_cut = 1 WHERE id = $1 AND start_token = $2",
+                            )
+                            .bind(run_id)
+                            .bind(token.as_ref())
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                    }
+                }
+                insert_events!($Db, &mut *tx, events);
+                tx.commit().await?;
+                Ok(())
+            }
+
+            /// Drops the `probe` rows of processes gone for an hour or more.
+            async fn forget_probes(&self) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM probe WHERE at < $1")
+                    .bind(super::now_ms() - 3_600_000)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
         }
 
@@ -385,7 +533,9 @@ macro_rules! sql_store {
         impl Store for $Store {
             async fn put_thread(&self, thread: &ThreadRecord) -> Result<bool, StoreError> {
                 let mut conn = self.pool.acquire().await?;
-                Ok(Self::thread_in_room(&mut conn, thread).await? != ThreadIs::Other)
+                let done = Self::thread_in_room(&mut conn, thread).await;
+                release(conn, done.is_err());
+                Ok(done? != ThreadIs::Other)
             }
 
             async fn create_run(
@@ -394,8 +544,7 @@ macro_rules! sql_store {
                 run: &mut RunRecord,
                 max_runs: i64,
             ) -> Result<Started, StoreError> {
-                let (outcome, created) =
-                    self.record_run(thread, run, Some(max_runs), false).await?;
+                let (outcome, created) = self.record_run(thread, run, Some(max_runs), None).await?;
                 run.created = created;
                 Ok(outcome)
             }
@@ -405,8 +554,9 @@ macro_rules! sql_store {
                 thread: &ThreadRecord,
                 run: &RunRecord,
                 max_runs: Option<i64>,
+                token: &str,
             ) -> Result<Started, StoreError> {
-                Ok(self.record_run(thread, run, max_runs, true).await?.0)
+                Ok(self.record_run(thread, run, max_runs, Some(token)).await?.0)
             }
 
             async fn thread(
@@ -492,8 +642,8 @@ macro_rules! sql_store {
                 )
                 .bind(id)
                 .bind(room)
-                .bind(name)
-                .bind(description)
+                .bind(name.map(storable))
+                .bind(description.map(storable))
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() > 0)
@@ -549,57 +699,10 @@ macro_rules! sql_store {
             }
 
             async fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
-                let (mut tx, _turn) = self.begin_write().await?;
-                let mut events: Vec<(&str, i64, &str)> = Vec::new();
-                for write in batch {
-                    if let Write::Event { run_id, seq, data } = write {
-                        events.push((run_id, *seq, data));
-                        continue;
-                    }
-                    // Events go in before anything that follows them (their run's finish).
-                    insert_events!($Db, &mut *tx, events);
-                    match write {
-                        Write::Thread(t) => {
-                            Self::thread_query(t).execute(&mut *tx).await?;
-                        }
-                        Write::Run(r) => {
-                            if !Self::start_pending(&mut tx, r).await? {
-                                Self::run_query(r, r.created).execute(&mut *tx).await?;
-                            }
-                        }
-                        Write::Finish {
-                            run_id,
-                            status,
-                            finished,
-                            result,
-                            usage,
-                        } => {
-                            // Only a run that has not ended: a finished run is never rewritten
-                            // by a later one that reused its id while the database was away.
-                            sqlx::query(
-                                "UPDATE runs SET status = $2, finished = $3, result = $4, \
-                                 usage = $5 WHERE id = $1 AND status IN ('running', 'interrupted')",
-                            )
-                            .bind(run_id)
-                            .bind(status.as_str())
-                            .bind(finished)
-                            .bind(result)
-                            .bind(usage)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                        Write::Cut { run_id } => {
-                            sqlx::query("UPDATE runs SET events_cut = 1 WHERE id = $1")
-                                .bind(run_id)
-                                .execute(&mut *tx)
-                                .await?;
-                        }
-                        Write::Event { .. } => {}
-                    }
-                }
-                insert_events!($Db, &mut *tx, events);
-                tx.commit().await?;
-                Ok(())
+                let (mut conn, _turn) = self.acquire_write().await?;
+                let done = Self::write_in(&mut conn, batch).await;
+                release(conn, done.is_err());
+                done
             }
 
             async fn interrupt_running(&self, now: i64) -> Result<u64, StoreError> {
@@ -645,7 +748,7 @@ macro_rules! sql_store {
                 )
                 .bind(run_id)
                 .bind(room)
-                .bind(metadata)
+                .bind(metadata.map(storable))
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() > 0)
@@ -658,24 +761,71 @@ macro_rules! sql_store {
                 )
                 .bind(run_id)
                 .bind(super::now_ms())
-                .bind(data)
+                .bind(storable(data))
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() > 0)
+            }
+
+            async fn probe(&self) -> Result<(), StoreError> {
+                let nonce = uuid::Uuid::new_v4().to_string();
+                let (conn, done) = {
+                    let (mut conn, _turn) = self.acquire_write().await?;
+                    let done = sqlx::query(
+                        "INSERT INTO probe (id, nonce, at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (id) DO UPDATE SET nonce = excluded.nonce, at = excluded.at",
+                    )
+                    .bind(&self.probe_id)
+                    .bind(&nonce)
+                    .bind(super::now_ms())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(StoreError::from);
+                    (conn, done)
+                };
+                if let Err(e) = done {
+                    release(conn, true);
+                    return Err(e);
+                }
+                // Read back on another connection while this one is held (the one in-memory
+                // SQLite connection reads its own).
+                let (mut other, _held) = if self.single {
+                    (conn, None)
+                } else {
+                    (self.pool.acquire().await?, Some(conn))
+                };
+                let seen: Option<String> =
+                    sqlx::query_scalar("SELECT nonce FROM probe WHERE id = $1")
+                        .bind(&self.probe_id)
+                        .fetch_optional(&mut *other)
+                        .await?;
+                if seen.as_deref() == Some(nonce.as_str()) {
+                    Ok(())
+                } else {
+                    Err(StoreError::NotVisible)
+                }
             }
         }
     };
 }
 
-/// Inserts the collected events (multi-row, ignoring ones already there) and empties the list.
+/// Inserts the collected events (multi-row, ignoring ones already there, and ones whose run row
+/// does not hold their start's token) and empties the list.
 macro_rules! insert_events {
     ($Db:ty, $conn:expr, $events:ident) => {
         for chunk in $events.chunks(EVENT_ROWS) {
-            let mut insert = QueryBuilder::<$Db>::new("INSERT INTO events (run_id, seq, data) ");
-            insert.push_values(chunk, |mut row, (run_id, seq, data)| {
-                row.push_bind(*run_id).push_bind(*seq).push_bind(*data);
+            let mut insert = QueryBuilder::<$Db>::new("WITH v (run_id, seq, data, token) AS (");
+            insert.push_values(chunk, |mut row, (run_id, seq, data, token)| {
+                row.push_bind(*run_id)
+                    .push_bind(*seq)
+                    .push_bind(data.as_ref())
+                    .push_bind(*token);
             });
-            insert.push(" ON CONFLICT (run_id, seq) DO NOTHING");
+            insert.push(
+                ") INSERT INTO events (run_id, seq, data) SELECT v.run_id, v.seq, v.data \
+                 FROM v, runs r WHERE r.id = v.run_id AND r.start_token = v.token \
+                 ON CONFLICT (run_id, seq) DO NOTHING",
+            );
             insert.build().execute($conn).await?;
         }
         $events.clear();

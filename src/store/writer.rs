@@ -1,17 +1,17 @@
 //! The one writer per process: runs hand it their events without waiting, and it writes them in
 //! batches, one transaction every [`FLUSH_EVERY`] or [`MAX_BATCH`] writes. When the database
-//! fails it logs once, shows the error in `/readyz` ([`Health`]), keeps retrying and, past
-//! [`MAX_QUEUED_EVENTS`] waiting events, drops events and marks their runs' logs cut.
+//! fails it logs once, shows in `/readyz` that it does ([`Health`]), keeps retrying and, past
+//! [`MAX_QUEUED_EVENTS`] waiting events, drops events and marks their runs' logs cut. A write the
+//! database refuses for its own data is dropped alone ([`Fault::Data`]), its run marked cut.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use sqlx::error::ErrorKind;
-
-use super::{now_ms, RunStatus, Store, StoreError, Write};
+use super::{now_ms, Fault, RunStatus, Store, StoreError, Write};
 
 /// How long the writer gathers writes before a transaction.
 const FLUSH_EVERY: Duration = Duration::from_millis(25);
@@ -74,24 +74,19 @@ impl Writer {
         writer
     }
 
-    /// Queues a write that is not an event (threads, runs, finishes: a few per run, never
+    /// Queues a write that is not an event (finishes and cuts: one or two per run, never
     /// dropped).
-    pub fn send(&self, write: Write) {
+    fn send(&self, write: Write) {
         // Fails only once the writer task is gone, i.e. the runtime is shutting down.
         let _ = self.tx.send(Op::Write(write));
     }
 
     /// Queues an event; false (and not queued) when too many are waiting.
-    fn event(&self, run_id: &str, seq: i64, data: String) -> bool {
+    fn event(&self, write: Write) -> bool {
         if self.queued.fetch_add(1, Ordering::Relaxed) >= self.max_queued {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             return false;
         }
-        let write = Write::Event {
-            run_id: run_id.to_owned(),
-            seq,
-            data,
-        };
         self.tx.send(Op::Write(write)).is_ok()
     }
 
@@ -156,6 +151,7 @@ async fn write_loop(
                 answer(&mut flushes);
             }
             Err(e) => {
+                // Logged once per outage, not once per try.
                 if health.lock().replace(e.to_string()).is_none() {
                     tracing::error!(error = %e, "store: cannot write; streams go on, writes are retried");
                 }
@@ -168,19 +164,31 @@ async fn write_loop(
     }
 }
 
-/// Writes the batch in one transaction. Should the data break a constraint (a run whose thread was
-/// deleted meanwhile), each write is tried alone and the ones refused are dropped, so that one bad
-/// write cannot hold back every later one.
+/// Writes the batch in one transaction. Should the database refuse a write's own data (a run
+/// whose thread was deleted meanwhile, a value it cannot store), each write is tried alone and
+/// the ones refused are dropped, their runs marked cut, so that one bad write cannot hold back
+/// every later one. Any other error is the database's: the batch is retried whole.
 async fn write_batch(store: &dyn Store, batch: &[Write]) -> Result<(), StoreError> {
     match store.write(batch).await {
-        Err(StoreError::Db(sqlx::Error::Database(e))) if e.kind() != ErrorKind::Other => {
+        Err(e) if e.fault() == Fault::Data => {
             tracing::warn!(error = %e, "store: a batch was refused; writing its parts one by one");
+            let mut cut: HashSet<&str> = HashSet::new();
             for write in batch {
                 match store.write(std::slice::from_ref(write)).await {
-                    Err(StoreError::Db(sqlx::Error::Database(e)))
-                        if e.kind() != ErrorKind::Other =>
-                    {
-                        tracing::warn!(error = %e, ?write, "store: write dropped");
+                    Err(e) if e.fault() == Fault::Data => {
+                        let (run_id, token) = write.run();
+                        // Once per run: the rest of its refused writes go unlogged.
+                        if cut.insert(run_id) {
+                            tracing::warn!(error = %e, run_id, "store: a write refused for its data was dropped; the run is marked cut");
+                            let mark = Write::Cut {
+                                run_id: run_id.to_owned(),
+                                token: token.clone(),
+                            };
+                            match store.write(std::slice::from_ref(&mark)).await {
+                                Err(e) if e.fault() == Fault::Data => {}
+                                other => other?,
+                            }
+                        }
                     }
                     other => other?,
                 }
@@ -209,6 +217,8 @@ fn push(op: Op, batch: &mut Vec<Write>, flushes: &mut Vec<oneshot::Sender<()>>) 
 /// `cap` of them; past the cap, or when the writer is full, the run is marked cut.
 pub struct RunLog {
     run_id: String,
+    /// The token its start recorded the run with.
+    token: Arc<str>,
     next_seq: i64,
     cap: i64,
     cut: bool,
@@ -216,10 +226,12 @@ pub struct RunLog {
 }
 
 impl RunLog {
-    /// The log of a run already recorded (or of a run without a store when `writer` is `None`).
-    pub fn new(writer: Option<Writer>, run_id: &str, cap: usize) -> Self {
+    /// The log of a run recorded with `token` (or of a run without a store when `writer` is
+    /// `None`).
+    pub fn new(writer: Option<Writer>, run_id: &str, token: &str, cap: usize) -> Self {
         RunLog {
             run_id: run_id.to_owned(),
+            token: Arc::from(token),
             next_seq: 0,
             cap: i64::try_from(cap).unwrap_or(i64::MAX),
             cut: false,
@@ -232,11 +244,18 @@ impl RunLog {
         let seq = self.next_seq;
         self.next_seq += 1;
         if let Some(writer) = self.writer.as_ref().filter(|_| !self.cut) {
-            if seq >= self.cap || !writer.event(&self.run_id, seq, data.to_owned()) {
+            let event = Write::Event {
+                run_id: self.run_id.clone(),
+                token: self.token.clone(),
+                seq,
+                data: data.to_owned(),
+            };
+            if seq >= self.cap || !writer.event(event) {
                 self.cut = true;
                 tracing::warn!(run_id = %self.run_id, seq, "store: run's event log cut");
                 writer.send(Write::Cut {
                     run_id: self.run_id.clone(),
+                    token: self.token.clone(),
                 });
             }
         }
@@ -248,11 +267,17 @@ impl RunLog {
         if let Some(writer) = &self.writer {
             writer.send(Write::Finish {
                 run_id: self.run_id.clone(),
+                token: self.token.clone(),
                 status,
                 finished: now_ms(),
                 result,
                 usage,
             });
         }
+    }
+
+    /// The writer this log writes through, if any.
+    pub fn writer(&self) -> Option<&Writer> {
+        self.writer.as_ref()
     }
 }
