@@ -59,13 +59,17 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     match reason {
         None => (
             StatusCode::OK,
-            Json(json!({"status": "ready", "rooms": rooms, "llm": "ok", "store": store,
-                "checks": listed})),
+            Json(
+                json!({"status": "ready", "rooms": rooms, "llm": "ok", "store": store,
+                "checks": listed}),
+            ),
         ),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "rooms": rooms, "reason": reason, "store": store,
-                "checks": listed})),
+            Json(
+                json!({"status": "not_ready", "rooms": rooms, "reason": reason, "store": store,
+                "checks": listed}),
+            ),
         ),
     }
 }

@@ -14,7 +14,9 @@ use crate::agents::{AgentError, ErrorCode, EventOutlet};
 use crate::agui::{Event, Profile, RunAgentInput, Shaper};
 use crate::auth::User;
 use crate::state::{AppState, Stored};
-use crate::store::{now_ms, LiveRun, RunLog, RunRecord, RunStatus, Started, StoreError, ThreadRecord};
+use crate::store::{
+    now_ms, LiveRun, RunLog, RunRecord, RunStatus, Started, StoreError, ThreadRecord,
+};
 use crate::telemetry::RunMeter;
 
 /// Longest thread name taken from its first message, in characters.
@@ -181,16 +183,18 @@ impl NewRun {
         let (store, token) = (stored.store.clone(), token.to_owned());
         let (thread_id, run_id) = (self.thread.id.clone(), self.run.id.clone());
         // A task of its own: given up on, it still ends its transaction (none is left open on a
-        // pooled connection), and a run it records too late is ended `failed` at once.
+        // pooled connection); it commits nothing past the deadline, and should its commit itself
+        // outlast it, the run it recorded is ended `failed` at once.
+        let bound = app.settings.store_timeout;
+        let deadline = std::time::Instant::now() + bound;
         let mut start = {
             let token = token.clone();
             tokio::spawn(async move {
                 store
-                    .start_run(&self.thread, &self.run, max, &token)
+                    .start_run(&self.thread, &self.run, max, &token, deadline)
                     .await
             })
         };
-        let bound = app.settings.store_timeout;
         let outcome = match tokio::time::timeout(bound, &mut start).await {
             Ok(Ok(outcome)) => outcome?,
             Ok(Err(panicked)) => {
@@ -203,7 +207,7 @@ impl NewRun {
                         late.finish(RunStatus::Failed, None, None);
                     }
                 });
-                return Err(StoreError::Stalled(bound).into());
+                return Err(StoreError::Stalled.into());
             }
         };
         recorded(outcome, &thread_id, &run_id, max_runs.unwrap_or_default())

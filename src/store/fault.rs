@@ -35,7 +35,9 @@ impl StoreError {
 
 fn is_data(e: &dyn DatabaseError) -> bool {
     if let Some(pg) = e.try_downcast_ref::<PgDatabaseError>() {
-        return POSTGRES_DATA.iter().any(|class| pg.code().starts_with(class));
+        return POSTGRES_DATA
+            .iter()
+            .any(|class| pg.code().starts_with(class));
     }
     if e.try_downcast_ref::<SqliteError>().is_some() {
         // The extended result code; its low byte is the primary one.

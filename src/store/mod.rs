@@ -12,7 +12,7 @@ mod writer;
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
@@ -176,8 +176,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the database file {0} was deleted or replaced since it was opened")]
     FileReplaced(String),
-    #[error("the database did not answer within {0:?}")]
-    Stalled(Duration),
+    #[error("the database did not answer in time")]
+    Stalled,
     #[error("the write was not seen from a second connection")]
     NotVisible,
 }
@@ -225,13 +225,15 @@ pub trait Store: Send + Sync {
     /// status, input and, when the run has one, parent; its `created` and `metadata` stay), at
     /// most once however many start it at the same time; any other id is inserted as
     /// [`Store::create_run`] does, within `max_runs` when given. The run row gets `token`, which
-    /// its later writes ([`Write`]) must carry.
+    /// its later writes ([`Write`]) must carry. Past `deadline` nothing is committed
+    /// ([`StoreError::Stalled`]).
     async fn start_run(
         &self,
         thread: &ThreadRecord,
         run: &RunRecord,
         max_runs: Option<i64>,
         token: &str,
+        deadline: Instant,
     ) -> Result<Started, StoreError>;
     async fn run(&self, room: &str, id: &str) -> Result<Option<RunRecord>, StoreError>;
     /// A thread's runs, oldest first.

@@ -49,6 +49,6 @@ impl Probe {
         };
         tokio::time::timeout(ANSWER_WITHIN, answer)
             .await
-            .unwrap_or_else(|_| Err(Arc::new(StoreError::Stalled(ANSWER_WITHIN))))
+            .unwrap_or_else(|_| Err(Arc::new(StoreError::Stalled)))
     }
 }

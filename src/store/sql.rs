@@ -5,12 +5,12 @@ use std::borrow::Cow;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
 use sqlx::pool::PoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::pool::PoolConnection;
 use sqlx::{Connection, PgPool, Postgres, QueryBuilder, Sqlite, SqlitePool};
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -404,18 +404,19 @@ macro_rules! sql_store {
                 Ok((outcome, created))
             }
 
-            /// Records the run with its thread if new, in one transaction; a pending run of the
-            /// thread is started when a start `token` is given (and the run is not pending
-            /// itself). With the `created` an inserted run got.
+            /// Records the run with its thread if new, in one transaction, committed only before
+            /// `deadline` when given; a pending run of the thread is started when a start `token`
+            /// is given (and the run is not pending itself). With the `created` an inserted run
+            /// got.
             async fn record_run(
                 &self,
                 thread: &ThreadRecord,
                 run: &RunRecord,
                 max_runs: Option<i64>,
-                token: Option<&str>,
+                (token, deadline): (Option<&str>, Option<Instant>),
             ) -> Result<(Started, i64), StoreError> {
                 let (mut conn, _turn) = self.acquire_write().await?;
-                let done = Self::record_in(&mut conn, thread, run, max_runs, token).await;
+                let done = Self::record_in(&mut conn, thread, run, max_runs, (token, deadline)).await;
                 release(conn, done.is_err());
                 done
             }
@@ -425,7 +426,7 @@ macro_rules! sql_store {
                 thread: &ThreadRecord,
                 run: &RunRecord,
                 max_runs: Option<i64>,
-                token: Option<&str>,
+                (token, deadline): (Option<&str>, Option<Instant>),
             ) -> Result<(Started, i64), StoreError> {
                 let mut tx = conn.begin_with(Self::BEGIN_RECORD).await?;
                 let thread_is = Self::thread_in_room(&mut tx, thread).await?;
@@ -453,6 +454,11 @@ macro_rules! sql_store {
                     }
                     _ => Self::insert_run(&mut tx, run, max_runs, token).await?,
                 };
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    // Its request was refused meanwhile: a run recorded now would never run.
+                    tx.rollback().await?;
+                    return Err(StoreError::Stalled);
+                }
                 if outcome.0 == Started::Recorded {
                     tx.commit().await?;
                 } else {
@@ -544,7 +550,7 @@ macro_rules! sql_store {
                 run: &mut RunRecord,
                 max_runs: i64,
             ) -> Result<Started, StoreError> {
-                let (outcome, created) = self.record_run(thread, run, Some(max_runs), None).await?;
+                let (outcome, created) = self.record_run(thread, run, Some(max_runs), (None, None)).await?;
                 run.created = created;
                 Ok(outcome)
             }
@@ -555,8 +561,10 @@ macro_rules! sql_store {
                 run: &RunRecord,
                 max_runs: Option<i64>,
                 token: &str,
+                deadline: Instant,
             ) -> Result<Started, StoreError> {
-                Ok(self.record_run(thread, run, max_runs, Some(token)).await?.0)
+                let start = (Some(token), Some(deadline));
+                Ok(self.record_run(thread, run, max_runs, start).await?.0)
             }
 
             async fn thread(

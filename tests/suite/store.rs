@@ -53,11 +53,28 @@ pub async fn open(url: &str) -> Arc<dyn Store> {
         .expect("a store")
 }
 
-/// A run recorded through the writer (and its thread in room `r1`), and its log keeping at most `cap` events.
-fn logged(writer: &Writer, thread_id: &str, run_id: &str, cap: usize) -> RunLog {
-    writer.send(Write::Thread(thread("r1", thread_id, 1)));
-    writer.send(Write::Run(run(thread_id, run_id, 2)));
-    RunLog::new(Some(writer.clone()), run_id, cap)
+/// The token the tests' runs are started with.
+const TOKEN: &str = "start-token";
+
+/// A start deadline no test reaches.
+fn later() -> std::time::Instant {
+    std::time::Instant::now() + Duration::from_secs(600)
+}
+
+/// A run started (with its thread in room `r1`), and its log keeping at most `cap` events.
+async fn logged(
+    s: &Arc<dyn Store>,
+    writer: &Writer,
+    thread_id: &str,
+    run_id: &str,
+    cap: usize,
+) -> RunLog {
+    let t = thread("r1", thread_id, 1);
+    assert_eq!(
+        start(s, &t, run(thread_id, run_id, 2), None).await,
+        Started::Recorded
+    );
+    RunLog::new(Some(writer.clone()), run_id, TOKEN, cap)
 }
 
 fn thread(room: &str, id: &str, created: i64) -> ThreadRecord {
@@ -89,7 +106,7 @@ fn run(thread_id: &str, id: &str, created: i64) -> RunRecord {
 
 /// Starts the run in thread `t` within `max` runs; what the store said.
 async fn start(s: &Arc<dyn Store>, t: &ThreadRecord, run: RunRecord, max: Option<i64>) -> Started {
-    s.start_run(t, &run, max).await.unwrap()
+    s.start_run(t, &run, max, TOKEN, later()).await.unwrap()
 }
 
 /// Stores the run with its thread (in room `r1`, made if new); what the store said.
@@ -185,7 +202,13 @@ async fn store_runs_are_created_once_and_listed_in_the_order_they_were_made() {
         // Also when it comes with a thread never seen: refused, and that thread not made.
         let fresh = thread("r1", "t-new", 40);
         let reused = s
-            .start_run(&fresh, &run("t-new", "run1", 40), Some(1000))
+            .start_run(
+                &fresh,
+                &run("t-new", "run1", 40),
+                Some(1000),
+                TOKEN,
+                later(),
+            )
             .await
             .unwrap();
         assert_eq!(reused, Started::RunExists, "{backend}");
@@ -210,7 +233,7 @@ async fn store_writer_keeps_every_event_in_order_and_the_outcome() {
     for (backend, url) in dbs {
         let s = open(&url).await;
         let writer = Writer::spawn(s.clone(), MAX_QUEUED_EVENTS);
-        let mut log = logged(&writer, "t", "run", 10_000);
+        let mut log = logged(&s, &writer, "t", "run", 10_000).await;
         for i in 0..1500 {
             assert_eq!(log.record(&format!(r#"{{"i":{i}}}"#)), i, "{backend}");
         }
@@ -246,7 +269,7 @@ async fn store_caps_the_events_of_a_run_and_marks_it_cut() {
     for (backend, url) in dbs {
         let s = open(&url).await;
         let writer = Writer::spawn(s.clone(), MAX_QUEUED_EVENTS);
-        let mut log = logged(&writer, "t", "run", 5);
+        let mut log = logged(&s, &writer, "t", "run", 5).await;
         for i in 0..8 {
             assert_eq!(
                 log.record("{}"),
@@ -271,7 +294,7 @@ async fn store_writer_drops_events_past_its_queue_and_marks_the_run_cut() {
         let s = open(&url).await;
         // A queue of 3: the writer cannot take a burst of 50 at once.
         let writer = Writer::spawn(s.clone(), 3);
-        let mut log = logged(&writer, "t", "run", 1000);
+        let mut log = logged(&s, &writer, "t", "run", 1000).await;
         for _ in 0..50 {
             log.record("{}");
         }
@@ -295,17 +318,19 @@ async fn store_reopen_marks_running_runs_interrupted_and_keeps_their_events() {
     for (backend, url) in dbs {
         {
             let s = open(&url).await;
-            s.put_thread(&thread("r1", "t", 1)).await.unwrap();
-            add(&s, run("t", "cut", 2)).await;
-            add(&s, run("t", "done", 3)).await;
+            let t = thread("r1", "t", 1);
+            start(&s, &t, run("t", "cut", 2), None).await;
+            start(&s, &t, run("t", "done", 3), None).await;
             s.write(&[
                 Write::Event {
                     run_id: "cut".into(),
+                    token: TOKEN.into(),
                     seq: 0,
                     data: "{}".into(),
                 },
                 Write::Finish {
                     run_id: "done".into(),
+                    token: TOKEN.into(),
                     status: RunStatus::Finished,
                     finished: 4,
                     result: None,
@@ -332,10 +357,11 @@ async fn store_delete_takes_the_runs_events_and_feedback_with_the_thread() {
         let s = open(&url).await;
         s.put_thread(&thread("r1", "t", 1)).await.unwrap();
         s.put_thread(&thread("r1", "keep", 1)).await.unwrap();
-        add(&s, run("t", "run", 2)).await;
-        add(&s, run("keep", "kept", 2)).await;
+        start(&s, &thread("r1", "t", 1), run("t", "run", 2), None).await;
+        start(&s, &thread("r1", "keep", 1), run("keep", "kept", 2), None).await;
         let event = |run_id: &str| Write::Event {
             run_id: run_id.into(),
+            token: TOKEN.into(),
             seq: 0,
             data: "{}".into(),
         };
@@ -425,29 +451,81 @@ async fn store_open_refuses_unknown_schemes_and_unusable_files() {
     );
 }
 
+/// Makes the database refuse events whose data is `"bad"`, as it refuses a value it cannot
+/// store: a trigger (SQLite) or a check constraint (PostgreSQL).
+async fn refuse_bad_events(backend: &str, url: &str) {
+    let refusal = if backend == "sqlite" {
+        "CREATE TRIGGER refuse_bad BEFORE INSERT ON events WHEN NEW.data = '\"bad\"' \
+         BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    } else {
+        "ALTER TABLE events ADD CONSTRAINT refuse_bad CHECK (data <> '\"bad\"')"
+    };
+    if backend == "sqlite" {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.expect("connect");
+        sqlx::query(refusal)
+            .execute(&mut conn)
+            .await
+            .expect("refusal added");
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+        sqlx::query(refusal)
+            .execute(&mut conn)
+            .await
+            .expect("refusal added");
+    }
+}
+
 #[tokio::test]
-async fn store_writer_drops_a_refused_write_and_keeps_the_rest() {
+async fn store_writer_drops_a_write_refused_for_its_data_marks_its_run_and_keeps_the_rest() {
     let (dbs, _dir) = databases().await;
     for (backend, url) in dbs {
         let s = open(&url).await;
+        refuse_bad_events(backend, &url).await;
         let writer = Writer::spawn(s.clone(), MAX_QUEUED_EVENTS);
-        // A run of a thread that is not there (deleted meanwhile) breaks a foreign key.
-        writer.send(Write::Run(run("gone", "orphan", 2)));
-        let mut orphan = RunLog::new(Some(writer.clone()), "orphan", 100);
-        orphan.record("{}");
-        let mut log = logged(&writer, "t", "run", 100);
-        log.record("{}");
-        log.finish(RunStatus::Finished, None, None);
+        let mut bad = logged(&s, &writer, "t1", "bad", 100).await;
+        let mut good = logged(&s, &writer, "t2", "good", 100).await;
+        // One batch: the refused event between good ones of both runs.
+        bad.record("{}");
+        good.record("{}");
+        bad.record(r#""bad""#);
+        good.record("{}");
+        bad.record("{}");
+        bad.finish(RunStatus::Finished, None, None);
+        good.finish(RunStatus::Finished, None, None);
         assert!(writer.flush(Duration::from_secs(30)).await);
-        assert_eq!(writer.health.error(), None, "{backend}");
-        assert!(s.run("r1", "orphan").await.unwrap().is_none(), "{backend}");
-        let kept = s
-            .run("r1", "run")
+        assert_eq!(
+            writer.health.error(),
+            None,
+            "{backend}: not retried for ever"
+        );
+        let kept = s.run("r1", "good").await.unwrap().unwrap();
+        assert_eq!(kept.status, RunStatus::Finished, "{backend}");
+        assert!(!kept.events_cut, "{backend}");
+        assert_eq!(
+            s.events("good", -1, 10).await.unwrap().len(),
+            2,
+            "{backend}"
+        );
+        let marked = s.run("r1", "bad").await.unwrap().unwrap();
+        assert_eq!(marked.status, RunStatus::Finished, "{backend}");
+        assert!(marked.events_cut, "{backend}: its run is marked");
+        let seqs: Vec<i64> = s
+            .events("bad", -1, 10)
             .await
             .unwrap()
-            .expect("the good run is written");
-        assert_eq!(kept.status, RunStatus::Finished, "{backend}");
-        assert_eq!(s.events("run", -1, 10).await.unwrap().len(), 1, "{backend}");
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, [0, 2], "{backend}: only the refused one is dropped");
+        // Later writes flow.
+        let mut later = logged(&s, &writer, "t3", "later", 100).await;
+        later.record("{}");
+        assert!(writer.flush(Duration::from_secs(30)).await);
+        assert_eq!(
+            s.events("later", -1, 10).await.unwrap().len(),
+            1,
+            "{backend}"
+        );
     }
 }
 
@@ -475,7 +553,9 @@ async fn store_a_pending_run_starts_once_keeping_what_it_was_made_with() {
             ..run("t", "p", 50)
         };
         assert_eq!(
-            s.start_run(&t, &real, Some(100)).await.unwrap(),
+            s.start_run(&t, &real, Some(100), TOKEN, later())
+                .await
+                .unwrap(),
             Started::Recorded,
             "{backend}"
         );
@@ -490,7 +570,9 @@ async fn store_a_pending_run_starts_once_keeping_what_it_was_made_with() {
             "{backend}"
         );
         assert_eq!(
-            s.start_run(&t, &real, Some(100)).await.unwrap(),
+            s.start_run(&t, &real, Some(100), TOKEN, later())
+                .await
+                .unwrap(),
             Started::RunExists,
             "{backend}: started once"
         );
@@ -519,7 +601,9 @@ async fn store_a_pending_run_starts_once_keeping_what_it_was_made_with() {
                     input,
                     ..run("t", "race", 60)
                 };
-                s.start_run(&t, &attempt, Some(100)).await.unwrap()
+                s.start_run(&t, &attempt, Some(100), TOKEN, later())
+                    .await
+                    .unwrap()
             })
         });
         let mut outcomes = Vec::new();

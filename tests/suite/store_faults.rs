@@ -1,7 +1,10 @@
-//! The store under faults, with the real binary: killed with SIGKILL mid-runs and restarted on
+//! The store under faults. With the real binary: killed with SIGKILL mid-runs and restarted on
 //! the same SQLite file; two processes sharing one PostgreSQL, a run resumed on the other; the
-//! database stopping mid-run. The PostgreSQL tests run when `ROOMHOST_TEST_DATABASE_URL` names a
-//! server (`.ci/run` starts one with `scripts/with-postgres.sh`).
+//! database stopping mid-run. In process: the SQLite file write-locked by another connection past
+//! the start bound, the file deleted under the server, a NUL in a prompt, a run read right after
+//! its last event. The PostgreSQL tests run when `ROOMHOST_TEST_DATABASE_URL` names a server
+//! (`.ci/run` starts one with `scripts/with-postgres.sh`). The mock LLM is gated, so nothing
+//! depends on how fast the machine is.
 
 use std::process::Command;
 use std::time::Duration;
@@ -11,8 +14,10 @@ use sqlx::Connection;
 
 use crate::process_lifecycle::{free_port, roomhost, wait_healthy, Running, ROOM};
 use crate::store::postgres;
-use crate::support::harness::{SseReader, TempDir, TestServer};
-use crate::support::mock_llm::{auto_reply, MockLlm, MockReply};
+use crate::support::harness::{RunResult, SseReader, TempDir, TestServer};
+use crate::support::mock_llm::{auto_reply, Gate, MockLlm, MockReply};
+use crate::support::parallelization;
+use crate::support::test_agent;
 
 const PATH: &str = "/rooms/parallelization";
 const VOTE: &str = "Which is better: Python or JavaScript?";
@@ -243,4 +248,277 @@ async fn store_faults_postgres_stopping_mid_run_keeps_the_stream_and_writes_resu
     }
     let (status, ready) = get(&format!("{url}/readyz")).await;
     assert_eq!(ready["store"], "ok", "{status} {ready}");
+}
+
+/// An in-process server on `database_url` whose runs' starts wait at most 500 ms for the store;
+/// prompts with "held" wait in their LLM calls for `gate`.
+async fn held_server(mock: &MockLlm, gate: &Gate, database_url: &str) -> TestServer {
+    let gate = gate.clone();
+    mock.respond_with(move |req| {
+        let reply = auto_reply(req, 4);
+        if req.messages.iter().any(|m| m.content.contains("held")) {
+            reply.gated(&gate)
+        } else {
+            reply
+        }
+    });
+    let url = database_url.to_owned();
+    parallelization::server_with(mock, "", move |s| {
+        s.database_url = url;
+        s.store_timeout = Duration::from_millis(500);
+    })
+    .await
+}
+
+fn run_body(thread: &str, run: &str, prompt: &str) -> Value {
+    json!({"threadId": thread, "runId": run, "prompt": prompt,
+        "forwardedProps": {"strategy": "voting"}})
+}
+
+/// Polls `/readyz` until its status is `want` (the server notices within a second or so).
+async fn readyz_becomes(server: &TestServer, want: u16) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, ready) = server.get("/readyz").await;
+        if status == want {
+            return ready;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz never {want}: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A refused start: 503 `store_unavailable` with `Retry-After` and the JSON body, and no word of
+/// the database's own.
+async fn assert_refused(resp: reqwest::Response) {
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.headers().contains_key("retry-after"), "Retry-After");
+    let body: Value = resp.json().await.expect("a JSON body");
+    assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
+    let text = body.to_string().to_lowercase();
+    for leak in ["locked", "sqlite", "rh.db", "busy", "/tmp"] {
+        assert!(!text.contains(leak), "{leak} in {body}");
+    }
+}
+
+/// The stored run and its stored events' types, through the `/rooms` routes.
+async fn stored_run(server: &TestServer, run_id: &str) -> (Value, Vec<Value>) {
+    let path = parallelization::ROOM;
+    let (_, run) = server.get(&format!("/rooms/{path}/runs/{run_id}")).await;
+    let resp = TestServer::client()
+        .get(format!("{}/rooms/{path}/runs/{run_id}/events", server.url))
+        .send()
+        .await
+        .expect("GET events");
+    (run, SseReader::new(resp).read_to_end().await)
+}
+
+#[tokio::test]
+async fn store_faults_a_write_locked_sqlite_file_refuses_new_runs_and_keeps_streaming_ones() {
+    let mock = MockLlm::start().await;
+    let gate = Gate::default();
+    let dir = TempDir::new();
+    let url = format!("sqlite://{}", dir.path.join("rh.db").display());
+    let server = held_server(&mock, &gate, &url).await;
+    let room = parallelization::ROOM;
+    // Alice's run, finished before the fault.
+    let alice = server
+        .run(room, run_body("alice-t", "alice-run", VOTE))
+        .await;
+    assert_eq!(alice.last()["type"], "RUN_FINISHED");
+    // A run streaming when the fault starts, waiting in its LLM calls.
+    let mut streaming = server
+        .open_run(
+            room,
+            run_body("held-t", "held-run", &format!("held {VOTE}")),
+        )
+        .await;
+    let mut seen = streaming.read_until("RUN_STARTED").await;
+
+    // Another process holds the write lock.
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let ready = readyz_becomes(&server, 503).await;
+    assert_eq!(ready["store"], "failing", "{ready}");
+    assert!(!ready.to_string().contains("locked"), "{ready}");
+    // New runs are refused before their stream, never run unrecorded.
+    let path = format!("/rooms/{room}/run");
+    assert_refused(
+        server
+            .post(&path, &run_body("new-t", "new-run", VOTE))
+            .await,
+    )
+    .await;
+    // Bob reuses Alice's finished run id: refused (400 when this process still knows it), never
+    // appended to her run.
+    let bob = server
+        .post(&path, &run_body("bob-t", "alice-run", VOTE))
+        .await;
+    if bob.status().as_u16() == 400 {
+        let body: Value = bob.json().await.expect("a JSON body");
+        assert_eq!(body["error"]["code"], "run_id_reused", "{body}");
+    } else {
+        assert_refused(bob).await;
+    }
+    // The streaming run goes on and ends.
+    gate.open();
+    seen.extend(streaming.read_to_end().await);
+    assert_eq!(
+        seen.last().unwrap()["type"],
+        "RUN_FINISHED",
+        "the stream went on"
+    );
+
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    drop(other);
+    let ready = readyz_becomes(&server, 200).await;
+    assert_eq!(ready["store"], "ok", "{ready}");
+    // Written once the lock went: every event, once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (run, events) = stored_run(&server, "held-run").await;
+        if run["status"] == "finished" {
+            assert_eq!(events, seen, "every event the client saw, stored");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never written: {run}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (run, events) = stored_run(&server, "alice-run").await;
+    assert_eq!(run["status"], "finished");
+    assert_eq!(events, alice.events, "Alice's run is as she saw it");
+    // The refused starts left nothing: the new run may be started now, Bob's reuse is a 400.
+    let (status, _) = server.get(&format!("/rooms/{room}/threads/bob-t")).await;
+    assert_eq!(status, 404, "Bob's refused run made no thread");
+    let again = server.run(room, run_body("new-t", "new-run", VOTE)).await;
+    assert_eq!(again.last()["type"], "RUN_FINISHED", "{}", again.error_body);
+    let reused = server
+        .post(&path, &run_body("bob-t", "alice-run", VOTE))
+        .await;
+    assert_eq!(reused.status().as_u16(), 400);
+}
+
+#[tokio::test]
+async fn store_faults_the_sqlite_file_deleted_under_the_server_is_not_ready_and_refuses_runs() {
+    let mock = MockLlm::start().await;
+    let dir = TempDir::new();
+    let file = dir.path.join("rh.db");
+    let url = format!("sqlite://{}", file.display());
+    let server = held_server(&mock, &Gate::default(), &url).await;
+    let room = parallelization::ROOM;
+    readyz_becomes(&server, 200).await;
+    std::fs::remove_file(&file).expect("the file goes");
+    let ready = readyz_becomes(&server, 503).await;
+    assert_eq!(ready["store"], "failing", "{ready}");
+    let refused = server
+        .post(&format!("/rooms/{room}/run"), &run_body("t", "r", VOTE))
+        .await;
+    assert_refused(refused).await;
+}
+
+#[tokio::test]
+async fn store_faults_a_nul_in_a_prompt_is_stored_without_it_and_other_writes_flow() {
+    let dir = TempDir::new();
+    let mut dbs = vec![format!("sqlite://{}", dir.path.join("rh.db").display())];
+    dbs.extend(postgres().await);
+    for url in dbs {
+        let mock = MockLlm::start().await;
+        let server = held_server(&mock, &Gate::default(), &url).await;
+        let room = parallelization::ROOM;
+        let nul = server
+            .run(
+                room,
+                run_body("nul-t", "nul-run", "Python\u{0}or JavaScript?"),
+            )
+            .await;
+        assert_eq!(
+            nul.last()["type"],
+            "RUN_FINISHED",
+            "{url}: {}",
+            nul.error_body
+        );
+        let other = server
+            .run(room, run_body("other-t", "other-run", VOTE))
+            .await;
+        assert_eq!(other.last()["type"], "RUN_FINISHED", "{url}");
+        for (run_id, run) in [("nul-run", &nul), ("other-run", &other)] {
+            let (stored, events) = stored_run(&server, run_id).await;
+            assert_eq!(stored["status"], "finished", "{url}: {run_id}");
+            assert_eq!(events.len(), run.events.len(), "{url}: {run_id}");
+        }
+        let (status, thread) = server.get(&format!("/rooms/{room}/threads/nul-t")).await;
+        assert_eq!(status, 200, "{url}: {thread}");
+        assert_eq!(thread["metadata"]["name"], "Pythonor JavaScript?", "{url}");
+        let ready = readyz_becomes(&server, 200).await;
+        assert_eq!(ready["store"], "ok", "{url}");
+    }
+}
+
+#[tokio::test]
+async fn store_faults_a_run_read_right_after_its_last_event_is_finished_with_all_its_events() {
+    let dir = TempDir::new();
+    let mut dbs = vec![format!("sqlite://{}", dir.path.join("rh.db").display())];
+    dbs.extend(postgres().await);
+    for url in dbs {
+        // The /rooms routes.
+        let mock = MockLlm::start().await;
+        let server = held_server(&mock, &Gate::default(), &url).await;
+        let room = parallelization::ROOM;
+        for i in 0..5 {
+            let run_id = format!("r{i}");
+            let run = server.run(room, run_body("t", &run_id, VOTE)).await;
+            assert_eq!(run.last()["type"], "RUN_FINISHED", "{url}");
+            let (stored, events) = stored_run(&server, &run_id).await;
+            assert_eq!(stored["status"], "finished", "{url}: {stored}");
+            assert_eq!(events, run.events, "{url}");
+            let (_, thread) = server.get(&format!("/rooms/{room}/threads/t")).await;
+            let runs = thread["runs"].as_array().expect("runs");
+            assert!(
+                runs.iter().all(|r| r["status"] == "finished"),
+                "{url}: {thread}"
+            );
+        }
+        // Soliplex's routes: the thread reloaded right after its run.
+        let rooms = TempDir::with_rooms(&[&test_agent::room("sx", 3, 0, false)]);
+        let mut settings =
+            crate::support::harness::test_settings("http://127.0.0.1:9", rooms.path.clone());
+        settings.database_url = url.clone();
+        let s = TestServer::start_with(settings, test_agent::registry(), rooms).await;
+        for _ in 0..3 {
+            let created = s.post("/api/v1/rooms/sx/agui", &json!({})).await;
+            let created: Value = created.json().await.expect("a thread");
+            let thread = created["thread_id"].as_str().expect("thread id").to_owned();
+            let run_id = created["runs"]
+                .as_object()
+                .expect("runs")
+                .keys()
+                .next()
+                .expect("a run")
+                .clone();
+            let body = json!({"threadId": thread, "runId": run_id,
+                "messages": [{"id": "m1", "role": "user", "content": "hi"}]});
+            let path = format!("/api/v1/rooms/sx/agui/{thread}/{run_id}");
+            let run = RunResult::read(s.post(&path, &body).await).await;
+            assert_eq!(
+                run.last()["type"],
+                "RUN_FINISHED",
+                "{url}: {}",
+                run.error_body
+            );
+            let (_, got) = s.get(&format!("/api/v1/rooms/sx/agui/{thread}")).await;
+            assert!(!got["runs"][&run_id]["finished"].is_null(), "{url}: {got}");
+            let (_, stored) = s.get(&path).await;
+            assert_eq!(
+                stored["events"].as_array().map(Vec::len),
+                Some(run.events.len()),
+                "{url}: {stored}"
+            );
+        }
+    }
 }

@@ -74,6 +74,29 @@ pub struct MockReply {
     usage: Option<(u64, u64)>,
     garbage_line: bool,
     oversized_line: Option<usize>,
+    gate: Option<Gate>,
+}
+
+/// Holds the replies given it before their first byte until the test opens it: a run waits in
+/// its LLM call for exactly as long as the test needs, whatever the machine's speed.
+#[derive(Clone, Debug)]
+pub struct Gate(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate(Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+}
+
+impl Gate {
+    pub fn open(&self) {
+        self.0.send_replace(true);
+    }
+
+    async fn opened(&self) {
+        // The sender lives in `self`, so the wait ends only when it is opened.
+        let _ = self.0.subscribe().wait_for(|open| *open).await;
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +180,11 @@ impl MockReply {
     /// A line that is not JSON, before the chunks.
     pub fn garbage_line(mut self) -> Self {
         self.garbage_line = true;
+        self
+    }
+    /// Waits for `gate` to open before answering.
+    pub fn gated(mut self, gate: &Gate) -> Self {
+        self.gate = Some(gate.clone());
         self
     }
     /// A single chunk line of about `bytes` bytes, before the other chunks.
@@ -550,6 +578,9 @@ async fn chat(
     };
     if reply.hang_before_headers {
         std::future::pending::<()>().await;
+    }
+    if let Some(gate) = &reply.gate {
+        gate.opened().await;
     }
     tokio::time::sleep(first_byte).await;
     if let Some((code, message)) = &reply.status {
