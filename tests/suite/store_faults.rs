@@ -228,14 +228,45 @@ async fn store_faults_postgres_stopping_mid_run_keeps_the_stream_and_writes_resu
     let mut reader = SseReader::new(resp);
     reader.read_until("TEXT_MESSAGE_CONTENT").await;
     assert!(pg_ctl("-m immediate stop"), "PostgreSQL stops");
+    // Not ready, and new runs refused, while it is away.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while get(&format!("{url}/readyz")).await.0 != 503 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = TestServer::client()
+        .post(format!("{url}{PATH}/run"))
+        .json(&json!({"runId": "refused", "prompt": VOTE}))
+        .send()
+        .await
+        .unwrap();
+    assert_refused(refused).await;
     let rest = reader.read_to_end().await;
     let started = pg_ctl("start");
+    let back = std::time::Instant::now();
     assert_eq!(
         rest.last().unwrap()["type"],
         "RUN_FINISHED",
         "the stream went on"
     );
     assert!(started, "PostgreSQL starts again");
+    let deadline = back + Duration::from_secs(30);
+    loop {
+        let (status, ready) = get(&format!("{url}/readyz")).await;
+        if status == 200 {
+            assert_eq!(ready["store"], "ok", "{ready}");
+            eprintln!("/readyz answered 200 after {:?}", back.elapsed());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ready again: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Written once the database is back.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -246,16 +277,15 @@ async fn store_faults_postgres_stopping_mid_run_keeps_the_stream_and_writes_resu
         assert!(std::time::Instant::now() < deadline, "never written: {run}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (status, ready) = get(&format!("{url}/readyz")).await;
-    assert_eq!(ready["store"], "ok", "{status} {ready}");
 }
 
 /// An in-process server on `database_url` whose runs' starts wait at most 500 ms for the store;
-/// prompts with "held" wait in their LLM calls for `gate`.
+/// prompts with "held" wait in their LLM calls for `gate`, ones with "big" get long answers.
 async fn held_server(mock: &MockLlm, gate: &Gate, database_url: &str) -> TestServer {
     let gate = gate.clone();
     mock.respond_with(move |req| {
-        let reply = auto_reply(req, 4);
+        let big = req.messages.iter().any(|m| m.content.contains("big"));
+        let reply = auto_reply(req, if big { 1500 } else { 4 });
         if req.messages.iter().any(|m| m.content.contains("held")) {
             reply.gated(&gate)
         } else {
@@ -275,12 +305,15 @@ fn run_body(thread: &str, run: &str, prompt: &str) -> Value {
         "forwardedProps": {"strategy": "voting"}})
 }
 
-/// Polls `/readyz` until its status is `want` (the server notices within a second or so).
+/// Polls `/readyz` until its status is `want` (the server notices within a second or so; how
+/// long it took is printed for the README's figures).
 async fn readyz_becomes(server: &TestServer, want: u16) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(30);
     loop {
         let (status, ready) = server.get("/readyz").await;
         if status == want {
+            eprintln!("/readyz answered {want} after {:?}", started.elapsed());
             return ready;
         }
         assert!(
@@ -521,4 +554,106 @@ async fn store_faults_a_run_read_right_after_its_last_event_is_finished_with_all
             );
         }
     }
+}
+
+/// A 3 MB tmpfs at `dir/mnt` (root only); unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &TempDir) -> Option<SmallDisk> {
+        let at = dir.path.join("mnt");
+        std::fs::create_dir_all(&at).ok()?;
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+            .arg(&at)
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(SmallDisk(at))
+    }
+
+    /// Fills the disk with a file; its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut file = std::fs::File::create(&path).expect("filler");
+        let block = vec![0u8; 64 * 1024];
+        while file.write_all(&block).is_ok() {}
+        // The last partial block too.
+        while file.write_all(&block[..512]).is_ok() {}
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn store_faults_sqlite_on_a_full_disk_commits_again_once_space_is_freed() {
+    let dir = TempDir::new();
+    let Some(disk) = SmallDisk::mount(&dir) else {
+        eprintln!("skipped: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let mock = MockLlm::start().await;
+    let gate = Gate::default();
+    let url = format!("sqlite://{}", disk.0.join("rh.db").display());
+    let server = held_server(&mock, &gate, &url).await;
+    let room = parallelization::ROOM;
+    let path = format!("/rooms/{room}/run");
+    let before = server.run(room, run_body("t0", "before", VOTE)).await;
+    assert_eq!(before.last()["type"], "RUN_FINISHED");
+    let mut streaming = server
+        .open_run(room, run_body("t1", "held", &format!("held big {VOTE}")))
+        .await;
+    let mut seen = streaming.read_until("RUN_STARTED").await;
+    let filler = disk.fill();
+    // The streaming run's long answer needs space the disk no longer has.
+    gate.open();
+    seen.extend(streaming.read_to_end().await);
+    assert_eq!(
+        seen.last().unwrap()["type"],
+        "RUN_FINISHED",
+        "the stream went on"
+    );
+    readyz_becomes(&server, 503).await;
+    // Starts during the fault: refused, or run and then kept like the rest.
+    let mut answered = vec![("before", before.events), ("held", seen)];
+    let during = server.post(&path, &run_body("t2", "during", VOTE)).await;
+    if during.status().as_u16() == 200 {
+        answered.push(("during", RunResult::read(during).await.events));
+    } else {
+        assert_refused(during).await;
+    }
+
+    std::fs::remove_file(filler).expect("space freed");
+    let ready = readyz_becomes(&server, 200).await;
+    assert_eq!(ready["store"], "ok", "{ready}");
+    let after = server.run(room, run_body("t3", "after", VOTE)).await;
+    assert_eq!(after.last()["type"], "RUN_FINISHED", "{}", after.error_body);
+    answered.push(("after", after.events));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for (run_id, events) in answered {
+        loop {
+            let (run, stored) = stored_run(&server, run_id).await;
+            if run["status"] == "finished" && !run["events_cut"].as_bool().unwrap_or(true) {
+                assert_eq!(stored, events, "{run_id}: every event, once");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{run_id} never written: {run}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Other connections can write: no pooled connection was left holding a transaction.
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .expect("the write lock is free");
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
 }
