@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sqlx::Connection;
 
 use crate::process_lifecycle::{free_port, roomhost, wait_healthy, Running, ROOM};
-use crate::store::postgres;
+use crate::store::{databases, postgres};
 use crate::support::harness::{RunResult, SseReader, TempDir, TestServer};
 use crate::support::mock_llm::{auto_reply, Gate, MockLlm, MockReply};
 use crate::support::parallelization;
@@ -301,6 +301,19 @@ async fn held_server(mock: &MockLlm, gate: &Gate, database_url: &str) -> TestSer
     .await
 }
 
+/// An ungated [`held_server`] on each database (SQLite, and PostgreSQL when there is one), with
+/// its URL and mock; the temp dir lives as long as the list.
+async fn servers() -> (Vec<(String, TestServer, MockLlm)>, TempDir) {
+    let (dbs, dir) = databases().await;
+    let mut servers = Vec::new();
+    for (_, url) in dbs {
+        let mock = MockLlm::start().await;
+        let server = held_server(&mock, &Gate::default(), &url).await;
+        servers.push((url, server, mock));
+    }
+    (servers, dir)
+}
+
 fn run_body(thread: &str, run: &str, prompt: &str) -> Value {
     json!({"threadId": thread, "runId": run, "prompt": prompt,
         "forwardedProps": {"strategy": "voting"}})
@@ -323,6 +336,17 @@ async fn readyz_becomes(server: &TestServer, want: u16) -> Value {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Opens the gate and reads the held run to its end: it went on through the fault.
+async fn finish_held(gate: &Gate, streaming: &mut SseReader, seen: &mut Vec<Value>) {
+    gate.open();
+    seen.extend(streaming.read_to_end().await);
+    assert_eq!(
+        seen.last().unwrap()["type"],
+        "RUN_FINISHED",
+        "the stream went on"
+    );
 }
 
 /// A refused start: 503 `store_unavailable` with `Retry-After` and the JSON body, and no word of
@@ -401,13 +425,7 @@ async fn store_faults_a_write_locked_sqlite_file_refuses_new_runs_and_keeps_stre
         assert_refused(bob).await;
     }
     // The streaming run goes on and ends.
-    gate.open();
-    seen.extend(streaming.read_to_end().await);
-    assert_eq!(
-        seen.last().unwrap()["type"],
-        "RUN_FINISHED",
-        "the stream went on"
-    );
+    finish_held(&gate, &mut streaming, &mut seen).await;
 
     sqlx::query("COMMIT").execute(&mut other).await.unwrap();
     drop(other);
@@ -458,12 +476,8 @@ async fn store_faults_the_sqlite_file_deleted_under_the_server_is_not_ready_and_
 
 #[tokio::test]
 async fn store_faults_a_nul_in_a_prompt_is_stored_without_it_and_other_writes_flow() {
-    let dir = TempDir::new();
-    let mut dbs = vec![format!("sqlite://{}", dir.path.join("rh.db").display())];
-    dbs.extend(postgres().await);
-    for url in dbs {
-        let mock = MockLlm::start().await;
-        let server = held_server(&mock, &Gate::default(), &url).await;
+    let (servers, _dir) = servers().await;
+    for (url, server, _mock) in servers {
         let room = parallelization::ROOM;
         let nul = server
             .run(
@@ -496,13 +510,8 @@ async fn store_faults_a_nul_in_a_prompt_is_stored_without_it_and_other_writes_fl
 
 #[tokio::test]
 async fn store_faults_a_run_read_right_after_its_last_event_is_finished_with_all_its_events() {
-    let dir = TempDir::new();
-    let mut dbs = vec![format!("sqlite://{}", dir.path.join("rh.db").display())];
-    dbs.extend(postgres().await);
-    for url in dbs {
-        // The /rooms routes.
-        let mock = MockLlm::start().await;
-        let server = held_server(&mock, &Gate::default(), &url).await;
+    let (servers, _dir) = servers().await;
+    for (url, server, _mock) in servers {
         let room = parallelization::ROOM;
         for i in 0..5 {
             let run_id = format!("r{i}");
@@ -612,13 +621,7 @@ async fn store_faults_sqlite_on_a_full_disk_commits_again_once_space_is_freed() 
     let mut seen = streaming.read_until("RUN_STARTED").await;
     let filler = disk.fill();
     // The streaming run's long answer needs space the disk no longer has.
-    gate.open();
-    seen.extend(streaming.read_to_end().await);
-    assert_eq!(
-        seen.last().unwrap()["type"],
-        "RUN_FINISHED",
-        "the stream went on"
-    );
+    finish_held(&gate, &mut streaming, &mut seen).await;
     readyz_becomes(&server, 503).await;
     // Starts during the fault: refused, or run and then kept like the rest.
     let mut answered = vec![("before", before.events), ("held", seen)];
