@@ -66,6 +66,15 @@ settings! {
         /// events kept per run; past it the run is marked `events_cut` (its stream goes on)
         max_events_per_run: usize = 100_000, env ["ROOMHOST_MAX_EVENTS_PER_RUN"],
             check at_least(1);
+        /// threads one user may keep (under `auth: none`, everyone together); past it a new
+        /// thread is refused with 429 `thread_quota` (0: no limit)
+        max_threads_per_user: usize = 10_000, env ["ROOMHOST_MAX_THREADS_PER_USER"];
+        /// bytes of run inputs, as clients sent them, one user may keep (under `auth: none`,
+        /// everyone together); past it a run is refused with 413 `storage_quota` (0: no limit)
+        max_stored_bytes_per_user: usize = 1 << 30, env ["ROOMHOST_MAX_STORED_BYTES_PER_USER"];
+        /// feedback rows one user may keep (under `auth: none`, everyone together); past it 429
+        /// `feedback_quota` (0: no limit)
+        max_feedback_per_user: usize = 100_000, env ["ROOMHOST_MAX_FEEDBACK_PER_USER"];
         /// how long a run goes on after its client left, so a reconnect picks it up (see
         /// [Resuming a run](#resuming-a-run)); then it is cancelled. 0 cancels it at once
         detached_grace: Duration = Duration::from_secs(60), env ["ROOMHOST_DETACHED_GRACE_SECS"],

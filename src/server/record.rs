@@ -12,7 +12,10 @@ use crate::agents::{AgentError, ErrorCode, EventOutlet};
 use crate::agui::{Event, Profile, RunAgentInput, Shaper};
 use crate::auth::User;
 use crate::state::{AppState, Stored};
-use crate::store::{now_ms, LiveRun, RunLog, RunRecord, RunStatus, Started, ThreadRecord, Write};
+use crate::store::{
+    now_ms, LiveRun, RunLog, RunRecord, RunStatus, Started, ThreadRecord, Write,
+    MAX_RUNS_PER_THREAD,
+};
 use crate::telemetry::RunMeter;
 
 /// How long starting a run waits for the database to record it before leaving it to the writer.
@@ -56,8 +59,14 @@ impl Recorder {
         self.client.push_frame(frame(&self.run_id, seq, &json));
     }
 
-    /// Records how the run ended and lets its followers finish.
-    pub(super) fn finish(&self, app: &AppState, status: RunStatus, event: Option<&Event>) {
+    /// Records how the run ended (with its answer's text) and lets its followers finish.
+    pub(super) fn finish(
+        &self,
+        app: &AppState,
+        status: RunStatus,
+        event: Option<&Event>,
+        answer: Option<String>,
+    ) {
         let (result, usage) = match event {
             Some(Event::RunFinished { result, usage, .. }) => (
                 result.as_ref().and_then(|r| serde_json::to_string(r).ok()),
@@ -69,7 +78,7 @@ impl Recorder {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .1
-            .finish(status, result, usage);
+            .finish(status, result, usage, answer);
         self.live.end();
         let (app, run_id) = (app.clone(), self.run_id.clone());
         tokio::spawn(async move {
@@ -114,27 +123,24 @@ impl NewRun {
                 result: None,
                 usage: None,
                 events_cut: false,
+                input_cut: false,
                 metadata: None,
             },
         }
     }
 
     /// Records the thread (if new) and the run before the stream starts (a pending run of that id
-    /// becomes it): a run id used before, a thread id of another room, or a run past `max_runs`
-    /// in its thread is refused. Should the database not answer, the writer records them when it
-    /// is back and the run goes on.
-    pub(super) async fn record(
-        self,
-        stored: &Stored,
-        max_runs: Option<usize>,
-    ) -> Result<(), ApiError> {
+    /// becomes it): a run id used before, a thread id of another room, a run past
+    /// [`MAX_RUNS_PER_THREAD`] in its thread, a parent not of the thread or a run past its
+    /// owner's quotas is refused. Should the database not answer, the writer records them when
+    /// it is back and the run goes on.
+    pub(super) async fn record(self, stored: &Stored) -> Result<(), ApiError> {
         if stored.writer.health.error().is_none() {
-            let max = max_runs.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+            let max = Some(MAX_RUNS_PER_THREAD);
             let at_once = stored.store.start_run(&self.thread, &self.run, max);
             match tokio::time::timeout(START_WRITE_TIMEOUT, at_once).await {
                 Ok(Ok(outcome)) => {
-                    let limit = max_runs.unwrap_or_default();
-                    return recorded(outcome, &self.thread.id, &self.run.id, limit);
+                    return recorded(outcome, &self.thread.id, &self.run);
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "store: cannot record a new run; the writer will")
@@ -148,19 +154,21 @@ impl NewRun {
     }
 }
 
-/// What the store's answer to recording a run means for its request (`max_runs`: the limit it
-/// was recorded within).
-pub(super) fn recorded(
-    outcome: Started,
-    thread_id: &str,
-    run_id: &str,
-    max_runs: usize,
-) -> Result<(), ApiError> {
+/// What the store's answer to recording a run means for its request.
+pub(super) fn recorded(outcome: Started, thread_id: &str, run: &RunRecord) -> Result<(), ApiError> {
     match outcome {
         Started::Recorded => Ok(()),
         Started::OtherRoom => Err(ApiError::ThreadNotFound(thread_id.to_owned())),
-        Started::RunExists => Err(ApiError::RunIdReused(run_id.to_owned())),
-        Started::ThreadFull => Err(ApiError::TooManyRuns(thread_id.to_owned(), max_runs)),
+        Started::RunExists => Err(ApiError::RunIdReused(run.id.clone())),
+        Started::ThreadFull => Err(ApiError::TooManyRuns(
+            thread_id.to_owned(),
+            MAX_RUNS_PER_THREAD,
+        )),
+        Started::NoSuchParent => Err(ApiError::NoSuchParent(
+            run.parent_run_id.clone().unwrap_or_default(),
+        )),
+        Started::OverThreadQuota => Err(ApiError::ThreadQuota),
+        Started::OverByteQuota => Err(ApiError::StorageQuota),
     }
 }
 

@@ -32,7 +32,7 @@ pub async fn run_room(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let input = decode_input(&app, &room_id, &headers, body)?;
-    start_run(app, room_id, input, &user, None).await
+    start_run(app, room_id, input, &user).await
 }
 
 /// Checks the room and body and turns them into a run input; shared by every run route.
@@ -152,15 +152,14 @@ pub(super) fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
     )))
 }
 
-/// Starts the room's agent on `input` and answers with its event stream. With a store, the
-/// thread's earlier turns are put before a lone new message, and the run is recorded (within
-/// `max_runs` in its thread, when given) once the agent has accepted it, before its stream starts.
+/// Starts the room's agent on `input` and answers with its event stream. With a store, the run is
+/// recorded with the input as its client sent it once the agent has accepted it, before its
+/// stream starts; the agent gets the thread's earlier turns before a lone new message.
 pub(super) async fn start_run(
     app: AppState,
     room_id: String,
     mut input: RunAgentInput,
     user: &User,
-    max_runs: Option<usize>,
 ) -> Result<Response, ApiError> {
     let room = app
         .room(&room_id)
@@ -170,23 +169,23 @@ pub(super) async fn start_run(
         .user_runs
         .enter(user, app.settings.max_runs_per_user)
         .map_err(ApiError::UserBusy)?;
+    let new_run = NewRun::of(&room_id, user, &input);
     if let Some(stored) = &app.stored {
         // A run of this thread that just finished here may not be written yet.
         if app.live.in_thread(&input.thread_id, user.name()) {
             stored.writer.flush(HISTORY_FLUSH).await;
         }
-        // One read: the thread's owner and its last finished run (none for a new thread).
-        let thread = stored.store.thread_turn(&room_id, &input.thread_id).await?;
-        let last = match thread {
-            // Another user's thread is not there for this one (checked again when the run is
-            // recorded).
-            Some(t) if t.owner != user.name() => {
-                return Err(ApiError::ThreadNotFound(input.thread_id))
-            }
-            Some(t) => t.last,
-            None => None,
+        let thread = stored.store.thread(&room_id, &input.thread_id).await?;
+        // Another user's thread is not there for this one (checked again when the run is
+        // recorded).
+        if thread.as_ref().is_some_and(|t| t.owner != user.name()) {
+            return Err(ApiError::ThreadNotFound(input.thread_id));
+        }
+        let filled = match thread {
+            Some(_) => history::fill(stored.store.as_ref(), &mut input).await,
+            None => Ok(0),
         };
-        match history::fill(&mut input, last.as_ref()) {
+        match filled {
             Ok(0) => {}
             Ok(n) => tracing::debug!(messages = n, "earlier turns of the thread added"),
             Err(e) => {
@@ -194,7 +193,6 @@ pub(super) async fn start_run(
             }
         }
     }
-    let new_run = NewRun::of(&room_id, user, &input);
     let client_left = CancellationToken::new();
     let (outlet, response) = stream::channel(
         app.settings.client_buffer_bytes,
@@ -239,7 +237,7 @@ pub(super) async fn start_run(
         .map_err(ApiError::from)?;
     // Only a run that starts is recorded (a refused reservation is dropped with this error).
     if let Some(stored) = &app.stored {
-        new_run.record(stored, max_runs).await?;
+        new_run.record(stored).await?;
         unstarted.recorded = true;
     }
     recorder.meter.start(accepted.strategy, &span);
@@ -262,7 +260,8 @@ struct Unstarted<'a> {
 impl Drop for Unstarted<'_> {
     fn drop(&mut self) {
         if self.recorded {
-            self.recorder.finish(self.app, RunStatus::Cancelled, None);
+            self.recorder
+                .finish(self.app, RunStatus::Cancelled, None, None);
         } else {
             self.app.live.remove(&self.recorder.run_id);
         }
@@ -350,9 +349,9 @@ async fn drive(
             code: ErrorCode::Cancelled,
             message: message.into(),
         });
-        (RunStatus::Cancelled, last)
+        (RunStatus::Cancelled, last, None)
     };
-    let (status, last) = match ending {
+    let (status, last, answer) = match ending {
         Ending::Done(Ok(out)) => {
             tracing::info!("run finished");
             let last = Event::RunFinished {
@@ -361,7 +360,7 @@ async fn drive(
                 result: out.result,
                 usage: (!out.usage.is_empty()).then_some(out.usage),
             };
-            (RunStatus::Finished, last)
+            (RunStatus::Finished, last, out.answer)
         }
         Ending::Done(Err(e)) => {
             tracing::warn!(code = %e.code(), error = %e, "run failed");
@@ -371,13 +370,13 @@ async fn drive(
             } else {
                 RunStatus::Failed
             };
-            (status, Event::from(e))
+            (status, Event::from(e), None)
         }
         Ending::Cancelled(why) => cancelled(why),
         Ending::Left => cancelled("the client left and this run was cancelled"),
     };
     recorder.push(last.clone());
-    recorder.finish(&app, status, Some(&last));
+    recorder.finish(&app, status, Some(&last), answer);
     if client.is_none() {
         return;
     }

@@ -155,6 +155,7 @@ impl Agent for Scripted {
             }
             Ok(RunOutput {
                 result: Some(json!({"echo": prompt})),
+                answer: Some(prompt),
                 usage: Vec::new(),
             })
         }))
