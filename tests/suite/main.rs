@@ -46,4 +46,5 @@ mod shutdown_load;
 mod soliplex_api;
 mod store;
 mod store_faults;
+mod store_limits;
 mod store_runs;

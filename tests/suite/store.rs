@@ -14,7 +14,7 @@ use sqlx::Connection;
 use crate::support::harness::TempDir;
 
 /// A fresh database on each backend: its name and URL. The temp dirs live as long as the list.
-async fn databases() -> (Vec<(&'static str, String)>, TempDir) {
+pub async fn databases() -> (Vec<(&'static str, String)>, TempDir) {
     let dir = TempDir::new();
     let mut all = vec![(
         "sqlite",
