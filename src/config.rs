@@ -79,6 +79,13 @@ settings! {
         /// [Resuming a run](#resuming-a-run)); then it is cancelled. 0 cancels it at once
         detached_grace: Duration = Duration::from_secs(60), env ["ROOMHOST_DETACHED_GRACE_SECS"],
             serde(with = "declare::duration", alias = "detached_grace_secs");
+        /// runs one user (under `auth: none`, one client address) may have going on detached
+        /// after their client left; past it a run whose client leaves is cancelled at once
+        /// (0: no limit)
+        max_detached_per_user: usize = 4, env ["ROOMHOST_MAX_DETACHED_PER_USER"];
+        /// LLM queue places the detached runs of one user (or client address) may hold; past it
+        /// a run whose client leaves is cancelled at once (0: no limit)
+        max_detached_places_per_user: usize = 32, env ["ROOMHOST_MAX_DETACHED_PLACES_PER_USER"];
         /// who may use the API: `none` (anyone; one shared owner), `keys` (bearer API keys,
         /// `api_keys`) or `oidc` (JWTs from the `oidc_*` issuers); see [Sign-in](#sign-in)
         auth: AuthMode = AuthMode::None, env ["ROOMHOST_AUTH"];

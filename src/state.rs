@@ -15,6 +15,7 @@ use crate::auth::{Auth, UserRuns};
 use crate::config::{ConfigError, Settings};
 use crate::llm::{self, LlmClient};
 use crate::rooms::{load_rooms_dir, LoadedRoom, RoomConfig, RoomError};
+use crate::server::detached::DetachedRuns;
 use crate::store::{self, LiveRuns, Store, Writer};
 
 pub type AppState = Arc<App>;
@@ -45,6 +46,8 @@ pub struct App {
     pub auth: Auth,
     /// Runs in flight per user, for `max_runs_per_user`.
     pub user_runs: UserRuns,
+    /// Runs going on after their client left, per owner, for `max_detached_per_user`.
+    pub detached: DetachedRuns,
     /// Renders `GET /metrics`; `None` when metrics are off.
     pub metrics: Option<PrometheusHandle>,
 }
@@ -149,6 +152,7 @@ impl App {
             live: LiveRuns::default(),
             auth,
             user_runs: UserRuns::default(),
+            detached: DetachedRuns::default(),
             metrics,
         }))
     }

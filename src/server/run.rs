@@ -1,11 +1,12 @@
 //! `POST /rooms/{id}/run`: decode the run input, start the room's agent, stream its events as SSE.
 
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{ConnectInfo, Extension, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use futures::FutureExt;
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutError;
 use tracing::Instrument;
 
+use super::detached;
 use super::record::{self, NewRun, Recorder};
 use super::stream;
 use super::ApiError;
@@ -28,11 +30,12 @@ pub async fn run_room(
     State(app): State<AppState>,
     Path(room_id): Path<String>,
     Extension(user): Extension<User>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let input = decode_input(&app, &room_id, &headers, body)?;
-    start_run(app, room_id, input, &user).await
+    start_run(app, room_id, input, &user, peer).await
 }
 
 /// Checks the room and body and turns them into a run input; shared by every run route.
@@ -154,12 +157,14 @@ pub(super) fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
 
 /// Starts the room's agent on `input` and answers with its event stream. With a store, the run is
 /// recorded with the input as its client sent it once the agent has accepted it, before its
-/// stream starts; the agent gets the thread's earlier turns before a lone new message.
+/// stream starts; the agent gets the thread's earlier turns before a lone new message. `peer`,
+/// the client's address, is whose detached budget the run counts against under `auth: none`.
 pub(super) async fn start_run(
     app: AppState,
     room_id: String,
     mut input: RunAgentInput,
     user: &User,
+    peer: SocketAddr,
 ) -> Result<Response, ApiError> {
     let room = app
         .room(&room_id)
@@ -167,7 +172,7 @@ pub(super) async fn start_run(
     let profile = Profile::for_input(&input).map_err(|e| ApiError::InvalidInput(e.to_string()))?;
     let user_run = app
         .user_runs
-        .enter(user, app.settings.max_runs_per_user)
+        .enter(user, 1, app.settings.max_runs_per_user)
         .map_err(ApiError::UserBusy)?;
     let new_run = NewRun::of(&room_id, user, &input);
     if let Some(stored) = &app.stored {
@@ -244,7 +249,11 @@ pub(super) async fn start_run(
     let run: RunFuture = Box::pin(reservation.scope(accepted.run));
 
     std::mem::forget(unstarted);
-    let drive = drive(app.clone(), run, started, ids, recorder, client_left);
+    let owner = Owner {
+        key: detached::owner_key(user, peer.ip()),
+        places: accepted.max_calls,
+    };
+    let drive = drive(app.clone(), run, started, ids, recorder, client_left, owner);
     app.runs.spawn(counted(user_run, drive).instrument(span));
     Ok(response)
 }
@@ -276,6 +285,12 @@ async fn counted(_user_run: UserRun, run: impl std::future::Future<Output = ()>)
 /// How long a run waits for the thread's previous run to be written before reading the history.
 const HISTORY_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Whose detached budget a run counts against, and the queue places it holds.
+struct Owner {
+    key: String,
+    places: usize,
+}
+
 /// How a run ended, before its last event.
 enum Ending {
     Done(Result<RunOutput, AgentError>),
@@ -286,9 +301,9 @@ enum Ending {
 }
 
 /// Runs the agent between `RUN_STARTED` and exactly one `RUN_FINISHED`/`RUN_ERROR`. When the
-/// client leaves or stops reading, the run goes on detached for the grace so that a follower can
-/// pick it up; if none does (or the grace is 0) it is cancelled: the agent's future is dropped
-/// and its LLM calls with it.
+/// client leaves or stops reading, the run goes on detached for the grace, within its owner's
+/// detached budget, so that a follower can pick it up; if none does (or the grace is 0, or the
+/// budget is spent) it is cancelled: the agent's future is dropped and its LLM calls with it.
 async fn drive(
     app: AppState,
     run: RunFuture,
@@ -296,6 +311,7 @@ async fn drive(
     (thread_id, run_id): (String, String),
     recorder: Arc<Recorder>,
     client_left: CancellationToken,
+    owner: Owner,
 ) {
     tracing::info!("run started");
     recorder.push(started);
@@ -310,12 +326,21 @@ async fn drive(
     };
     tokio::pin!(client_gone);
     let mut run = AssertUnwindSafe(run).catch_unwind();
+    // Held while the run goes on detached: counted against its owner's budget until it ends.
+    let mut _detached = None;
     let ending = loop {
         tokio::select! {
             _ = &mut client_gone, if client.is_some() => {
                 client = None;
                 if grace.is_zero() {
                     break Ending::Left;
+                }
+                match app.detached.enter(&owner.key, owner.places, &app.settings) {
+                    Some(held) => _detached = Some(held),
+                    None => {
+                        tracing::info!("client left with its owner's detached runs at their limit");
+                        break Ending::Cancelled("the client left and its owner has as many runs going on detached as allowed; it was cancelled");
+                    }
                 }
                 tracing::info!(?grace, "client left; the run goes on detached");
             }

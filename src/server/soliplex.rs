@@ -6,7 +6,9 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -381,6 +383,7 @@ pub async fn run(
     State(app): State<AppState>,
     Path((room_id, thread_id, run_id)): Path<(String, String, String)>,
     Extension(user): Extension<User>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer<Response> {
@@ -407,7 +410,7 @@ pub async fn run(
     }
     input.thread_id = thread_id;
     input.run_id = run_id;
-    Ok(start_run(app, room_id, input, &user).await?)
+    Ok(start_run(app, room_id, input, &user, peer).await?)
 }
 
 /// The ids a run body names, in either case style.

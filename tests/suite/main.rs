@@ -12,6 +12,7 @@ mod faults_slow_readers;
 mod fuzz_input;
 mod host_admission;
 mod host_connections;
+mod host_detached;
 mod host_http_errors;
 mod host_ids;
 mod host_rooms;
