@@ -425,3 +425,46 @@ async fn store_limits_cancelling_a_run_that_has_ended_is_409() {
     let code = body["error"]["code"].as_str().unwrap_or_default();
     assert!(["run_ended", "run_not_running"].contains(&code), "{body}");
 }
+
+#[tokio::test]
+async fn store_limits_a_rebuilt_history_goes_back_no_further_than_a_run_that_sent_its_own() {
+    let mock = MockLlm::start().await;
+    let server = server_with(&mock, "", |_| {}).await;
+    let lone = |run: &str, text: &str| json!({"threadId": "mixed", "runId": run, "prompt": text});
+    finished(
+        &server
+            .run(ROOM, lone("m1", "/voting First question?"))
+            .await,
+    );
+    // A client that sends the history itself (its own wording of the first answer).
+    let with_history = json!({"threadId": "mixed", "runId": "m2", "messages": [
+        {"id": "u1", "role": "user", "content": "/voting First question?"},
+        {"id": "a1", "role": "assistant", "content": "The first answer, as the client has it."},
+        {"id": "u2", "role": "user", "content": "/voting Second question?"},
+    ]});
+    let second = finished(&server.run(ROOM, with_history).await);
+    mock.reset_stats();
+    finished(
+        &server
+            .run(ROOM, lone("m3", "/voting Third question?"))
+            .await,
+    );
+    let second = second["text"].as_str().unwrap_or_default().to_owned();
+    let requests = mock.requests();
+    assert!(!requests.is_empty());
+    for request in &requests {
+        // The second run's messages hold the first turn: it is not read again from the first run.
+        assert_eq!(
+            carried(request),
+            [
+                ("user".to_owned(), "/voting First question?".to_owned()),
+                (
+                    "assistant".to_owned(),
+                    "The first answer, as the client has it.".to_owned()
+                ),
+                ("user".to_owned(), "/voting Second question?".to_owned()),
+                ("assistant".to_owned(), second.clone()),
+            ]
+        );
+    }
+}
