@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 
 use crate::store::databases;
 use crate::support::harness::{test_settings, RunResult, TempDir, TestServer};
-use crate::support::mock_llm::{MockLlm, MockRequest};
-use crate::support::parallelization::{finished, server_with, ROOM};
+use crate::support::mock_llm::MockLlm;
+use crate::support::parallelization::{carried, finished, server_with, ROOM};
 use crate::support::test_agent;
 
 /// The scripted room these tests run in (no LLM calls).
@@ -31,23 +31,20 @@ async fn run_in(s: &TestServer, body: Value) -> RunResult {
     RunResult::read(s.post(&format!("/rooms/{SCRIPTED}/run"), &body).await).await
 }
 
+/// A soliplex route's refusal: `status` and a `{"detail"}` that mentions `word`.
+async fn refused_with_detail(resp: reqwest::Response, status: u16, word: &str) {
+    assert_eq!(resp.status().as_u16(), status);
+    let body: Value = resp.json().await.expect("a JSON body");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains(word), "{body}");
+}
+
 /// The error code of a refused request (`{"error": {"code"}}`).
 fn code(run: &RunResult) -> String {
     run.error_body["error"]["code"]
         .as_str()
         .unwrap_or_default()
         .to_owned()
-}
-
-/// The request's messages before its prompt, system messages left out.
-fn carried(request: &MockRequest) -> Vec<(String, String)> {
-    let messages = &request.messages;
-    let end = messages.iter().rposition(|m| m.role == "user").unwrap_or(0);
-    messages[..end]
-        .iter()
-        .filter(|m| m.role != "system")
-        .map(|m| (m.role.clone(), m.content.clone()))
-        .collect()
 }
 
 #[tokio::test]
@@ -196,30 +193,14 @@ async fn store_limits_quotas_refuse_threads_bytes_and_feedback_past_them_with_a_
     );
     let feedback = json!({"feedback": "thumbs_up"});
     assert_eq!(server.post(&path, &feedback).await.status().as_u16(), 205);
-    let refused = server.post(&path, &feedback).await;
-    assert_eq!(refused.status().as_u16(), 429);
-    let body: Value = refused.json().await.expect("a JSON body");
-    assert!(
-        body["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("feedback")),
-        "{body}"
-    );
+    refused_with_detail(server.post(&path, &feedback).await, 429, "feedback").await;
 
     // The second thread, then 429 on either route family.
     let run = run_in(&server, json!({"threadId": "q1", "prompt": "hello"})).await;
     assert_eq!(run.status, 200, "{:?}", run.error_body);
     let third = run_in(&server, json!({"threadId": "q3", "prompt": "hello"})).await;
     assert_eq!((third.status, code(&third).as_str()), (429, "thread_quota"));
-    let soliplex = new_thread().await;
-    assert_eq!(soliplex.status().as_u16(), 429);
-    let body: Value = soliplex.json().await.expect("a JSON body");
-    assert!(
-        body["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("threads")),
-        "{body}"
-    );
+    refused_with_detail(new_thread().await, 429, "threads").await;
 
     // A run that would take the stored inputs past 4000 bytes is 413; a small one still runs.
     let big = run_in(
@@ -382,33 +363,17 @@ async fn store_limits_a_parent_run_must_be_of_the_same_thread_on_both_route_fami
         }
     };
     let (a, b) = (made(json!({})).await, made(json!({})).await);
-    let resp = server
-        .post(
-            &format!(
-                "/api/v1/rooms/{SCRIPTED}/agui/{}",
-                a["thread_id"].as_str().unwrap_or("")
-            ),
-            &json!({"parent_run_id": b["run_id"]}),
-        )
-        .await;
-    assert_eq!(resp.status().as_u16(), 400);
-    let body: Value = resp.json().await.expect("JSON");
-    assert!(
-        body["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("parent")),
-        "{body}"
+    let runs_of_a = format!(
+        "/api/v1/rooms/{SCRIPTED}/agui/{}",
+        a["thread_id"].as_str().unwrap_or("")
     );
-    let resp = server
-        .post(
-            &format!(
-                "/api/v1/rooms/{SCRIPTED}/agui/{}",
-                a["thread_id"].as_str().unwrap_or("")
-            ),
-            &json!({"parent_run_id": a["run_id"]}),
-        )
-        .await;
-    assert_eq!(resp.status().as_u16(), 200);
+    let new_run = |parent: &Value| {
+        let body = json!({ "parent_run_id": parent });
+        let (server, path) = (&server, &runs_of_a);
+        async move { server.post(path, &body).await }
+    };
+    refused_with_detail(new_run(&b["run_id"]).await, 400, "parent").await;
+    assert_eq!(new_run(&a["run_id"]).await.status().as_u16(), 200);
 }
 
 #[tokio::test]
