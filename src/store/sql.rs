@@ -415,7 +415,6 @@ macro_rules! sql_store {
                     return Ok((refused, run.created));
                 }
                 let outcome = match thread_is {
-                    ThreadIs::Other => return Ok((Started::OtherRoom, run.created)),
                     // A thread made just now has no runs: none pending, none to count or follow.
                     ThreadIs::New if max_runs.is_none_or(|max| max > 0) => {
                         let done = Self::run_query(run, run.created).execute(&mut *tx).await?;
