@@ -835,6 +835,66 @@ async fn probe_cross_room_thread(ctx: &Ctx) -> Outcome {
     ))
 }
 
+/// 400 turns of a 6 KB message sent alone into one thread (as `curl` would): the thread takes 100
+/// runs and refuses the rest; each run keeps only its message, and three reads of the thread at
+/// once stay small.
+async fn probe_long_thread(ctx: &Ctx) -> Outcome {
+    let thread = uuid::Uuid::new_v4().to_string();
+    let message = format!("Is tea or coffee better? {}", "context ".repeat(750));
+    let (mut ran, mut refused) = (0, 0);
+    for i in 0..400 {
+        let mut body = prompt(format!("{i} {message}"), "voting");
+        body["threadId"] = json!(thread);
+        let resp = ctx.post("parallelization", &body).await?;
+        if resp.status() == 409 {
+            check(expect_refusal(resp, 409).await? == "too_many_runs", || {
+                "a run past the cap not refused as too_many_runs".into()
+            })?;
+            refused += 1;
+            continue;
+        }
+        check(resp.status() == 200, || {
+            format!("turn {i}: HTTP {}", resp.status())
+        })?;
+        SseReader::new(resp).read_to_end().await;
+        ran += 1;
+    }
+    check(ran == 100 && refused == 300, || {
+        format!("{ran} ran, {refused} refused: the thread cap is 100 runs")
+    })?;
+    let path = format!(
+        "{}/api/v1/rooms/parallelization/agui/{thread}",
+        ctx.server.url
+    );
+    let reads = (0..3).map(|_| async {
+        let resp = ctx
+            .http
+            .get(&path)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        check(resp.status() == 200, || {
+            format!("thread read: HTTP {}", resp.status())
+        })?;
+        resp.bytes()
+            .await
+            .map(|b| b.len())
+            .map_err(|e| e.to_string())
+    });
+    let sizes = futures::future::join_all(reads)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<usize>, String>>()?;
+    let largest = sizes.iter().copied().max().unwrap_or(0);
+    check(largest < 8 << 20, || {
+        format!("a thread read of {largest} bytes")
+    })?;
+    Ok(format!(
+        "400 turns of a 6 KB message: {ran} ran, {refused} refused 409; three thread reads at once of {:.2} MiB each",
+        largest as f64 / f64::from(1 << 20)
+    ))
+}
+
 async fn probe_long_run_ids(ctx: &Ctx) -> Outcome {
     let before = ctx.server.rss_mib();
     let id = "r".repeat(60_000);
@@ -1033,6 +1093,7 @@ async fn suite(bin: PathBuf) -> Result<Tally, String> {
     )
     .await;
     probe(&ctx, t, "1,000 60 KB run ids", probe_long_run_ids(&ctx)).await;
+    probe(&ctx, t, "a 400-turn thread", probe_long_thread(&ctx)).await;
     probe(&ctx, t, "1 MB instructions", probe_long_instructions(&ctx)).await;
     probe(&ctx, t, "gzip body", probe_gzip(&ctx)).await;
     probe(&ctx, t, "three bursts", probe_bursts(&ctx)).await;

@@ -71,10 +71,26 @@ settings! {
         /// its last event is sent
         store_timeout: Duration = Duration::from_secs(2), env ["ROOMHOST_STORE_TIMEOUT_SECS"],
             check positive, serde(with = "declare::duration");
+        /// threads one user may keep (under `auth: none`, everyone together); past it a new
+        /// thread is refused with 429 `thread_quota` (0: no limit)
+        max_threads_per_user: usize = 10_000, env ["ROOMHOST_MAX_THREADS_PER_USER"];
+        /// bytes of run inputs, as clients sent them, one user may keep (under `auth: none`,
+        /// everyone together); past it a run is refused with 413 `storage_quota` (0: no limit)
+        max_stored_bytes_per_user: usize = 1 << 30, env ["ROOMHOST_MAX_STORED_BYTES_PER_USER"];
+        /// feedback rows one user may keep (under `auth: none`, everyone together); past it 429
+        /// `feedback_quota` (0: no limit)
+        max_feedback_per_user: usize = 100_000, env ["ROOMHOST_MAX_FEEDBACK_PER_USER"];
         /// how long a run goes on after its client left, so a reconnect picks it up (see
         /// [Resuming a run](#resuming-a-run)); then it is cancelled. 0 cancels it at once
         detached_grace: Duration = Duration::from_secs(60), env ["ROOMHOST_DETACHED_GRACE_SECS"],
             serde(with = "declare::duration", alias = "detached_grace_secs");
+        /// runs one user (under `auth: none`, one client address) may have going on detached
+        /// after their client left; past it a run whose client leaves is cancelled at once
+        /// (0: no limit)
+        max_detached_per_user: usize = 4, env ["ROOMHOST_MAX_DETACHED_PER_USER"];
+        /// LLM queue places the detached runs of one user (or client address) may hold; past it
+        /// a run whose client leaves is cancelled at once (0: no limit)
+        max_detached_places_per_user: usize = 32, env ["ROOMHOST_MAX_DETACHED_PLACES_PER_USER"];
         /// who may use the API: `none` (anyone; one shared owner), `keys` (bearer API keys,
         /// `api_keys`) or `oidc` (JWTs from the `oidc_*` issuers); see [Sign-in](#sign-in)
         auth: AuthMode = AuthMode::None, env ["ROOMHOST_AUTH"];

@@ -14,6 +14,7 @@ pub mod rooms;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod tally;
 pub mod telemetry;
 
 pub use state::{App, AppState, StartupError};

@@ -15,6 +15,7 @@ use crate::auth::{Auth, UserRuns};
 use crate::config::{ConfigError, Settings};
 use crate::llm::{self, LlmClient};
 use crate::rooms::{load_rooms_dir, LoadedRoom, RoomConfig, RoomError};
+use crate::server::detached::DetachedRuns;
 use crate::store::{self, LiveRuns, Probe, Store, Writer};
 
 pub type AppState = Arc<App>;
@@ -45,6 +46,8 @@ pub struct App {
     pub auth: Auth,
     /// Runs in flight per user, for `max_runs_per_user`.
     pub user_runs: UserRuns,
+    /// Runs going on after their client left, per owner, for `max_detached_per_user`.
+    pub detached: DetachedRuns,
     /// Renders `GET /metrics`; `None` when metrics are off.
     pub metrics: Option<PrometheusHandle>,
 }
@@ -77,10 +80,18 @@ impl App {
     /// retention task started.
     pub async fn open(settings: Settings, registry: &Registry) -> Result<AppState, StartupError> {
         let url = settings.database_url.clone();
-        let store = store::open(&url).await.map_err(|e| StartupError::Store {
-            url: store::mask_password(&url),
-            reason: e.to_string(),
-        })?;
+        let quota = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let quotas = store::Quotas {
+            threads: quota(settings.max_threads_per_user),
+            stored_bytes: quota(settings.max_stored_bytes_per_user),
+            feedback: quota(settings.max_feedback_per_user),
+        };
+        let store = store::open(&url, quotas)
+            .await
+            .map_err(|e| StartupError::Store {
+                url: store::mask_password(&url),
+                reason: e.to_string(),
+            })?;
         let stored = store.map(|store| {
             if settings.retention_days > 0 {
                 let days = u64::from(settings.retention_days);
@@ -143,6 +154,7 @@ impl App {
             live: LiveRuns::default(),
             auth,
             user_runs: UserRuns::default(),
+            detached: DetachedRuns::default(),
             metrics,
         }))
     }
@@ -213,7 +225,3 @@ fn build_room(room: LoadedRoom, registry: &Registry, deps: &AgentDeps) -> Result
         agent,
     })
 }
-
-/// Runs one soliplex thread may have, pending ones included; past it a new run in the thread is
-/// refused.
-pub const MAX_RUNS_PER_THREAD: usize = 100;

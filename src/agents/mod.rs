@@ -61,6 +61,8 @@ impl EventSink {
 #[derive(Debug, Clone, Default)]
 pub struct RunOutput {
     pub result: Option<Value>,
+    /// The answer's text, which the thread's next turns continue from.
+    pub answer: Option<String>,
     pub usage: Vec<UsageEntry>,
 }
 

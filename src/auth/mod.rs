@@ -109,6 +109,10 @@ pub enum AuthError {
     MissingClaim(String),
     #[error("the token's `{0}` claim does not name a user (a string of 1 to 256 characters)")]
     NoUser(String),
+    #[error(
+        "the token's header marks extensions critical ({0}) that this server does not understand"
+    )]
+    CriticalHeader(String),
     /// What failed (a URL or file path) is logged, not answered.
     #[error("the issuer's signing keys cannot be loaded; retry later")]
     KeysUnavailable(String),
@@ -121,6 +125,7 @@ impl AuthError {
             AuthError::NotBearer | AuthError::Malformed(_) => "malformed_token",
             AuthError::BadKey => "invalid_api_key",
             AuthError::Algorithm(..) => "unsupported_algorithm",
+            AuthError::CriticalHeader(_) => "unsupported_critical_header",
             AuthError::Expired => "token_expired",
             AuthError::NotYetValid => "token_not_yet_valid",
             AuthError::Issuer => "wrong_issuer",

@@ -148,9 +148,17 @@ impl Oidc {
     }
 
     pub(super) async fn verify(&self, token: &str) -> Result<User, AuthError> {
+        let raw = raw_header(token);
+        // RFC 7515 4.1.11: a token whose header marks extensions critical is refused unless
+        // they are all understood, and this server understands none.
+        if let Some(crit) = raw.as_ref().and_then(|h| h.get("crit")) {
+            return Err(AuthError::CriticalHeader(
+                crit.to_string().chars().take(80).collect(),
+            ));
+        }
         // An `alg` the crate does not know (`none`, a made-up name) is named as such; any other
         // header it cannot read is malformed.
-        let header = jsonwebtoken::decode_header(token).map_err(|e| match header_alg(token) {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| match header_alg(raw) {
             Some(alg) if alg.parse::<Algorithm>().is_err() => {
                 AuthError::Algorithm(alg, ALLOWED_NAMES)
             }
@@ -198,11 +206,15 @@ impl Oidc {
     }
 }
 
-/// The `alg` of a header that the JWT crate would not read (`none`, an unknown name).
-fn header_alg(token: &str) -> Option<String> {
+/// A token's header as JSON, read without the JWT crate (which keeps only the fields it knows).
+fn raw_header(token: &str) -> Option<Map<String, Value>> {
     let segment = token.split('.').next()?;
-    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).ok()?).ok()?;
-    header
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).ok()?).ok()
+}
+
+/// The `alg` of a header that the JWT crate would not read (`none`, an unknown name).
+fn header_alg(header: Option<Map<String, Value>>) -> Option<String> {
+    header?
         .get("alg")?
         .as_str()
         .map(|alg| alg.chars().take(20).collect())

@@ -5,7 +5,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::{Extension, Router};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -13,6 +14,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
+use tower::Layer;
 use tower_http::timeout::RequestBodyTimeout;
 
 use crate::config::Settings;
@@ -63,10 +65,10 @@ pub(super) async fn serve_connections(
     let graceful = GracefulShutdown::new();
     tokio::pin!(drain);
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             _ = &mut drain => break,
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot accept a connection");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -84,8 +86,9 @@ pub(super) async fn serve_connections(
             continue;
         };
         // A cloned `Router` shares its routes; only the body timeout wrapper is new.
-        let service =
-            TowerToHyperService::new(RequestBodyTimeout::new(router.clone(), body_timeout));
+        // Each request knows its client's address (the detached budget of `auth: none`).
+        let routes = Extension(ConnectInfo(peer)).layer(router.clone());
+        let service = TowerToHyperService::new(RequestBodyTimeout::new(routes, body_timeout));
         let connection = graceful.watch(http.serve_connection(TokioIo::new(tcp), service));
         tokio::spawn(async move {
             if let Err(e) = connection.await {

@@ -39,7 +39,21 @@ pub enum ApiError {
     #[error("{0}")]
     InvalidId(String),
     #[error("thread '{0}' has reached its limit of {1} runs; start a new thread")]
-    TooManyRuns(String, usize),
+    TooManyRuns(String, i64),
+    #[error("parent run '{0}' is not a run of this thread")]
+    NoSuchParent(String),
+    /// The caller keeps `max_threads_per_user` threads: 429.
+    #[error("you keep as many threads as one user may; delete one to start another")]
+    ThreadQuota,
+    /// The caller's stored run inputs would pass `max_stored_bytes_per_user`: 413.
+    #[error("this run would take what you keep stored past what one user may; delete threads to make room")]
+    StorageQuota,
+    /// The caller's runs have `max_feedback_per_user` feedback rows: 429.
+    #[error("you have given as much feedback as one user may keep")]
+    FeedbackQuota,
+    /// `POST …/cancel` of a run that has ended (it may still be kept here for late followers).
+    #[error("run '{0}' has already ended")]
+    AlreadyEnded(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("request body is larger than the limit of {0} bytes")]
@@ -84,9 +98,11 @@ impl ApiError {
             | ApiError::NoUserMessage
             | ApiError::RunIdReused(_)
             | ApiError::InvalidId(_)
+            | ApiError::NoSuchParent(_)
             | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::TooManyRuns(..) => StatusCode::CONFLICT,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRuns(..) | ApiError::AlreadyEnded(_) => StatusCode::CONFLICT,
+            ApiError::ThreadQuota | ApiError::FeedbackQuota => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooLarge(_) | ApiError::StorageQuota => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType | ApiError::UnsupportedEncoding => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
@@ -118,6 +134,11 @@ impl ApiError {
             ApiError::RunIdReused(_) => "run_id_reused",
             ApiError::InvalidId(_) => "invalid_id",
             ApiError::TooManyRuns(..) => "too_many_runs",
+            ApiError::NoSuchParent(_) => "parent_run_not_found",
+            ApiError::ThreadQuota => "thread_quota",
+            ApiError::StorageQuota => "storage_quota",
+            ApiError::FeedbackQuota => "feedback_quota",
+            ApiError::AlreadyEnded(_) => "run_ended",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::TooLarge(_) => "payload_too_large",
             ApiError::BodyTimeout(_) => "body_timeout",

@@ -1,6 +1,7 @@
 //! HTTP: routes, handlers and serving with graceful shutdown.
 
 mod conn;
+pub mod detached;
 mod error;
 mod follow;
 mod health;

@@ -16,6 +16,7 @@ use crate::auth::User;
 use crate::state::{AppState, Stored};
 use crate::store::{
     now_ms, LiveRun, RunLog, RunRecord, RunStatus, Started, StoreError, ThreadRecord,
+    MAX_RUNS_PER_THREAD,
 };
 use crate::telemetry::RunMeter;
 
@@ -62,7 +63,13 @@ impl Recorder {
     /// `store_timeout`) for the writer to commit everything the run recorded, one commit for the
     /// run's tail, and only then sends the last event to the client and the followers. Past the
     /// bound (the database away) it goes out anyway; the records wait in the writer's queue.
-    pub(super) async fn end(&self, app: &AppState, status: RunStatus, last: Event) {
+    pub(super) async fn end(
+        &self,
+        app: &AppState,
+        status: RunStatus,
+        last: Event,
+        answer: Option<String>,
+    ) {
         self.meter.observe(&last);
         let (result, usage) = match &last {
             Event::RunFinished { result, usage, .. } => (
@@ -78,7 +85,7 @@ impl Recorder {
             shaper.push(last, std::time::Instant::now(), &mut |e| {
                 held.push(logged(log, &e))
             });
-            log.finish(status, result, usage);
+            log.finish(status, result, usage, answer);
             log.writer().cloned()
         };
         if let Some(writer) = writer {
@@ -100,7 +107,7 @@ impl Recorder {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .1
-            .finish(status, None, None);
+            .finish(status, None, None, None);
         self.close(app);
     }
 
@@ -162,6 +169,7 @@ impl NewRun {
                 result: None,
                 usage: None,
                 events_cut: false,
+                input_cut: false,
                 metadata: None,
             },
         }
@@ -169,19 +177,19 @@ impl NewRun {
 
     /// Records the thread (if new) and the run, with the start's `token`, before the stream
     /// starts (a pending run of that id becomes it): a run id used before, a thread id of another
-    /// room, or a run past `max_runs` in its thread is refused; so is the run when the database
-    /// fails or does not answer within `store_timeout` (503: a run never goes on unrecorded,
-    /// whose checks were skipped).
+    /// room, a run past [`MAX_RUNS_PER_THREAD`] in its thread, a parent not of the thread or a run
+    /// past its owner's quotas is refused; so is the run when the database fails or does not
+    /// answer within `store_timeout` (503: a run never goes on unrecorded, whose checks were
+    /// skipped).
     pub(super) async fn record(
         self,
         app: &AppState,
         stored: &Stored,
-        max_runs: Option<usize>,
         token: &str,
     ) -> Result<(), ApiError> {
-        let max = max_runs.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        let max = Some(MAX_RUNS_PER_THREAD);
         let (store, token) = (stored.store.clone(), token.to_owned());
-        let (thread_id, run_id) = (self.thread.id.clone(), self.run.id.clone());
+        let (thread_id, run) = (self.thread.id.clone(), self.run.clone());
         // A task of its own: given up on, it still ends its transaction (none is left open on a
         // pooled connection); it commits nothing past the deadline, and should its commit itself
         // outlast it, the run it recorded is ended `failed` at once.
@@ -201,32 +209,34 @@ impl NewRun {
                 return Err(StoreError::Corrupt(format!("recording a run: {panicked}")).into())
             }
             Err(_) => {
-                let late = RunLog::new(Some(stored.writer.clone()), &run_id, &token, 0);
+                let late = RunLog::new(Some(stored.writer.clone()), &run.id, &token, 0);
                 tokio::spawn(async move {
                     if let Ok(Ok(Started::Recorded)) = start.await {
-                        late.finish(RunStatus::Failed, None, None);
+                        late.finish(RunStatus::Failed, None, None, None);
                     }
                 });
                 return Err(StoreError::Stalled.into());
             }
         };
-        recorded(outcome, &thread_id, &run_id, max_runs.unwrap_or_default())
+        recorded(outcome, &thread_id, &run)
     }
 }
 
-/// What the store's answer to recording a run means for its request (`max_runs`: the limit it
-/// was recorded within).
-pub(super) fn recorded(
-    outcome: Started,
-    thread_id: &str,
-    run_id: &str,
-    max_runs: usize,
-) -> Result<(), ApiError> {
+/// What the store's answer to recording a run means for its request.
+pub(super) fn recorded(outcome: Started, thread_id: &str, run: &RunRecord) -> Result<(), ApiError> {
     match outcome {
         Started::Recorded => Ok(()),
         Started::OtherRoom => Err(ApiError::ThreadNotFound(thread_id.to_owned())),
-        Started::RunExists => Err(ApiError::RunIdReused(run_id.to_owned())),
-        Started::ThreadFull => Err(ApiError::TooManyRuns(thread_id.to_owned(), max_runs)),
+        Started::RunExists => Err(ApiError::RunIdReused(run.id.clone())),
+        Started::ThreadFull => Err(ApiError::TooManyRuns(
+            thread_id.to_owned(),
+            MAX_RUNS_PER_THREAD,
+        )),
+        Started::NoSuchParent => Err(ApiError::NoSuchParent(
+            run.parent_run_id.clone().unwrap_or_default(),
+        )),
+        Started::OverThreadQuota => Err(ApiError::ThreadQuota),
+        Started::OverByteQuota => Err(ApiError::StorageQuota),
     }
 }
 

@@ -1,11 +1,12 @@
 //! `POST /rooms/{id}/run`: decode the run input, start the room's agent, stream its events as SSE.
 
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{ConnectInfo, Extension, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use futures::FutureExt;
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutError;
 use tracing::Instrument;
 
+use super::detached;
 use super::record::{self, NewRun, Recorder};
 use super::stream;
 use super::ApiError;
@@ -28,11 +30,12 @@ pub async fn run_room(
     State(app): State<AppState>,
     Path(room_id): Path<String>,
     Extension(user): Extension<User>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let input = decode_input(&app, &room_id, &headers, body)?;
-    start_run(app, room_id, input, &user, None).await
+    start_run(app, room_id, input, &user, peer).await
 }
 
 /// Checks the room and body and turns them into a run input; shared by every run route.
@@ -152,15 +155,16 @@ pub(super) fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
     )))
 }
 
-/// Starts the room's agent on `input` and answers with its event stream. With a store, the
-/// thread's earlier turns are put before a lone new message, and the run is recorded (within
-/// `max_runs` in its thread, when given) once the agent has accepted it, before its stream starts.
+/// Starts the room's agent on `input` and answers with its event stream. With a store, the run is
+/// recorded with the input as its client sent it once the agent has accepted it, before its
+/// stream starts; the agent gets the thread's earlier turns before a lone new message. `peer`,
+/// the client's address, is whose detached budget the run counts against under `auth: none`.
 pub(super) async fn start_run(
     app: AppState,
     room_id: String,
     mut input: RunAgentInput,
     user: &User,
-    max_runs: Option<usize>,
+    peer: SocketAddr,
 ) -> Result<Response, ApiError> {
     let room = app
         .room(&room_id)
@@ -168,25 +172,25 @@ pub(super) async fn start_run(
     let profile = Profile::for_input(&input).map_err(|e| ApiError::InvalidInput(e.to_string()))?;
     let user_run = app
         .user_runs
-        .enter(user, app.settings.max_runs_per_user)
+        .enter(user, 1, app.settings.max_runs_per_user)
         .map_err(ApiError::UserBusy)?;
+    let new_run = NewRun::of(&room_id, user, &input);
     if let Some(stored) = &app.stored {
         // A run of this thread that just finished here may not be written yet.
         if app.live.in_thread(&input.thread_id, user.name()) {
             stored.writer.flush(HISTORY_FLUSH).await;
         }
-        // One read: the thread's owner and its last finished run (none for a new thread).
-        let thread = stored.store.thread_turn(&room_id, &input.thread_id).await?;
-        let last = match thread {
-            // Another user's thread is not there for this one (checked again when the run is
-            // recorded).
-            Some(t) if t.owner != user.name() => {
-                return Err(ApiError::ThreadNotFound(input.thread_id))
-            }
-            Some(t) => t.last,
-            None => None,
+        let thread = stored.store.thread(&room_id, &input.thread_id).await?;
+        // Another user's thread is not there for this one (checked again when the run is
+        // recorded).
+        if thread.as_ref().is_some_and(|t| t.owner != user.name()) {
+            return Err(ApiError::ThreadNotFound(input.thread_id));
+        }
+        let filled = match thread {
+            Some(_) => history::fill(stored.store.as_ref(), &mut input).await,
+            None => Ok(0),
         };
-        match history::fill(&mut input, last.as_ref()) {
+        match filled {
             Ok(0) => {}
             Ok(n) => tracing::debug!(messages = n, "earlier turns of the thread added"),
             Err(e) => {
@@ -194,7 +198,6 @@ pub(super) async fn start_run(
             }
         }
     }
-    let new_run = NewRun::of(&room_id, user, &input);
     let client_left = CancellationToken::new();
     let (outlet, response) = stream::channel(
         app.settings.client_buffer_bytes,
@@ -239,16 +242,18 @@ pub(super) async fn start_run(
         .map_err(ApiError::from)?;
     // Only a run that starts is recorded (a refused reservation is dropped with this error).
     if let Some(stored) = &app.stored {
-        new_run
-            .record(&app, stored, max_runs, &recorder.token)
-            .await?;
+        new_run.record(&app, stored, &recorder.token).await?;
         unstarted.recorded = true;
     }
     recorder.meter.start(accepted.strategy, &span);
     let run: RunFuture = Box::pin(reservation.scope(accepted.run));
 
     std::mem::forget(unstarted);
-    let drive = drive(app.clone(), run, started, ids, recorder, client_left);
+    let owner = Owner {
+        key: detached::owner_key(user, peer.ip()),
+        places: accepted.max_calls,
+    };
+    let drive = drive(app.clone(), run, started, ids, recorder, client_left, owner);
     app.runs.spawn(counted(user_run, drive).instrument(span));
     Ok(response)
 }
@@ -279,6 +284,12 @@ async fn counted(_user_run: UserRun, run: impl std::future::Future<Output = ()>)
 /// How long a run waits for the thread's previous run to be written before reading the history.
 const HISTORY_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Whose detached budget a run counts against, and the queue places it holds.
+struct Owner {
+    key: String,
+    places: usize,
+}
+
 /// How a run ended, before its last event.
 enum Ending {
     Done(Result<RunOutput, AgentError>),
@@ -289,9 +300,9 @@ enum Ending {
 }
 
 /// Runs the agent between `RUN_STARTED` and exactly one `RUN_FINISHED`/`RUN_ERROR`. When the
-/// client leaves or stops reading, the run goes on detached for the grace so that a follower can
-/// pick it up; if none does (or the grace is 0) it is cancelled: the agent's future is dropped
-/// and its LLM calls with it.
+/// client leaves or stops reading, the run goes on detached for the grace, within its owner's
+/// detached budget, so that a follower can pick it up; if none does (or the grace is 0, or the
+/// budget is spent) it is cancelled: the agent's future is dropped and its LLM calls with it.
 async fn drive(
     app: AppState,
     run: RunFuture,
@@ -299,6 +310,7 @@ async fn drive(
     (thread_id, run_id): (String, String),
     recorder: Arc<Recorder>,
     client_left: CancellationToken,
+    owner: Owner,
 ) {
     tracing::info!("run started");
     recorder.push(started);
@@ -313,12 +325,21 @@ async fn drive(
     };
     tokio::pin!(client_gone);
     let mut run = AssertUnwindSafe(run).catch_unwind();
+    // Held while the run goes on detached: counted against its owner's budget until it ends.
+    let mut _detached = None;
     let ending = loop {
         tokio::select! {
             _ = &mut client_gone, if client.is_some() => {
                 client = None;
                 if grace.is_zero() {
                     break Ending::Left;
+                }
+                match app.detached.enter(&owner.key, owner.places, &app.settings) {
+                    Some(held) => _detached = Some(held),
+                    None => {
+                        tracing::info!("client left with its owner's detached runs at their limit");
+                        break Ending::Cancelled("the client left and its owner has as many runs going on detached as allowed; it was cancelled");
+                    }
                 }
                 tracing::info!(?grace, "client left; the run goes on detached");
             }
@@ -352,9 +373,9 @@ async fn drive(
             code: ErrorCode::Cancelled,
             message: message.into(),
         });
-        (RunStatus::Cancelled, last)
+        (RunStatus::Cancelled, last, None)
     };
-    let (status, last) = match ending {
+    let (status, last, answer) = match ending {
         Ending::Done(Ok(out)) => {
             tracing::info!("run finished");
             let last = Event::RunFinished {
@@ -363,7 +384,7 @@ async fn drive(
                 result: out.result,
                 usage: (!out.usage.is_empty()).then_some(out.usage),
             };
-            (RunStatus::Finished, last)
+            (RunStatus::Finished, last, out.answer)
         }
         Ending::Done(Err(e)) => {
             tracing::warn!(code = %e.code(), error = %e, "run failed");
@@ -373,12 +394,12 @@ async fn drive(
             } else {
                 RunStatus::Failed
             };
-            (status, Event::from(e))
+            (status, Event::from(e), None)
         }
         Ending::Cancelled(why) => cancelled(why),
         Ending::Left => cancelled("the client left and this run was cancelled"),
     };
-    recorder.end(&app, status, last).await;
+    recorder.end(&app, status, last, answer).await;
     if client.is_none() {
         return;
     }

@@ -6,7 +6,9 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -16,11 +18,15 @@ use serde_json::{json, Value};
 use super::follow;
 use super::record::recorded;
 use super::run::{decode_input, start_run};
-use super::threads::{delete_owned, owned_run, owned_thread, run_json, stored, thread_json};
+use super::threads::{
+    delete_owned, owned_run, owned_thread, run_json, stored, thread_json, THREAD_READ_INPUT_BYTES,
+};
 use super::ApiError;
 use crate::auth::User;
-use crate::state::{AppState, Stored, MAX_RUNS_PER_THREAD};
-use crate::store::{now_ms, RunRecord, RunStatus, ThreadRecord};
+use crate::state::{AppState, Stored};
+use crate::store::{
+    now_ms, FeedbackAdded, RunRecord, RunStatus, ThreadRecord, MAX_RUNS_PER_THREAD,
+};
 
 /// The most threads a room's list shows.
 const MAX_LISTED: i64 = 500;
@@ -111,6 +117,7 @@ fn pending_run(
         result: None,
         usage: None,
         events_cut: false,
+        input_cut: false,
         metadata: metadata.map(Value::to_string),
     }
 }
@@ -121,9 +128,8 @@ async fn create_run(
     thread: &ThreadRecord,
     run: &mut RunRecord,
 ) -> Result<(), ApiError> {
-    let max = i64::try_from(MAX_RUNS_PER_THREAD).unwrap_or(i64::MAX);
-    let outcome = s.store.create_run(thread, run, max).await?;
-    recorded(outcome, &thread.id, &run.id, MAX_RUNS_PER_THREAD)
+    let outcome = s.store.create_run(thread, run, MAX_RUNS_PER_THREAD).await?;
+    recorded(outcome, &thread.id, run)
 }
 
 /// A run as soliplex's models read it: its usage summed into one `AGUI_RunUsage`.
@@ -223,7 +229,10 @@ pub async fn get_thread(
     check_uuid("thread id", &thread_id)?;
     let s = stored(&app, &room)?;
     let thread = owned_thread(s, &room, &thread_id, &user).await?;
-    let runs = s.store.thread_runs(&room, &thread_id).await?;
+    let runs = s
+        .store
+        .thread_runs(&room, &thread_id, THREAD_READ_INPUT_BYTES)
+        .await?;
     let runs = runs.iter().map(|r| (r.id.clone(), soliplex_run_json(r)));
     Ok(Json(ThreadWithRuns {
         thread: thread_json(&thread),
@@ -335,10 +344,11 @@ pub async fn feedback(
         return Err(ApiError::BadRequest("the body must have `feedback`".into()).into());
     }
     let (s, _) = thread_run(&app, &room, &thread_id, &run_id, &user).await?;
-    if !s.store.add_feedback(&run_id, &body.to_string()).await? {
-        return Err(ApiError::RunNotFound(run_id).into());
+    match s.store.add_feedback(&run_id, &body.to_string()).await? {
+        FeedbackAdded::Added => Ok(StatusCode::RESET_CONTENT),
+        FeedbackAdded::NoSuchRun => Err(ApiError::RunNotFound(run_id).into()),
+        FeedbackAdded::OverQuota => Err(ApiError::FeedbackQuota.into()),
     }
-    Ok(StatusCode::RESET_CONTENT)
 }
 
 /// A run's metadata as soliplex's `AGUI_RunMetadata` has it.
@@ -373,6 +383,7 @@ pub async fn run(
     State(app): State<AppState>,
     Path((room_id, thread_id, run_id)): Path<(String, String, String)>,
     Extension(user): Extension<User>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer<Response> {
@@ -399,8 +410,7 @@ pub async fn run(
     }
     input.thread_id = thread_id;
     input.run_id = run_id;
-    let max_runs = Some(MAX_RUNS_PER_THREAD);
-    Ok(start_run(app, room_id, input, &user, max_runs).await?)
+    Ok(start_run(app, room_id, input, &user, peer).await?)
 }
 
 /// The ids a run body names, in either case style.

@@ -15,6 +15,11 @@ use crate::auth::User;
 use crate::state::{AppState, Stored};
 use crate::store::{RunRecord, ThreadRecord};
 
+/// The most bytes of run inputs a thread read carries: the newest run's input always, older ones
+/// while the newer ones add up to less (a cut run has `run_input: null`, `run_input_cut: true`;
+/// `GET` the run for it).
+pub(super) const THREAD_READ_INPUT_BYTES: i64 = 4 * 1024 * 1024;
+
 /// Threads per page unless `limit` says otherwise, and the most it may say.
 const PAGE: i64 = 50;
 const MAX_PAGE: i64 = 500;
@@ -72,7 +77,10 @@ pub async fn get(
     let s = stored(&app, &room)?;
     check_id("thread id", &thread_id)?;
     let thread = owned_thread(s, &room, &thread_id, &user).await?;
-    let runs = s.store.thread_runs(&room, &thread_id).await?;
+    let runs = s
+        .store
+        .thread_runs(&room, &thread_id, THREAD_READ_INPUT_BYTES)
+        .await?;
     let mut body = thread_json(&thread);
     body["runs"] = runs.iter().map(|r| run_json(r, false)).collect();
     Ok(Json(body))
@@ -128,6 +136,10 @@ pub async fn cancel(
         .ok_or_else(|| ApiError::RoomNotFound(room.clone()))?;
     let mine = |l: &std::sync::Arc<crate::store::LiveRun>| l.room == room && l.owner == user.name();
     if let Some(live) = app.live.get(&run_id).filter(mine) {
+        // A run that ended stays among the live ones a little while for late followers.
+        if live.has_ended() {
+            return Err(ApiError::AlreadyEnded(run_id));
+        }
         live.cancel.cancel();
         let body = json!({"run_id": run_id, "status": "cancelling"});
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
@@ -208,7 +220,12 @@ pub(super) fn run_json(r: &RunRecord, full: bool) -> Value {
         "metadata": parse(r.metadata.as_deref()),
     });
     if full {
-        body["run_input"] = parse(Some(&r.input));
+        body["run_input"] = if r.input_cut {
+            body["run_input_cut"] = Value::Bool(true);
+            Value::Null
+        } else {
+            parse(Some(&r.input))
+        };
         body["result"] = parse(r.result.as_deref());
         body["usage"] = parse(r.usage.as_deref());
     }

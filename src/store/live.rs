@@ -126,6 +126,11 @@ impl LiveRun {
         self.last.send_modify(|_| {});
     }
 
+    /// Whether the run has had its last event.
+    pub fn has_ended(&self) -> bool {
+        lock(&self.tail).ended
+    }
+
     /// The events with a sequence number above `after`.
     pub fn since(&self, after: i64) -> Since {
         let tail = lock(&self.tail);

@@ -49,6 +49,9 @@ pub struct RunRecord {
     pub usage: Option<String>,
     /// True when the run had more events than the store keeps per run.
     pub events_cut: bool,
+    /// True when `input` was left out (empty) of a thread read to bound its size; reading the
+    /// run itself gives it.
+    pub input_cut: bool,
     /// What the client that made it said about it (soliplex's run `metadata`).
     pub metadata: Option<String>,
 }
@@ -104,22 +107,45 @@ pub enum Started {
     RunExists,
     /// The thread has as many runs as it may; nothing was written.
     ThreadFull,
+    /// The run names a parent that is not a run of its thread; nothing was written.
+    NoSuchParent,
+    /// The owner has as many threads as [`Quotas::threads`] allows; nothing was written.
+    OverThreadQuota,
+    /// The run's input would take the owner past [`Quotas::stored_bytes`]; nothing was written.
+    OverByteQuota,
 }
 
-/// What a new run of a known thread needs from the store: who owns the thread and its last
-/// finished run (the one holding its earlier turns), if any.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ThreadTurn {
-    pub owner: String,
-    pub last: Option<LastTurn>,
+/// Runs one thread may have, pending ones included, whichever route made them; past it a new
+/// run in the thread is refused.
+pub const MAX_RUNS_PER_THREAD: i64 = 100;
+
+/// What one user (thread owner) may keep in the store; 0 is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quotas {
+    pub threads: i64,
+    /// Bytes of run inputs (what clients sent), over all the user's threads.
+    pub stored_bytes: i64,
+    /// Feedback rows, over all the user's runs.
+    pub feedback: i64,
 }
 
-/// A thread's last finished run: its id, input and result (JSON text).
+/// An earlier finished run of a thread, for rebuilding the history its new run continues: the
+/// input its client sent and its answer.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LastTurn {
+pub struct Turn {
     pub run_id: String,
+    pub created: i64,
     pub input: String,
-    pub result: Option<String>,
+    pub answer: Option<String>,
+}
+
+/// What [`Store::add_feedback`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedbackAdded {
+    Added,
+    NoSuchRun,
+    /// The run's owner has as many feedback rows as [`Quotas::feedback`] allows.
+    OverQuota,
 }
 
 /// One stored event: its sequence number in the run and its JSON.
@@ -147,6 +173,8 @@ pub enum Write {
         finished: i64,
         result: Option<String>,
         usage: Option<String>,
+        /// The answer's text, kept apart for the thread's next turns.
+        answer: Option<String>,
     },
     /// The run's log stops here (cap reached, events dropped while the database was away, or an
     /// event the database refused).
@@ -189,9 +217,14 @@ pub trait Store: Send + Sync {
     /// another room).
     async fn put_thread(&self, thread: &ThreadRecord) -> Result<bool, StoreError>;
     async fn thread(&self, room: &str, id: &str) -> Result<Option<ThreadRecord>, StoreError>;
-    /// The room's thread's owner and last finished run, in one read; `None` if the room has no
-    /// such thread.
-    async fn thread_turn(&self, room: &str, id: &str) -> Result<Option<ThreadTurn>, StoreError>;
+    /// Up to `limit` finished runs of the thread made before `before` (created, id) when given,
+    /// newest first.
+    async fn turns(
+        &self,
+        thread_id: &str,
+        before: Option<(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<Turn>, StoreError>;
     /// The room's threads of `owner`, newest first, older than `before` (created, id) when given.
     async fn threads(
         &self,
@@ -211,7 +244,8 @@ pub trait Store: Send + Sync {
         description: Option<&str>,
     ) -> Result<bool, StoreError>;
     /// Inserts a run (soliplex makes its runs `pending` before they start) with its thread if
-    /// new, in one transaction, unless the thread has `max_runs` runs already. Its `created` is
+    /// new, in one transaction, unless the thread has `max_runs` runs already, its parent is not
+    /// a run of the thread, or it takes its owner past the store's [`Quotas`]. Its `created` is
     /// moved past the thread's latest run's if need be (so a thread's runs, oldest first, are in
     /// the order they were made).
     async fn create_run(
@@ -236,8 +270,14 @@ pub trait Store: Send + Sync {
         deadline: Instant,
     ) -> Result<Started, StoreError>;
     async fn run(&self, room: &str, id: &str) -> Result<Option<RunRecord>, StoreError>;
-    /// A thread's runs, oldest first.
-    async fn thread_runs(&self, room: &str, thread_id: &str) -> Result<Vec<RunRecord>, StoreError>;
+    /// A thread's runs, oldest first; the inputs of older runs are cut (see
+    /// [`RunRecord::input_cut`]) once the newer ones' add up to `input_bytes`.
+    async fn thread_runs(
+        &self,
+        room: &str,
+        thread_id: &str,
+        input_bytes: i64,
+    ) -> Result<Vec<RunRecord>, StoreError>;
     /// Up to `limit` events of the run with `seq > after`, in order.
     async fn events(
         &self,
@@ -259,8 +299,8 @@ pub trait Store: Send + Sync {
         run_id: &str,
         metadata: Option<&str>,
     ) -> Result<bool, StoreError>;
-    /// Adds feedback to a run; false if there is no such run.
-    async fn add_feedback(&self, run_id: &str, data: &str) -> Result<bool, StoreError>;
+    /// Adds feedback to a run, within its owner's quota.
+    async fn add_feedback(&self, run_id: &str, data: &str) -> Result<FeedbackAdded, StoreError>;
     /// Proves the store takes writes: one committed on one connection is read back from
     /// another, and (SQLite) the file at the path is still the one opened.
     async fn probe(&self) -> Result<(), StoreError>;
@@ -268,14 +308,14 @@ pub trait Store: Send + Sync {
 
 /// Opens the database at `url`, applies the migrations and marks runs a dead process left
 /// `running` as `interrupted`. `none` (or empty) runs without a store.
-pub async fn open(url: &str) -> Result<Option<Arc<dyn Store>>, StoreError> {
+pub async fn open(url: &str, quotas: Quotas) -> Result<Option<Arc<dyn Store>>, StoreError> {
     let url = url.trim();
     let store: Arc<dyn Store> = if url.is_empty() || url.eq_ignore_ascii_case("none") {
         return Ok(None);
     } else if url.starts_with("sqlite:") {
-        Arc::new(sql::SqliteStore::open(url).await?)
+        Arc::new(sql::SqliteStore::open(url, quotas).await?)
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Arc::new(sql::PgStore::open(url).await?)
+        Arc::new(sql::PgStore::open(url, quotas).await?)
     } else {
         return Err(StoreError::Scheme);
     };

@@ -15,8 +15,8 @@ use sqlx::{Connection, PgPool, Postgres, QueryBuilder, Sqlite, SqlitePool};
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::{
-    LastTurn, RunRecord, RunStatus, Started, Store, StoreError, StoredEvent, ThreadRecord,
-    ThreadTurn, Write,
+    FeedbackAdded, Quotas, RunRecord, RunStatus, Started, Store, StoreError, StoredEvent,
+    ThreadRecord, Turn, Write,
 };
 
 /// How long a statement waits for SQLite's write lock before failing.
@@ -65,6 +65,7 @@ fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    quotas: Quotas,
     /// Held by the run path's write transactions (a run starting, the writer's batch).
     writing: Mutex<()>,
     /// The database file and the device and inode it had when opened (none in memory).
@@ -76,7 +77,7 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    pub async fn open(url: &str, quotas: Quotas) -> Result<Self, StoreError> {
         // WAL: readers do not block the writer and a crash leaves a consistent file;
         // `synchronous=NORMAL` is durable across process crashes in WAL mode.
         let options = SqliteConnectOptions::from_str(url)?
@@ -102,6 +103,7 @@ impl SqliteStore {
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         let store = Self {
             pool,
+            quotas,
             writing: Mutex::new(()),
             file: (!in_memory).then(|| (path.clone(), file_id(&path))),
             single: in_memory,
@@ -138,10 +140,11 @@ pub struct PgStore {
     /// This process's row in `probe`.
     probe_id: String,
     single: bool,
+    quotas: Quotas,
 }
 
 impl PgStore {
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    pub async fn open(url: &str, quotas: Quotas) -> Result<Self, StoreError> {
         // A pool hides why it cannot connect ("timed out"); one plain connection says why.
         sqlx::PgConnection::connect(url).await?.close().await?;
         let pool = pool_options()
@@ -154,6 +157,7 @@ impl PgStore {
             pool,
             probe_id: uuid::Uuid::new_v4().to_string(),
             single: false,
+            quotas,
         };
         store.forget_probes().await?;
         Ok(store)
@@ -189,7 +193,8 @@ struct RunRow {
     created: i64,
     finished: Option<i64>,
     status: String,
-    input: String,
+    /// Null when cut from a thread read.
+    input: Option<String>,
     result: Option<String>,
     usage: Option<String>,
     events_cut: i64,
@@ -206,7 +211,8 @@ impl TryFrom<RunRow> for RunRecord {
             parent_run_id: r.parent_run_id,
             created: r.created,
             finished: r.finished,
-            input: r.input,
+            input_cut: r.input.is_none(),
+            input: r.input.unwrap_or_default(),
             result: r.result,
             usage: r.usage,
             events_cut: r.events_cut != 0,
@@ -249,25 +255,18 @@ enum ThreadIs {
     Other,
 }
 
-#[derive(sqlx::FromRow)]
-struct TurnRow {
-    owner: String,
-    run_id: Option<String>,
-    input: Option<String>,
-    result: Option<String>,
-}
-
 const RUN_COLUMNS: &str = "r.id, r.thread_id, r.parent_run_id, r.created, r.finished, r.status, \
                            r.input, r.result, r.usage, r.events_cut, r.metadata";
 const INSERT_THREAD: &str = "INSERT INTO threads (id, room, owner, created, name, description) \
                              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
 const INSERT_RUN: &str = "INSERT INTO runs (id, thread_id, parent_run_id, created, finished, \
-                          status, input, result, usage, events_cut, metadata, start_token) \
-                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                          status, input, result, usage, events_cut, metadata, start_token, \
+                          input_bytes) \
+                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                           ON CONFLICT (id) DO NOTHING";
 /// A pending run of the thread becomes the run starting: one conditional statement, so of two
 /// starts of the same run (here or in another replica) only one finds it pending.
-const START_PENDING: &str = "UPDATE runs SET status = $3, input = $4, \
+const START_PENDING: &str = "UPDATE runs SET status = $3, input = $4, input_bytes = $7, \
                              parent_run_id = COALESCE($5, parent_run_id), start_token = $6 \
                              WHERE id = $1 AND thread_id = $2 AND status = 'pending'";
 /// Rows per multi-row event insert: 4 parameters each, far below either database's limit.
@@ -336,6 +335,7 @@ macro_rules! sql_store {
                     .bind(i64::from(r.events_cut))
                     .bind(storable_opt(&r.metadata))
                     .bind(token)
+                    .bind(input_bytes(r))
             }
 
             /// Starts the run if it is pending in its thread, giving it `token`; whether it was.
@@ -351,9 +351,61 @@ macro_rules! sql_store {
                     .bind(storable(&r.input))
                     .bind(&r.parent_run_id)
                     .bind(token)
+                    .bind(input_bytes(r))
                     .execute(&mut *conn)
                     .await?;
                 Ok(done.rows_affected() > 0)
+            }
+
+            /// Why the run may not be recorded, if it may not: a parent that is not a run of its
+            /// thread, or its owner's quotas (a new thread counted with the others).
+            async fn refusal(
+                &self,
+                conn: &mut <$Db as sqlx::Database>::Connection,
+                thread: &ThreadRecord,
+                run: &RunRecord,
+                thread_is: ThreadIs,
+            ) -> Result<Option<Started>, StoreError> {
+                if let Some(parent) = &run.parent_run_id {
+                    let (found,): (i64,) = sqlx::query_as(
+                        "SELECT COUNT(*) FROM runs WHERE id = $1 AND thread_id = $2",
+                    )
+                    .bind(parent)
+                    .bind(&run.thread_id)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    if found == 0 {
+                        return Ok(Some(Started::NoSuchParent));
+                    }
+                }
+                let Quotas {
+                    threads,
+                    stored_bytes,
+                    ..
+                } = self.quotas;
+                if threads > 0 && thread_is == ThreadIs::New {
+                    let (owned,): (i64,) =
+                        sqlx::query_as("SELECT COUNT(*) FROM threads WHERE owner = $1")
+                            .bind(&thread.owner)
+                            .fetch_one(&mut *conn)
+                            .await?;
+                    if owned > threads {
+                        return Ok(Some(Started::OverThreadQuota));
+                    }
+                }
+                if stored_bytes > 0 {
+                    let (kept,): (i64,) = sqlx::query_as(
+                        "SELECT CAST(COALESCE(SUM(r.input_bytes), 0) AS BIGINT) FROM runs r \
+                         JOIN threads t ON t.id = r.thread_id WHERE t.owner = $1",
+                    )
+                    .bind(&thread.owner)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    if kept.saturating_add(input_bytes(run)) > stored_bytes {
+                        return Ok(Some(Started::OverByteQuota));
+                    }
+                }
+                Ok(None)
             }
 
             /// Inserts the run unless its id is taken or its thread has `max_runs` runs; with the
@@ -416,12 +468,13 @@ macro_rules! sql_store {
                 (token, deadline): (Option<&str>, Option<Instant>),
             ) -> Result<(Started, i64), StoreError> {
                 let (mut conn, _turn) = self.acquire_write().await?;
-                let done = Self::record_in(&mut conn, thread, run, max_runs, (token, deadline)).await;
+                let done = self.record_in(&mut conn, thread, run, max_runs, (token, deadline)).await;
                 release(conn, done.is_err());
                 done
             }
 
             async fn record_in(
+                &self,
                 conn: &mut <$Db as sqlx::Database>::Connection,
                 thread: &ThreadRecord,
                 run: &RunRecord,
@@ -431,6 +484,13 @@ macro_rules! sql_store {
                 let mut tx = conn.begin_with(Self::BEGIN_RECORD).await?;
                 let thread_is = Self::thread_in_room(&mut tx, thread).await?;
                 let start = token.filter(|_| run.status != RunStatus::Pending);
+                if thread_is == ThreadIs::Other {
+                    return Ok((Started::OtherRoom, run.created));
+                }
+                // Nothing is committed when refused: a thread inserted just now goes too.
+                if let Some(refused) = self.refusal(&mut tx, thread, run, thread_is).await? {
+                    return Ok((refused, run.created));
+                }
                 let outcome = match thread_is {
                     ThreadIs::Other => (Started::OtherRoom, run.created),
                     // A thread made just now has no runs: none pending, none to count or follow.
@@ -490,13 +550,14 @@ macro_rules! sql_store {
                             finished,
                             result,
                             usage,
+                            answer,
                         } => {
                             insert_events!($Db, &mut *tx, events);
                             // Only a run of this start that has not ended: a finished run is
                             // never rewritten.
                             sqlx::query(
                                 "UPDATE runs SET status = $2, finished = $3, result = $4, \
-                                 usage = $5 WHERE id = $1 AND start_token = $6 \
+                                 usage = $5, answer = $7 WHERE id = $1 AND start_token = $6 \
                                  AND status IN ('running', 'interrupted')",
                             )
                             .bind(run_id)
@@ -505,6 +566,7 @@ macro_rules! sql_store {
                             .bind(storable_opt(result))
                             .bind(storable_opt(usage))
                             .bind(token.as_ref())
+                            .bind(storable_opt(answer))
                             .execute(&mut *tx)
                             .await?;
                         }
@@ -581,29 +643,34 @@ macro_rules! sql_store {
                 Ok(row.map(Into::into))
             }
 
-            async fn thread_turn(
+            async fn turns(
                 &self,
-                room: &str,
-                id: &str,
-            ) -> Result<Option<ThreadTurn>, StoreError> {
-                let row: Option<TurnRow> = sqlx::query_as(
-                    "SELECT t.owner, r.id AS run_id, r.input, r.result FROM threads t \
-                     LEFT JOIN runs r ON r.id = (SELECT id FROM runs WHERE thread_id = t.id \
-                     AND status = 'finished' ORDER BY created DESC, id DESC LIMIT 1) \
-                     WHERE t.id = $1 AND t.room = $2",
+                thread_id: &str,
+                before: Option<(i64, String)>,
+                limit: i64,
+            ) -> Result<Vec<Turn>, StoreError> {
+                let (created, id) = before.unwrap_or((i64::MAX, String::new()));
+                let rows: Vec<(String, i64, String, Option<String>)> = sqlx::query_as(
+                    "SELECT id, created, input, answer FROM runs \
+                     WHERE thread_id = $1 AND status = 'finished' \
+                     AND (created < $2 OR (created = $2 AND id < $3) OR $3 = '') \
+                     AND created <= $2 ORDER BY created DESC, id DESC LIMIT $4",
                 )
+                .bind(thread_id)
+                .bind(created)
                 .bind(id)
-                .bind(room)
-                .fetch_optional(&self.pool)
+                .bind(limit)
+                .fetch_all(&self.pool)
                 .await?;
-                Ok(row.map(|r| ThreadTurn {
-                    owner: r.owner,
-                    last: r.run_id.zip(r.input).map(|(run_id, input)| LastTurn {
+                Ok(rows
+                    .into_iter()
+                    .map(|(run_id, created, input, answer)| Turn {
                         run_id,
+                        created,
                         input,
-                        result: r.result,
-                    }),
-                }))
+                        answer,
+                    })
+                    .collect())
             }
 
             async fn threads(
@@ -673,13 +740,21 @@ macro_rules! sql_store {
                 &self,
                 room: &str,
                 thread_id: &str,
+                input_bytes: i64,
             ) -> Result<Vec<RunRecord>, StoreError> {
-                let rows: Vec<RunRow> = sqlx::query_as(&format!(
-                    "SELECT {RUN_COLUMNS} FROM runs r JOIN threads t ON t.id = r.thread_id \
-                     WHERE t.id = $1 AND t.room = $2 ORDER BY r.created, r.id"
-                ))
+                // An input is carried while the newer runs' inputs add up to less than
+                // `input_bytes`: the newest always, older ones only as far as the bound goes.
+                let rows: Vec<RunRow> = sqlx::query_as(
+                    "SELECT r.id, r.thread_id, r.parent_run_id, r.created, r.finished, r.status, \
+                     CASE WHEN COALESCE(SUM(r.input_bytes) OVER (ORDER BY r.created DESC, r.id \
+                     DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) < $3 \
+                     THEN r.input END AS input, r.result, r.usage, r.events_cut, r.metadata \
+                     FROM runs r JOIN threads t ON t.id = r.thread_id \
+                     WHERE t.id = $1 AND t.room = $2 ORDER BY r.created, r.id",
+                )
                 .bind(thread_id)
                 .bind(room)
+                .bind(input_bytes)
                 .fetch_all(&self.pool)
                 .await?;
                 rows.into_iter().map(TryInto::try_into).collect()
@@ -762,17 +837,37 @@ macro_rules! sql_store {
                 Ok(done.rows_affected() > 0)
             }
 
-            async fn add_feedback(&self, run_id: &str, data: &str) -> Result<bool, StoreError> {
+            async fn add_feedback(
+                &self,
+                run_id: &str,
+                data: &str,
+            ) -> Result<FeedbackAdded, StoreError> {
+                // One statement: the quota is counted where the row is added (0: no limit).
                 let done = sqlx::query(
                     "INSERT INTO feedback (run_id, created, data) \
-                     SELECT id, $2, $3 FROM runs WHERE id = $1",
+                     SELECT r.id, $2, $3 FROM runs r JOIN threads t ON t.id = r.thread_id \
+                     WHERE r.id = $1 AND ($4 = 0 OR (SELECT COUNT(*) FROM feedback f \
+                     JOIN runs fr ON fr.id = f.run_id JOIN threads ft ON ft.id = fr.thread_id \
+                     WHERE ft.owner = t.owner) < $4)",
                 )
                 .bind(run_id)
                 .bind(super::now_ms())
                 .bind(storable(data))
+                .bind(self.quotas.feedback)
                 .execute(&self.pool)
                 .await?;
-                Ok(done.rows_affected() > 0)
+                if done.rows_affected() > 0 {
+                    return Ok(FeedbackAdded::Added);
+                }
+                let (found,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM runs WHERE id = $1")
+                    .bind(run_id)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(if found > 0 {
+                    FeedbackAdded::OverQuota
+                } else {
+                    FeedbackAdded::NoSuchRun
+                })
             }
 
             async fn probe(&self) -> Result<(), StoreError> {
@@ -838,6 +933,11 @@ macro_rules! insert_events {
         }
         $events.clear();
     };
+}
+
+/// The bytes of a run's input as its client sent it, counted for the storage quota.
+fn input_bytes(run: &RunRecord) -> i64 {
+    i64::try_from(run.input.len()).unwrap_or(i64::MAX)
 }
 
 sql_store!(SqliteStore, sqlx::Sqlite);

@@ -263,8 +263,14 @@ impl RunLog {
         seq
     }
 
-    /// Records how the run ended.
-    pub fn finish(&self, status: RunStatus, result: Option<String>, usage: Option<String>) {
+    /// Records how the run ended: its result and usage (JSON text) and its answer's text.
+    pub fn finish(
+        &self,
+        status: RunStatus,
+        result: Option<String>,
+        usage: Option<String>,
+        answer: Option<String>,
+    ) {
         if let Some(writer) = &self.writer {
             writer.send(Write::Finish {
                 run_id: self.run_id.clone(),
@@ -273,6 +279,7 @@ impl RunLog {
                 finished: now_ms(),
                 result,
                 usage,
+                answer,
             });
         }
     }

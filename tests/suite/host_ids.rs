@@ -3,7 +3,7 @@
 
 use crate::support::harness::{RunResult, TempDir, TestServer};
 use crate::support::test_agent;
-use roomhost::state::MAX_RUNS_PER_THREAD;
+use roomhost::store::MAX_RUNS_PER_THREAD;
 use serde_json::{json, Value};
 
 async fn server() -> TestServer {

@@ -119,6 +119,23 @@ async fn every_bad_token_is_refused_with_401_and_a_challenge() {
     );
     refused(&server, Some(&bearer(&unsigned)), "unsupported_algorithm").await;
 
+    // RFC 7515: a header marking an extension critical is refused, as this server understands
+    // none; the same header without `crit`, signed the same way, is accepted.
+    let extension = "https://ext.example.test/bound";
+    let plain = json!({"alg": "ES256", "typ": "JWT", "kid": "k1", extension: true});
+    let token = key.sign_with_header(&plain, &claims("alice"));
+    let (status, _, _) = get(&server, "/rooms", Some(&bearer(&token))).await;
+    assert_eq!(status, 200, "the hand-signed token is valid");
+    let mut critical = plain.clone();
+    critical["crit"] = json!([extension]);
+    let token = key.sign_with_header(&critical, &claims("alice"));
+    refused(
+        &server,
+        Some(&bearer(&token)),
+        "unsupported_critical_header",
+    )
+    .await;
+
     // HS256 signed with the public key as the secret: the classic key-confusion forgery.
     let forged = jsonwebtoken::encode(
         &jsonwebtoken::Header {

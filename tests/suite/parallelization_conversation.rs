@@ -6,8 +6,8 @@ use roomhost::agents::parallelization::detect::{choose, is_follow_up, Source};
 use roomhost::agents::parallelization::Strategy;
 use serde_json::{json, Value};
 
-use crate::support::mock_llm::{MockLlm, MockRequest};
-use crate::support::parallelization::{finished, server};
+use crate::support::mock_llm::MockLlm;
+use crate::support::parallelization::{carried, finished, server};
 
 const QUESTION: &str = "Renewable energy: Wind, Sun";
 const EARLIER_ANSWER: &str = "## Wind\nTurbines turn moving air into power (ZEPHYR-7).";
@@ -23,17 +23,6 @@ fn thread(message: &str) -> Value {
             {"id": "u2", "role": "user", "content": message},
         ]
     })
-}
-
-/// The request's messages between its system message and the prompt.
-fn carried(request: &MockRequest) -> Vec<(String, String)> {
-    let messages = &request.messages;
-    let end = messages.iter().rposition(|m| m.role == "user").unwrap_or(0);
-    messages[..end]
-        .iter()
-        .filter(|m| m.role != "system")
-        .map(|m| (m.role.clone(), m.content.clone()))
-        .collect()
 }
 
 #[tokio::test]

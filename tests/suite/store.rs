@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roomhost::store::{
-    self, RunLog, RunRecord, RunStatus, Started, Store, ThreadRecord, Write, Writer,
-    MAX_QUEUED_EVENTS,
+    self, FeedbackAdded, Quotas, RunLog, RunRecord, RunStatus, Started, Store, ThreadRecord, Write,
+    Writer, MAX_QUEUED_EVENTS,
 };
 use sqlx::Connection;
 
@@ -47,7 +47,7 @@ pub async fn postgres() -> Option<String> {
 }
 
 pub async fn open(url: &str) -> Arc<dyn Store> {
-    store::open(url)
+    store::open(url, Quotas::default())
         .await
         .expect("store opens")
         .expect("a store")
@@ -100,6 +100,7 @@ fn run(thread_id: &str, id: &str, created: i64) -> RunRecord {
         result: None,
         usage: None,
         events_cut: false,
+        input_cut: false,
         metadata: None,
     }
 }
@@ -213,13 +214,13 @@ async fn store_runs_are_created_once_and_listed_in_the_order_they_were_made() {
             .unwrap();
         assert_eq!(reused, Started::RunExists, "{backend}");
         assert_eq!(s.thread("r1", "t-new").await.unwrap(), None, "{backend}");
-        let runs = s.thread_runs("r1", "t").await.unwrap();
+        let runs = s.thread_runs("r1", "t", i64::MAX).await.unwrap();
         let ids: Vec<_> = runs.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["run1", "run0"], "{backend}");
         assert_eq!(runs[0], run("t", "run1", 10), "{backend}");
         assert_eq!(runs[1], second, "{backend}");
         assert!(
-            s.thread_runs("r2", "t").await.unwrap().is_empty(),
+            s.thread_runs("r2", "t", i64::MAX).await.unwrap().is_empty(),
             "{backend}"
         );
         assert_eq!(s.run("r2", "run1").await.unwrap(), None, "{backend}");
@@ -241,6 +242,7 @@ async fn store_writer_keeps_every_event_in_order_and_the_outcome() {
             RunStatus::Finished,
             Some(r#"{"ok":true}"#.into()),
             Some("[]".into()),
+            Some("ok".into()),
         );
         assert!(writer.flush(Duration::from_secs(30)).await, "{backend}");
         assert_eq!(writer.health.error(), None);
@@ -335,6 +337,7 @@ async fn store_reopen_marks_running_runs_interrupted_and_keeps_their_events() {
                     finished: 4,
                     result: None,
                     usage: None,
+                    answer: None,
                 },
             ])
             .await
@@ -366,8 +369,15 @@ async fn store_delete_takes_the_runs_events_and_feedback_with_the_thread() {
             data: "{}".into(),
         };
         s.write(&[event("run"), event("kept")]).await.unwrap();
-        assert!(s.add_feedback("run", r#"{"feedback":"up"}"#).await.unwrap());
-        assert!(!s.add_feedback("nope", "{}").await.unwrap(), "{backend}");
+        assert_eq!(
+            s.add_feedback("run", r#"{"feedback":"up"}"#).await.unwrap(),
+            FeedbackAdded::Added
+        );
+        assert_eq!(
+            s.add_feedback("nope", "{}").await.unwrap(),
+            FeedbackAdded::NoSuchRun,
+            "{backend}"
+        );
 
         assert!(
             !s.delete_thread("r2", "t").await.unwrap(),
@@ -431,15 +441,21 @@ async fn store_purge_deletes_only_threads_without_recent_or_running_runs() {
 
 #[tokio::test]
 async fn store_open_refuses_unknown_schemes_and_unusable_files() {
-    let err = store::open("mysql://x").await.err().expect("refused");
+    let err = store::open("mysql://x", Quotas::default())
+        .await
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("unsupported scheme"), "{err}");
-    let err = store::open("sqlite:///nonexistent-dir/x/y.db")
+    let err = store::open("sqlite:///nonexistent-dir/x/y.db", Quotas::default())
         .await
         .err()
         .expect("refused");
     assert!(err.to_string().contains("unable to open"), "{err}");
-    assert!(store::open("none").await.unwrap().is_none());
-    let memory = store::open("sqlite::memory:")
+    assert!(store::open("none", Quotas::default())
+        .await
+        .unwrap()
+        .is_none());
+    let memory = store::open("sqlite::memory:", Quotas::default())
         .await
         .unwrap()
         .expect("a store");
@@ -490,8 +506,8 @@ async fn store_writer_drops_a_write_refused_for_its_data_marks_its_run_and_keeps
         bad.record(r#""bad""#);
         good.record("{}");
         bad.record("{}");
-        bad.finish(RunStatus::Finished, None, None);
-        good.finish(RunStatus::Finished, None, None);
+        bad.finish(RunStatus::Finished, None, None, None);
+        good.finish(RunStatus::Finished, None, None, None);
         assert!(writer.flush(Duration::from_secs(30)).await);
         assert_eq!(
             writer.health.error(),
@@ -535,6 +551,11 @@ async fn store_a_pending_run_starts_once_keeping_what_it_was_made_with() {
     for (backend, url) in dbs {
         let s = open(&url).await;
         let t = thread("r1", "t", 1);
+        let mut earlier = pending("t", "earlier", 2);
+        assert_eq!(
+            s.create_run(&t, &mut earlier, 100).await.unwrap(),
+            Started::Recorded
+        );
         let mut made = RunRecord {
             parent_run_id: Some("earlier".into()),
             metadata: Some(r#"{"label":"x"}"#.into()),
@@ -545,7 +566,10 @@ async fn store_a_pending_run_starts_once_keeping_what_it_was_made_with() {
             s.create_run(&t, &mut made, 100).await.unwrap(),
             Started::Recorded
         );
-        assert_eq!(s.thread_runs("r1", "t").await.unwrap(), [made.clone()]);
+        assert_eq!(
+            s.thread_runs("r1", "t", i64::MAX).await.unwrap(),
+            [earlier, made.clone()]
+        );
 
         // Started: its status and input are the start's; its time, parent and metadata stay.
         let real = RunRecord {
@@ -675,7 +699,7 @@ async fn store_pending_runs_count_toward_a_threads_runs() {
         }
         assert_eq!(made, 5, "{backend}");
         assert_eq!(
-            s.thread_runs("r1", "u").await.unwrap().len(),
+            s.thread_runs("r1", "u", i64::MAX).await.unwrap().len(),
             5,
             "{backend}"
         );
@@ -737,6 +761,6 @@ async fn store_a_database_made_before_pending_runs_migrates_and_keeps_its_runs()
             Started::Recorded,
             "{backend}"
         );
-        assert_eq!(s.thread_runs("r1", "t").await.unwrap().len(), 2);
+        assert_eq!(s.thread_runs("r1", "t", i64::MAX).await.unwrap().len(), 2);
     }
 }

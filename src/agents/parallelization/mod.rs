@@ -143,7 +143,7 @@ async fn execute(mut run: Run, choice: Choice) -> Result<RunOutput, AgentError> 
     let mut result = json!({
         "strategy": choice.strategy,
         "strategy_source": choice.source,
-        "text": outcome.text,
+        "text": &outcome.text,
     });
     if let (Some(result), Value::Object(details)) = (result.as_object_mut(), outcome.details) {
         result.extend(details);
@@ -152,6 +152,7 @@ async fn execute(mut run: Run, choice: Choice) -> Result<RunOutput, AgentError> 
     result["activity"] = run.progress.content();
     Ok(RunOutput {
         result: Some(result),
+        answer: Some(outcome.text),
         usage: run.usage.entries(run.ctx.llm.provider()),
     })
 }

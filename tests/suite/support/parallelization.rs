@@ -44,6 +44,17 @@ pub async fn server_with(
     TestServer::start_with(settings, Registry::builtin(), dir).await
 }
 
+/// A request's messages between its system message and its prompt: the history it carried.
+pub fn carried(request: &MockRequest) -> Vec<(String, String)> {
+    let messages = &request.messages;
+    let end = messages.iter().rposition(|m| m.role == "user").unwrap_or(0);
+    messages[..end]
+        .iter()
+        .filter(|m| m.role != "system")
+        .map(|m| (m.role.clone(), m.content.clone()))
+        .collect()
+}
+
 pub fn prompt(text: &str) -> Value {
     serde_json::json!({ "prompt": text })
 }

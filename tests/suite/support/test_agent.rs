@@ -1,6 +1,7 @@
 //! A scripted agent for host tests, configured from its room's `extra_config`:
-//! `words` (text chunks), `delay_ms` (before each chunk), `fail` (end with an error). Its counters
-//! are kept per room, so tests sharing a process (`cargo test`) do not see each other's runs.
+//! `words` (text chunks), `delay_ms` (before each chunk), `fail` (end with an error), `gated`
+//! (after its words, wait until the test calls [`release`]). Its counters and gates are kept per
+//! room, so tests sharing a process (`cargo test`) do not see each other's runs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -12,6 +13,7 @@ use roomhost::agents::{
 };
 use roomhost::agui::{Event, RunAgentInput, TextRole};
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
 /// Per room: (runs whose future started, runs whose future was dropped before it finished).
 static COUNTS: LazyLock<Mutex<HashMap<String, (usize, usize)>>> = LazyLock::new(Default::default);
@@ -24,6 +26,28 @@ fn count(room: &str, f: impl FnOnce(&mut (usize, usize))) {
 fn counts(room: &str) -> (usize, usize) {
     let counts = COUNTS.lock().unwrap_or_else(|e| e.into_inner());
     counts.get(room).copied().unwrap_or_default()
+}
+
+/// Per room: whether its gate is open.
+static GATES: LazyLock<Mutex<HashMap<String, watch::Sender<bool>>>> =
+    LazyLock::new(Default::default);
+
+fn gate(room: &str) -> watch::Receiver<bool> {
+    let mut gates = GATES.lock().unwrap_or_else(|e| e.into_inner());
+    gates
+        .entry(room.to_owned())
+        .or_insert_with(|| watch::channel(false).0)
+        .subscribe()
+}
+
+/// Opens `room`'s gate: its gated runs, held after their words, go on to finish (and later ones
+/// pass straight through).
+pub fn release(room: &str) {
+    let mut gates = GATES.lock().unwrap_or_else(|e| e.into_inner());
+    gates
+        .entry(room.to_owned())
+        .or_insert_with(|| watch::channel(false).0)
+        .send_replace(true);
 }
 
 /// Runs of `room` whose future started.
@@ -44,6 +68,12 @@ pub fn registry() -> Registry {
     registry
 }
 
+/// A room file for the scripted agent whose runs send `words` words at once, then wait for
+/// [`release`].
+pub fn gated_room(id: &str, words: u64) -> String {
+    format!("{}    gated: true\n", room(id, words, 0, false))
+}
+
 /// A room file for the scripted agent.
 pub fn room(id: &str, words: u64, delay_ms: u64, fail: bool) -> String {
     format!(
@@ -56,6 +86,7 @@ struct Scripted {
     words: u64,
     delay: Duration,
     fail: bool,
+    gated: bool,
 }
 
 fn create(extra: &Value, _deps: &AgentDeps) -> Result<Arc<dyn Agent>, FactoryError> {
@@ -69,6 +100,7 @@ fn create(extra: &Value, _deps: &AgentDeps) -> Result<Arc<dyn Agent>, FactoryErr
         words: num("words"),
         delay: Duration::from_millis(num("delay_ms")),
         fail: extra.get("fail").and_then(Value::as_bool).unwrap_or(false),
+        gated: extra.get("gated").and_then(Value::as_bool).unwrap_or(false),
     }))
 }
 
@@ -105,6 +137,7 @@ impl Agent for Scripted {
             ));
         }
         let (words, delay, fail, room) = (self.words, self.delay, self.fail, self.room.clone());
+        let mut gate = self.gated.then(|| gate(&room));
         accepted(Box::pin(async move {
             count(&room, |c| c.0 += 1);
             let mut guard = CountDrop {
@@ -135,6 +168,10 @@ impl Agent for Scripted {
                     })
                     .await;
             }
+            if let Some(gate) = &mut gate {
+                // The gate's sender lives in `GATES` for good: this waits until it opens.
+                let _ = gate.wait_for(|open| *open).await;
+            }
             events
                 .send(Event::TextMessageEnd {
                     message_id,
@@ -155,6 +192,7 @@ impl Agent for Scripted {
             }
             Ok(RunOutput {
                 result: Some(json!({"echo": prompt})),
+                answer: Some(prompt),
                 usage: Vec::new(),
             })
         }))
