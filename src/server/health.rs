@@ -5,6 +5,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::ApiError;
+use crate::config::LLM_UNREACHABLE_HINT;
 use crate::state::AppState;
 
 pub async fn healthz() -> Json<Value> {
@@ -29,8 +30,10 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
             "the database cannot be written ({e}); streams go on, writes are retried"
         ))
     } else {
-        app.llm.health().await.err().map(|e| e.to_string())
+        None
     };
+    let llm = app.llm.health().await.map_err(|e| e.to_string());
+    let reason = reason.or_else(|| llm.clone().err());
     match reason {
         None => (
             StatusCode::OK,
@@ -38,8 +41,19 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
         ),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "rooms": rooms, "reason": reason, "store": store})),
+            Json(
+                json!({"status": "not_ready", "rooms": rooms, "reason": reason, "llm": llm_state(&llm), "store": store}),
+            ),
         ),
+    }
+}
+
+/// `"ok"`, or why the LLM backend does not answer (naming it by its label, never its URL) with
+/// what to do about it, which the page shows.
+fn llm_state(llm: &Result<(), String>) -> Value {
+    match llm {
+        Ok(()) => json!("ok"),
+        Err(e) => json!({"error": e, "hint": LLM_UNREACHABLE_HINT}),
     }
 }
 

@@ -244,7 +244,12 @@ impl MockLlm {
 
     /// Starts on 127.0.0.1:`port` (0 = any free port).
     pub async fn start_on(port: u16) -> std::io::Result<MockLlm> {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        Self::start_at(SocketAddr::from(([127, 0, 0, 1], port))).await
+    }
+
+    /// Starts on `addr` (the example's `--host`, for a container's stand-in Ollama).
+    pub async fn start_at(addr: SocketAddr) -> std::io::Result<MockLlm> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::default());
         tokio::spawn(serve(
