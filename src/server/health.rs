@@ -23,6 +23,7 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
         (Some(_), None) => "ok".to_owned(),
         (Some(_), Some(e)) => format!("failing: {e}"),
     };
+    let llm = app.llm.health().await.map_err(|e| e.to_string());
     let reason = if app.shutdown.is_cancelled() {
         Some("the server is shutting down".to_owned())
     } else if let Some(e) = store_error {
@@ -30,10 +31,8 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
             "the database cannot be written ({e}); streams go on, writes are retried"
         ))
     } else {
-        None
+        llm.clone().err()
     };
-    let llm = app.llm.health().await.map_err(|e| e.to_string());
-    let reason = reason.or_else(|| llm.clone().err());
     match reason {
         None => (
             StatusCode::OK,
