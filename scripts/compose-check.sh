@@ -25,7 +25,7 @@ fail() {
 
 note "packages"
 need=()
-for pkg in podman podman-compose mmdebstrap runc curl; do
+for pkg in podman podman-compose netavark aardvark-dns mmdebstrap runc curl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -9,7 +9,7 @@ chown postgres "$PGDATA" /run/postgresql
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     printf '%s\n' "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}" >/tmp/pwfile
     chown postgres /tmp/pwfile
-    su postgres -s /bin/sh -c "$BIN/initdb -D '$PGDATA' -U '$POSTGRES_USER' --pwfile=/tmp/pwfile -A scram-sha-256"
+    su postgres -s /bin/sh -c "$BIN/initdb -D '$PGDATA' -U '$POSTGRES_USER' --pwfile=/tmp/pwfile --auth-local=trust --auth-host=scram-sha-256"
     rm /tmp/pwfile
     echo "host all all all scram-sha-256" >>"$PGDATA/pg_hba.conf"
     su postgres -s /bin/sh -c "$BIN/pg_ctl -D '$PGDATA' -w -o '-c listen_addresses=' start"

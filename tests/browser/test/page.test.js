@@ -237,6 +237,9 @@ test("a RUN_ERROR shows as a readable message", async () => {
   assert.match(await error.textContent(), /3 of 3 voters failed/);
   assert.equal(await error.locator("code").textContent(), "llm_stream_error");
   assert.equal(await run.locator('.task[data-status="failed"]').count(), 3);
+  // The voters failed for the same reason: the run's message says it once, the cards do not repeat it.
+  const repeated = await run.locator(".task-error").evaluateAll((els) => els.filter((e) => e.textContent).length);
+  assert.equal(repeated, 0, "the tasks repeat the run's error");
 });
 
 test("an HTTP error before the stream shows the server's message", async () => {

@@ -1,5 +1,5 @@
 // The page's rough edges, each as a new user met it: no LLM backend (its state, Send disabled,
-// Retry), one error per failed run, a long thread list that scrolls, deleting a thread with a
+// Retry), a long thread list that scrolls, deleting a thread with a
 // confirmation, a finished follow-up, replayed runs' durations and readable voter cards.
 
 import assert from "node:assert/strict";
@@ -89,22 +89,6 @@ test("with no LLM backend the page says what to set, Send waits, and Retry finds
   assert.ok(await page.locator("#send").isEnabled());
   assert.ok(await page.locator("#retry-backend").isHidden());
   assert.ok(await page.locator("#status-hint").isHidden());
-});
-
-test("a failed run shows its error once, not once per task", async () => {
-  await mock.mode({ mode: "fail_status", status: 500 });
-  try {
-    await page.locator(".chip", { hasText: "remote work" }).click();
-    assert.equal(await settled(), "failed");
-    await shot("21-one-error");
-  } finally {
-    await mock.mode(AUTO);
-  }
-  const run = lastRun();
-  assert.ok(await run.locator(".error-box").isVisible());
-  assert.equal(await run.locator('.task[data-status="failed"]').count(), 3);
-  const repeated = await run.locator(".task-error").evaluateAll((els) => els.filter((e) => e.textContent).length);
-  assert.equal(repeated, 0, "the tasks repeat the run's error");
 });
 
 test("voter cards show each voter's answer and reasons, not JSON", async () => {
