@@ -111,7 +111,7 @@ chat() {
     printf '%s' "$out"
 }
 
-# wait_exit CONTAINER: its exit code once it has stopped.
+# exit_code CONTAINER: the exit code of its last run.
 exit_code() { podman inspect -f '{{.State.ExitCode}}' "$1"; }
 
 note "docker-compose.yml: build the real Dockerfile"
@@ -119,7 +119,10 @@ compose1 build roomhost
 note "docker-compose.yml: up"
 compose1 up -d
 wait_healthy "${P1}_ollama_1"
-[ "$(podman wait "${P1}_ollama-pull_1")" = 0 ] || fail "the ollama-pull service failed: $(podman logs "${P1}_ollama-pull_1" 2>&1)"
+# podman-compose 1.0 starts every service at once, without waiting for depends_on conditions: as
+# docker compose would, the pull runs (again) once Ollama is healthy, and must succeed.
+podman start -a "${P1}_ollama-pull_1" || fail "the ollama-pull service failed"
+[ "$(exit_code "${P1}_ollama-pull_1")" = 0 ] || fail "the ollama-pull service failed"
 wait_healthy "${P1}_roomhost_1"
 URL=http://127.0.0.1:8000
 THREAD="$(cat /proc/sys/kernel/random/uuid)"
@@ -164,12 +167,17 @@ note "docker-compose.replicas.yml: PostgreSQL, two replicas, nginx"
 compose2 build roomhost-1
 compose2 up -d
 wait_healthy "${P2}_postgres_1"
+wait_healthy "${P2}_ollama_1"
+podman start -a "${P2}_ollama-pull_1" || fail "the ollama-pull service failed"
+# A replica that started before PostgreSQL answered exited; its restart policy brings it back.
 wait_healthy "${P2}_roomhost-1_1"
 wait_healthy "${P2}_roomhost-2_1"
+ready=""
 for _ in $(seq 1 60); do
-    curl -fsS -o /dev/null "$URL/readyz" && break
+    curl -fsS -o /dev/null "$URL/readyz" && ready=1 && break
     sleep 1
 done
+[ -n "$ready" ] || fail "the balancer did not answer /readyz on port 8000 within 60 s"
 # The balancer takes turns: of two runs in a row, one is on each replica.
 THREAD="$(cat /proc/sys/kernel/random/uuid)"
 chat "$URL" "$THREAD" scale-run-1 "Write about renewable energy: Solar, Wind, Hydro" >"$WORK/run-1.sse"
