@@ -46,11 +46,24 @@ P1=roomhost-check
 P2=roomhost-check-replicas
 compose1() { podman-compose -p "$P1" -f docker-compose.yml -f "$WORK/slow-llm.yml" "$@"; }
 compose2() { podman-compose -p "$P2" -f docker-compose.replicas.yml "$@"; }
+# Every volume the stacks' containers mount: the named ones and the anonymous ones the image's
+# `VOLUME /data` gives each replica (which keeps its data in PostgreSQL).
+stack_volumes() {
+    podman ps -aq --filter "label=io.podman.compose.project=$1" \
+        | xargs -r podman inspect -f '{{range .Mounts}}{{if .Name}}{{.Name}} {{end}}{{end}}'
+}
+# down_stack COMPOSE PROJECT SECONDS: stops and removes a stack with its volumes.
+down_stack() {
+    local volumes
+    volumes="$(stack_volumes "$2")"
+    "$1" down -t "$3" >/dev/null 2>&1
+    # shellcheck disable=SC2086
+    [ -z "${volumes// /}" ] || podman volume rm -f $volumes >/dev/null
+}
 cleanup() {
     set +e
-    compose1 down -v -t 5 >/dev/null 2>&1
-    compose2 down -v -t 5 >/dev/null 2>&1
-    podman volume rm -f "${P1}_ollama" "${P1}_roomhost-data" "${P2}_ollama" "${P2}_postgres" >/dev/null 2>&1
+    down_stack compose1 "$P1" 5
+    down_stack compose2 "$P2" 5
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -151,6 +164,8 @@ code="$(exit_code "${P1}_roomhost_1")"
 [ "$code" = 0 ] || fail "roomhost exited $code on SIGTERM (137: killed after the grace period)"
 [ "$took" -lt "$GRACE" ] || fail "roomhost took ${took}s to stop, past stop_grace_period ${GRACE}s"
 grep -q '"type":"RUN_FINISHED"' "$WORK/draining.sse" || fail "the stream under way was cut on SIGTERM: $(tail -c 400 "$WORK/draining.sse")"
+podman logs "${P1}_roomhost_1" 2>&1 | grep -q 'draining running streams runs=1' \
+    || fail "the run was not in flight when SIGTERM came, so nothing was drained"
 note "SIGTERM: the running stream finished and roomhost exited 0 in ${took}s (grace ${GRACE}s)"
 
 compose1 down -t "$GRACE"
@@ -161,7 +176,7 @@ for run in check-run-1 check-run-2; do
     grep -q "\"$run\"" <<<"$runs" || fail "run $run is gone after down/up: $runs"
 done
 note "the thread and its runs survived down and up"
-compose1 down -v -t "$GRACE"
+down_stack compose1 "$P1" "$GRACE"
 
 note "docker-compose.replicas.yml: PostgreSQL, two replicas, nginx"
 compose2 build roomhost-1
@@ -194,5 +209,5 @@ for run in scale-run-1 scale-run-2; do
         || fail "$run resumed with a different number of events than it streamed"
 done
 note "both runs resumed through the balancer with roomhost-1 stopped"
-compose2 down -v -t 40
+down_stack compose2 "$P2" 40
 note "passed"
