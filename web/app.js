@@ -27,7 +27,7 @@ function uuid() {
 
 const number = new Intl.NumberFormat("en-US");
 const SOURCE_NAMES = { explicit: "chosen", pattern: "detected", conversation: "follow-up", default: "room default" };
-const CUT_NAMES = { max_tokens: "cut at the token limit", repetition: "cut: repeating itself" };
+const CUT_NAMES = { max_tokens: "cut: token limit", repetition: "cut: looping" };
 const PHASE_NAMES = {
   starting: "Starting",
   running: "Running",
@@ -148,7 +148,8 @@ class TaskCard {
     // Stopped before the model ended its answer: the text shown is not all it would have said.
     if (result.truncated) {
       this.root.dataset.cut = result.truncated;
-      this.statusEl.textContent = `${result.status} · ${CUT_NAMES[result.truncated] ?? "cut short"}`;
+      this.statusEl.textContent = CUT_NAMES[result.truncated] ?? "cut short";
+      this.statusEl.title = `${result.status}, but stopped before the model ended its answer`;
     }
     const tokens = taskTokens(result.usage);
     if (tokens) this.tokensEl.textContent = `${number.format(tokens)} tokens`;

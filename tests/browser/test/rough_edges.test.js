@@ -1,6 +1,6 @@
 // The page's rough edges, each as a new user met it: no LLM backend (its state, Send disabled,
 // Retry), a long thread list that scrolls, deleting a thread with a
-// confirmation, a finished follow-up, replayed runs' durations and readable voter cards.
+// confirmation, cut tasks, a finished follow-up, replayed runs' durations and readable voter cards.
 
 import assert from "node:assert/strict";
 import { mkdir, rm } from "node:fs/promises";
@@ -102,6 +102,25 @@ test("voter cards show each voter's answer and reasons, not JSON", async () => {
     assert.equal(await text.getAttribute("data-structured"), "true");
     assert.ok((await text.locator(".vote-answer").textContent()).length > 0);
     assert.ok(!(await text.textContent()).trim().startsWith("{"), "a voter card shows raw JSON");
+  }
+});
+
+test("tasks the model stopped at its token limit are marked as cut", async () => {
+  await page.locator("#new-chat").click();
+  await mock.mode({ ...AUTO, done_reason: "length" });
+  try {
+    await page.locator(".chip", { hasText: "AI ethics" }).click();
+    assert.equal(await settled(), "complete");
+    await shot("25-cut-tasks");
+  } finally {
+    await mock.mode(AUTO);
+  }
+  const cards = lastRun().locator(".task");
+  assert.equal(await cards.count(), 3);
+  for (const card of await cards.all()) {
+    assert.equal(await card.getAttribute("data-cut"), "max_tokens");
+    assert.equal(await card.getAttribute("data-status"), "complete");
+    assert.equal(await card.locator(".task-status").textContent(), "cut: token limit");
   }
 });
 

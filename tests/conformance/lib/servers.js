@@ -105,7 +105,7 @@ export async function startMockLlm(port = 0) {
   return {
     url,
     child,
-    /** {mode: auto|fail_status|fail_mid_stream|hang, status?, first_byte_ms?, chunk_ms?, fail_every?, words?} */
+    /** {mode: auto|fail_status|fail_mid_stream|hang, status?, first_byte_ms?, chunk_ms?, fail_every?, words?, done_reason?} */
     mode: (body) => control("POST", "mode", body),
     reset: () => control("POST", "reset"),
     /** {requests, in_flight, peak_in_flight, disconnects} */

@@ -189,6 +189,8 @@ struct ModeBody {
     chunk_ms: Option<u64>,
     fail_every: Option<usize>,
     words: Option<usize>,
+    /// Auto replies end with this `done_reason` (`length`: cut at the token limit).
+    done_reason: Option<String>,
 }
 
 struct Control {
@@ -200,6 +202,7 @@ struct Control {
     first_byte: Duration,
     per_chunk: Duration,
     words: usize,
+    done_reason: Option<String>,
 }
 
 impl Default for Control {
@@ -213,6 +216,7 @@ impl Default for Control {
             first_byte: Duration::ZERO,
             per_chunk: Duration::ZERO,
             words: DEFAULT_WORDS,
+            done_reason: None,
         }
     }
 }
@@ -349,7 +353,10 @@ impl Shared {
         let auto = auto_reply(req, c.words);
         let fails = c.fail_every <= 1 || req.index.is_multiple_of(c.fail_every);
         match c.mode {
-            Mode::Auto => auto,
+            Mode::Auto => match c.done_reason.clone() {
+                Some(reason) => auto.done_reason(reason),
+                None => auto,
+            },
             Mode::Prose => prose_reply(req),
             _ if !fails => auto,
             Mode::FailStatus => MockReply::new().status(c.fail_status, "mock failure"),
@@ -446,6 +453,7 @@ async fn set_mode(State(shared): State<Arc<Shared>>, Json(body): Json<ModeBody>)
     c.first_byte = Duration::from_millis(body.first_byte_ms.unwrap_or(0));
     c.per_chunk = Duration::from_millis(body.chunk_ms.unwrap_or(0));
     c.words = body.words.unwrap_or(DEFAULT_WORDS);
+    c.done_reason = body.done_reason;
     StatusCode::NO_CONTENT
 }
 
