@@ -11,6 +11,8 @@ import { after, before, test } from "node:test";
 
 import { chromium } from "playwright-core";
 
+import { lastRun as lastRunOf, settled as settledRun } from "../lib/runs.js";
+
 import { REPO, roomsDirWith, startMockLlm, startRoomhost } from "../../conformance/lib/servers.js";
 
 const OUT = path.join(REPO, "test-output/browser");
@@ -61,19 +63,11 @@ after(async () => {
   await mock?.stop();
 });
 
-const lastRun = () => page.locator(".turn").last().locator(".run");
+const lastRun = () => lastRunOf(page);
 // Transitions fast-forwarded: a screenshot shows the state the assertions see.
 const shot = (name) => page.screenshot({ path: path.join(OUT, `${name}.png`), animations: "disabled" });
 
-/** Waits until the latest run leaves "running"; returns its final state. */
-async function settled() {
-  await page.waitForFunction(
-    () => [...document.querySelectorAll(".run")].at(-1)?.dataset.state !== "running",
-    null,
-    { timeout: RUN_LIMIT_MS },
-  );
-  return lastRun().getAttribute("data-state");
-}
+const settled = () => settledRun(page, RUN_LIMIT_MS);
 
 async function expectComplete(name) {
   const state = await settled();

@@ -3,13 +3,14 @@
 // confirmation, cut tasks, a finished follow-up, replayed runs' durations and readable voter cards.
 
 import assert from "node:assert/strict";
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { mkdtemp } from "node:fs/promises";
 
 import { chromium } from "playwright-core";
+
+import { lastRun as lastRunOf, settled as settledRun } from "../lib/runs.js";
 
 import { REPO, freePort, startMockLlm, startRoomhost } from "../../conformance/lib/servers.js";
 
@@ -49,16 +50,9 @@ after(async () => {
 });
 
 const shot = (name) => page.screenshot({ path: path.join(OUT, `${name}.png`), animations: "disabled" });
-const lastRun = () => page.locator(".turn").last().locator(".run");
+const lastRun = () => lastRunOf(page);
 
-async function settled() {
-  await page.waitForFunction(
-    () => [...document.querySelectorAll(".run")].at(-1)?.dataset.state !== "running",
-    null,
-    { timeout: RUN_LIMIT_MS },
-  );
-  return lastRun().getAttribute("data-state");
-}
+const settled = () => settledRun(page, RUN_LIMIT_MS);
 
 async function api(method, route, body) {
   const resp = await fetch(`${host.url}${route}`, {
