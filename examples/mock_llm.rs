@@ -14,9 +14,12 @@ mod mock_llm;
 #[derive(Parser)]
 #[command(about = "A mock LLM server speaking Ollama /api/chat and OpenAI /v1/chat/completions")]
 struct Args {
-    /// Port on 127.0.0.1 (0 picks a free one).
+    /// Port (0 picks a free one).
     #[arg(long, default_value_t = 18500)]
     port: u16,
+    /// Address to listen on; 0.0.0.0 inside a container.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
     /// Filler words per auto text reply.
     #[arg(long)]
     words: Option<usize>,
@@ -31,10 +34,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let mock = match mock_llm::MockLlm::start_on(args.port).await {
+    let addr = std::net::SocketAddr::new(args.host, args.port);
+    let mock = match mock_llm::MockLlm::start_at(addr).await {
         Ok(mock) => mock,
         Err(e) => {
-            eprintln!("mock_llm: cannot listen on 127.0.0.1:{}: {e}", args.port);
+            eprintln!("mock_llm: cannot listen on {addr}: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -46,9 +50,7 @@ async fn main() -> ExitCode {
         Duration::from_millis(args.chunk_ms),
     );
     println!("mock LLM listening on {}", mock.url());
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        eprintln!("mock_llm: cannot wait for Ctrl-C: {e}");
-        return ExitCode::FAILURE;
-    }
+    // Ctrl-C, or SIGTERM when it runs as a container's main process.
+    roomhost::server::shutdown_signal().await;
     ExitCode::SUCCESS
 }

@@ -193,6 +193,9 @@ impl LlmConfig {
     }
 }
 
+/// What to do when the LLM backend does not answer, for the start-up warning and `/readyz`.
+pub const LLM_UNREACHABLE_HINT: &str = "start the LLM server, or set OLLAMA_BASE_URL (flag --llm-url, file key llm.base_urls) to where it listens; to try roomhost without a model: cargo run --release --example demo";
+
 /// A setting that cannot be used. `source` is the env variable, flag or `file: key` it came from.
 #[derive(Debug, thiserror::Error)]
 #[error("{source_name}: {message}")]

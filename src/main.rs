@@ -3,9 +3,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use roomhost::agents::Registry;
 use roomhost::config::{Cli, Settings};
-use roomhost::server::{bind, raise_nofile_limit, serve, shutdown_signal};
+use roomhost::server;
 use roomhost::telemetry;
-use roomhost::{App, StartupError};
+use roomhost::StartupError;
 
 /// The system allocator keeps a burst's memory for good; jemalloc with a background purge thread
 /// gives much of it back (figures in the README's benchmark section).
@@ -28,7 +28,7 @@ async fn main() -> ExitCode {
         Ok(traces) => traces,
         Err(e) => return failed(e),
     };
-    let result = run(settings).await;
+    let result = server::run(settings, &Registry::builtin()).await;
     traces.shutdown().await;
     result.map_or_else(failed, |()| ExitCode::SUCCESS)
 }
@@ -37,55 +37,3 @@ fn failed(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("roomhost: {e}");
     ExitCode::FAILURE
 }
-
-async fn run(settings: Settings) -> Result<(), StartupError> {
-    let addr = settings.addr;
-    let app = App::open(settings, &Registry::builtin()).await?;
-    let bind_err = |e: std::io::Error| StartupError::Bind {
-        addr: addr.to_string(),
-        detail: e.to_string(),
-    };
-    log_nofile_limit(app.settings.max_connections);
-    if !addr.ip().is_loopback() && !app.auth.is_on() {
-        tracing::warn!(%addr, "listening beyond this machine with `auth: none`: anyone who reaches the port can run rooms and read every thread; set ROOMHOST_AUTH=keys or oidc");
-    }
-    let listener = bind(addr).map_err(bind_err)?;
-    let rooms: Vec<&str> = app.rooms().iter().map(|r| r.config.id.as_str()).collect();
-    tracing::info!(%addr, ?rooms, llm = ?app.settings.llm.base_urls, "roomhost listening");
-    let stored = app.stored.clone();
-    serve(listener, app, shutdown_signal())
-        .await
-        .map_err(bind_err)?;
-    // The runs have ended; their last events are still on their way to the database.
-    if let Some(stored) = stored {
-        if !stored.writer.flush(FINAL_FLUSH).await {
-            tracing::warn!("store: the last writes did not reach the database before exit");
-        }
-    }
-    Ok(())
-}
-
-/// Every connection is a file: below the connection cap (plus room for backend calls and files),
-/// accept fails before the cap is reached.
-fn log_nofile_limit(max_connections: usize) {
-    const LOW: u64 = 4096;
-    match raise_nofile_limit() {
-        Ok((before, after)) => {
-            let wanted = (max_connections as u64).saturating_add(256).max(LOW);
-            if after < wanted {
-                tracing::warn!(
-                    before,
-                    after,
-                    wanted,
-                    "open-file limit is low for max_connections; raise the hard limit (ulimit -Hn)"
-                );
-            } else {
-                tracing::info!(before, after, "open-file limit");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
-    }
-}
-
-/// How long the exit waits for the store's last writes.
-const FINAL_FLUSH: std::time::Duration = std::time::Duration::from_secs(10);

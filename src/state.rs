@@ -77,14 +77,16 @@ pub enum StartupError {
 impl App {
     /// What the server runs: [`App::build`] with the store at `settings.database_url` opened and
     /// migrated (runs a previous process left `running` become `interrupted`), its writer and
-    /// retention task started.
+    /// retention task started. The store is opened last, so a start that fails on its settings or
+    /// rooms leaves no database file behind.
     pub async fn open(settings: Settings, registry: &Registry) -> Result<AppState, StartupError> {
-        let url = settings.database_url.clone();
+        let mut app = Self::assemble(settings, registry)?;
+        let url = app.settings.database_url.clone();
         let quota = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         let quotas = store::Quotas {
-            threads: quota(settings.max_threads_per_user),
-            stored_bytes: quota(settings.max_stored_bytes_per_user),
-            feedback: quota(settings.max_feedback_per_user),
+            threads: quota(app.settings.max_threads_per_user),
+            stored_bytes: quota(app.settings.max_stored_bytes_per_user),
+            feedback: quota(app.settings.max_feedback_per_user),
         };
         let store = store::open(&url, quotas)
             .await
@@ -92,9 +94,9 @@ impl App {
                 url: store::mask_password(&url),
                 reason: e.to_string(),
             })?;
-        let stored = store.map(|store| {
-            if settings.retention_days > 0 {
-                let days = u64::from(settings.retention_days);
+        app.stored = store.map(|store| {
+            if app.settings.retention_days > 0 {
+                let days = u64::from(app.settings.retention_days);
                 store::spawn_purge(store.clone(), Duration::from_secs(days * 86_400));
             }
             Stored {
@@ -103,27 +105,23 @@ impl App {
                 probe: Arc::default(),
             }
         });
-        Self::with_parts(settings, registry, stored)
+        Ok(Arc::new(app))
     }
 
     /// Loads the rooms from `settings.rooms_dir`, builds the LLM client and every room's agent;
     /// no store.
     pub fn build(settings: Settings, registry: &Registry) -> Result<AppState, StartupError> {
-        Self::with_parts(settings, registry, None)
+        Self::assemble(settings, registry).map(Arc::new)
     }
 
-    fn with_parts(
-        settings: Settings,
-        registry: &Registry,
-        stored: Option<Stored>,
-    ) -> Result<AppState, StartupError> {
+    fn assemble(settings: Settings, registry: &Registry) -> Result<App, StartupError> {
         // The recorder goes first: the LLM client records its endpoints' slots when built.
         if settings.metrics {
             crate::telemetry::install();
         }
         let llm = llm::build_client(&settings.llm.settings())?;
         let rooms = load_rooms_dir(&settings.rooms_dir)?;
-        Self::build_with(settings, registry, llm, rooms, stored)
+        Self::parts(settings, registry, llm, rooms, None)
     }
 
     pub fn build_with(
@@ -133,6 +131,16 @@ impl App {
         rooms: Vec<LoadedRoom>,
         stored: Option<Stored>,
     ) -> Result<AppState, StartupError> {
+        Self::parts(settings, registry, llm, rooms, stored).map(Arc::new)
+    }
+
+    fn parts(
+        settings: Settings,
+        registry: &Registry,
+        llm: Arc<dyn LlmClient>,
+        rooms: Vec<LoadedRoom>,
+        stored: Option<Stored>,
+    ) -> Result<App, StartupError> {
         let auth = Auth::from_settings(&settings)?;
         let metrics = settings.metrics.then(crate::telemetry::install).flatten();
         let deps = AgentDeps {
@@ -143,7 +151,7 @@ impl App {
             .into_iter()
             .map(|room| build_room(room, registry, &deps))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Arc::new(App {
+        Ok(App {
             settings,
             rooms,
             llm,
@@ -156,7 +164,7 @@ impl App {
             user_runs: UserRuns::default(),
             detached: DetachedRuns::default(),
             metrics,
-        }))
+        })
     }
 
     pub fn rooms(&self) -> &[Room] {

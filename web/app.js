@@ -27,6 +27,7 @@ function uuid() {
 
 const number = new Intl.NumberFormat("en-US");
 const SOURCE_NAMES = { explicit: "chosen", pattern: "detected", conversation: "follow-up", default: "room default" };
+const CUT_NAMES = { max_tokens: "cut: token limit", repetition: "cut: looping" };
 const PHASE_NAMES = {
   starting: "Starting",
   running: "Running",
@@ -53,6 +54,8 @@ const ui = {
   newChat: $("new-chat"),
   threads: $("threads"),
   threadsTitle: $("threads-title"),
+  retry: $("retry-backend"),
+  statusHint: $("status-hint"),
 };
 
 const state = {
@@ -62,6 +65,7 @@ const state = {
   history: [], // the conversation so far, sent with each run as AG-UI messages
   active: null, // { view, controller, runId } while a run streams
   followOutput: true, // keep the transcript scrolled to the bottom unless the user scrolled up
+  backendDown: false, // /readyz says no LLM backend answers: Send waits for it
 };
 
 // ---- Token usage -------------------------------------------------------------------------------
@@ -141,10 +145,34 @@ class TaskCard {
     this.labelEl.title = result.label;
     this.setStatus(result.status);
     if (result.error) this.errorEl.textContent = result.error;
+    // Stopped before the model ended its answer: the text shown is not all it would have said.
+    if (result.truncated) {
+      this.root.dataset.cut = result.truncated;
+      this.statusEl.textContent = CUT_NAMES[result.truncated] ?? "cut short";
+      this.statusEl.title = `${result.status}, but stopped before the model ended its answer`;
+    }
     const tokens = taskTokens(result.usage);
     if (tokens) this.tokensEl.textContent = `${number.format(tokens)} tokens`;
     // The output streamed already, unless this page joined late or the task sent no deltas.
     if (!this.streamed && result.output) this.textEl.textContent = result.output;
+    if (result.status === "complete") this.showStructured();
+  }
+
+  /** A voter's reply is JSON (`answer`, `reasoning`, ...): shown as the answer and its reasons. */
+  showStructured() {
+    let reply;
+    try {
+      reply = JSON.parse(this.textEl.textContent);
+    } catch {
+      return;
+    }
+    if (!reply || typeof reply !== "object" || typeof reply.answer !== "string") return;
+    const rest = Object.entries(reply).filter(([key, value]) => key !== "answer" && typeof value !== "object");
+    this.textEl.replaceChildren(
+      h("strong", "vote-answer", reply.answer),
+      ...rest.map(([key, value]) => h("span", "vote-field", `${key.replaceAll("_", " ")}: ${value}`)),
+    );
+    this.textEl.dataset.structured = "true";
   }
 }
 
@@ -315,6 +343,10 @@ class RunView {
           return;
         }
         this.showError("The run failed", event.message, event.code);
+        // Each task failed for the same reason: the run's message says it once.
+        for (const card of this.cards.values()) {
+          if (card.errorEl.textContent && event.message.includes(card.errorEl.textContent)) card.errorEl.textContent = "";
+        }
         this.end("failed");
         return;
       default:
@@ -327,7 +359,9 @@ class RunView {
     this.progressRow.hidden = false;
     if (a.status) this.setPhase(a.status);
     if (a.strategy) {
-      const source = SOURCE_NAMES[a.strategy_source] ? ` · ${SOURCE_NAMES[a.strategy_source]}` : "";
+      const sourceName = SOURCE_NAMES[a.strategy_source];
+      // "Follow-up · follow-up" says nothing twice.
+      const source = sourceName && sourceName.toLowerCase() !== strategyLabel(a.strategy).toLowerCase() ? ` · ${sourceName}` : "";
       this.strategyEl.textContent = `${strategyLabel(a.strategy)}${source}`;
       this.strategyEl.hidden = false;
       this.panel.dataset.strategy = a.strategy;
@@ -423,7 +457,19 @@ class RunView {
     this.state = outcome;
     this.panel.dataset.state = outcome;
     if (outcome !== "complete" || !this.activity) this.setPhase(outcome);
+    // A run with no parallel tasks (a follow-up answered from the thread) has no progress to show.
+    if (!(Number(this.activity?.total_tasks) > 0)) this.progressRow.hidden = true;
     clearInterval(this.tick);
+    this.showElapsed();
+  }
+
+  /** A replayed run took as long as its stored record says, not as long as its replay. */
+  setDuration(created, finished) {
+    const ms = Date.parse(finished) - Date.parse(created);
+    if (!Number.isFinite(ms)) return;
+    this.showElapsed = () => {
+      this.elapsedEl.textContent = `${(ms / 1000).toFixed(1)} s`;
+    };
     this.showElapsed();
   }
 }
@@ -592,9 +638,9 @@ async function stopRun() {
 }
 
 function setBusy(busy) {
-  ui.send.disabled = busy;
+  ui.send.disabled = busy || state.backendDown;
   ui.stop.hidden = !busy;
-  for (const chip of ui.suggestions.querySelectorAll("button")) chip.disabled = busy;
+  for (const chip of ui.suggestions.querySelectorAll("button")) chip.disabled = busy || state.backendDown;
 }
 
 function followOutput() {
@@ -641,18 +687,43 @@ async function refreshThreads() {
   ui.threadsTitle.hidden = ui.threads.hidden = false;
   ui.threads.replaceChildren(
     ...body.threads.map((t) => {
-      const button = h("button", "thread", t.metadata?.name || "Untitled thread");
+      const name = t.metadata?.name || "Untitled thread";
+      const button = h("button", "thread", name);
       button.type = "button";
       button.dataset.thread = t.thread_id;
       button.title = new Date(t.created).toLocaleString();
       button.addEventListener("click", () => {
         if (t.thread_id !== state.threadId || state.active) openThread(t.thread_id);
       });
-      return button;
+      const remove = h("button", "thread-delete", "×");
+      remove.type = "button";
+      remove.title = "Delete this thread";
+      remove.setAttribute("aria-label", `Delete thread ${name}`);
+      remove.addEventListener("click", () => deleteThread(t.thread_id, name));
+      const row = h("div", "thread-row");
+      row.append(button, remove);
+      return row;
     }),
   );
   if (!body.threads.length) ui.threads.replaceChildren(h("p", "muted small", "No threads yet."));
   markCurrentThread();
+}
+
+/** Deletes a thread and its runs on the server, once the user confirms. */
+async function deleteThread(threadId, name) {
+  if (!confirm(`Delete "${name}" and all its runs? This cannot be undone.`)) return;
+  try {
+    const resp = await fetch(`/rooms/${encodeURIComponent(state.room.id)}/threads/${encodeURIComponent(threadId)}`, {
+      method: "DELETE",
+      headers: authHeaders(),
+    });
+    if (!resp.ok && resp.status !== 404) throw await httpError(resp);
+  } catch (e) {
+    alert(`The thread could not be deleted: ${e.message}`);
+    return;
+  }
+  if (threadId === state.threadId) newChat();
+  refreshThreads();
 }
 
 function markCurrentThread() {
@@ -693,13 +764,16 @@ async function openThread(threadId) {
   for (const run of thread.runs) {
     if (state.threadId !== threadId) return; // another thread was opened meanwhile
     let prompt = "";
+    let record = {};
     try {
       const resp = await fetch(`/rooms/${room}/runs/${encodeURIComponent(run.run_id)}`, { headers: authHeaders() });
-      if (resp.ok) prompt = promptOf((await resp.json()).run_input);
+      if (resp.ok) record = await resp.json();
+      prompt = promptOf(record.run_input);
     } catch {
       // The prompt is only a heading; the events still show the run.
     }
     const view = new RunView(prompt);
+    if (record.finished) view.setDuration(record.created, record.finished);
     ui.transcript.append(view.root);
     await streamRun(view, run.run_id, (signal) => fetch(eventsUrl(run.run_id), { signal, headers: authHeaders() }));
     if (view.state === "complete") {
@@ -727,6 +801,7 @@ function selectRoom(room, threadId) {
     ...(room.suggestions ?? []).map((s) => {
       const chip = h("button", "chip", s);
       chip.type = "button";
+      chip.disabled = Boolean(state.active) || state.backendDown;
       chip.addEventListener("click", () => sendMessage(s));
       return chip;
     }),
@@ -779,17 +854,36 @@ async function loadRooms() {
   selectRoom(room ?? state.rooms[0], room ? wanted.get("thread") : null);
 }
 
+/** While no LLM backend answers, how often the page asks again. */
+const RECHECK_MS = 5000;
+let recheck;
+
+/** The backend's state from /readyz; while it is down Send is disabled, with a Retry button. */
 async function checkServer() {
-  const label = ui.status.querySelector(".label");
+  clearTimeout(recheck);
+  let llm;
+  let text;
+  let reason = "";
   try {
     const resp = await fetch("/readyz");
     const body = await resp.json();
-    ui.status.dataset.state = resp.ok ? "ready" : "down";
-    label.textContent = resp.ok ? "LLM backend ready" : `Not ready: ${body.reason ?? resp.status}`;
-  } catch (e) {
-    ui.status.dataset.state = "down";
-    label.textContent = "Server unreachable";
+    llm = resp.ok ? "ok" : body.llm;
+    reason = body.reason ?? "";
+    text = resp.ok ? "LLM backend ready" : `Not ready: ${reason || resp.status}`;
+    if (llm?.error) text = "The LLM backend does not answer";
+  } catch {
+    text = "Server unreachable";
   }
+  ui.status.title = reason;
+  ui.statusHint.textContent = llm?.hint ? `${reason}. To fix: ${llm.hint}` : "";
+  ui.statusHint.hidden = !llm?.hint;
+  // Only a backend that does not answer blocks Send; a failing store or a shutdown does not.
+  state.backendDown = llm !== "ok" && (llm === undefined || Boolean(llm?.error));
+  ui.status.dataset.state = llm === "ok" ? "ready" : "down";
+  ui.status.querySelector(".label").textContent = text;
+  ui.retry.hidden = !state.backendDown;
+  setBusy(Boolean(state.active));
+  if (state.backendDown) recheck = setTimeout(checkServer, RECHECK_MS);
 }
 
 // ---- Wiring ------------------------------------------------------------------------------------
@@ -812,6 +906,7 @@ ui.prompt.addEventListener("keydown", (e) => {
   }
 });
 ui.stop.addEventListener("click", stopRun);
+ui.retry.addEventListener("click", checkServer);
 ui.newChat.addEventListener("click", newChat);
 ui.transcript.addEventListener("scroll", () => {
   const t = ui.transcript;

@@ -166,7 +166,7 @@ async fn serve(config: &Path) -> Result<(), BenchError> {
     let settings = Settings::from_file(config).map_err(|e| BenchError::Server(e.to_string()))?;
     // The server's subscriber: traces when the settings ask for them; no log lines (`RUST_LOG`
     // is `off` here: stdout is the parent's channel), as before traces, so rows stay comparable.
-    let (subscriber, _traces) = roomhost::telemetry::subscriber(&settings, std::io::sink)
+    let (subscriber, _traces) = roomhost::telemetry::subscriber(&settings, std::io::sink, false)
         .map_err(|e| BenchError::Server(e.to_string()))?;
     tracing::subscriber::set_global_default(subscriber)
         .map_err(|e| BenchError::Server(e.to_string()))?;

@@ -174,7 +174,8 @@ impl LlmClient for Client {
         for Endpoint { base, label } in &self.endpoints {
             let url = self.wire.health_url(base);
             if let Err(e) = self.http.get_ok(&url, label).await {
-                tracing::warn!(%url, "LLM health check failed: {e}");
+                // `/readyz` reports it and start-up warns once; a warning per probe would flood the log.
+                tracing::debug!(%url, "LLM health check failed: {e}");
                 return Err(e);
             }
         }

@@ -5,6 +5,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::ApiError;
+use crate::config::LLM_UNREACHABLE_HINT;
 use crate::state::{AppState, Stored};
 
 pub async fn healthz() -> Json<Value> {
@@ -44,9 +45,10 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
             state
         }
     };
+    let llm = app.llm.health().await.map_err(|e| e.to_string());
     checks.push(Check {
         name: "llm",
-        failed: app.llm.health().await.err().map(|e| e.to_string()),
+        failed: llm.clone().err(),
     });
     let reason = checks.iter().find_map(|c| c.failed.clone());
     let listed: Vec<Value> = checks
@@ -68,7 +70,7 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
             StatusCode::SERVICE_UNAVAILABLE,
             Json(
                 json!({"status": "not_ready", "rooms": rooms, "reason": reason, "store": store,
-                "checks": listed}),
+                "llm": llm_state(&llm), "checks": listed}),
             ),
         ),
     }
@@ -88,6 +90,16 @@ async fn store_fault(stored: &Stored) -> Option<String> {
         "the database refuses the writer's batches; streams go on, writes are retried".to_owned()
     })
 }
+
+/// `"ok"`, or why the LLM backend does not answer (naming it by its label, never its URL) with
+/// what to do about it, which the page shows.
+fn llm_state(llm: &Result<(), String>) -> Value {
+    match llm {
+        Ok(()) => json!("ok"),
+        Err(e) => json!({"error": e, "hint": LLM_UNREACHABLE_HINT}),
+    }
+}
+
 /// Live counters: runs in flight and the LLM limiter's slots, for dashboards and leak checks.
 pub async fn stats(State(app): State<AppState>) -> Json<Value> {
     Json(json!({

@@ -10,12 +10,14 @@ mod record;
 mod rooms;
 mod run;
 mod soliplex;
+mod start;
 mod stream;
 mod threads;
 
 pub use conn::{bind, raise_nofile_limit};
 pub use error::ApiError;
 pub use run::parse_input;
+pub use start::run;
 
 use std::future::Future;
 

@@ -194,12 +194,18 @@ pub(super) async fn owned_run(
     Ok(run)
 }
 
+/// A thread; its `metadata` is `null` when it was given neither name nor description, as
+/// soliplex's server answers (its terminal client would list it as "None:" otherwise).
 pub(super) fn thread_json(t: &ThreadRecord) -> Value {
+    let metadata = match (&t.name, &t.description) {
+        (None, None) => Value::Null,
+        (name, description) => json!({"name": name, "description": description}),
+    };
     json!({
         "thread_id": t.id,
         "room_id": t.room,
         "created": time(t.created),
-        "metadata": {"name": t.name, "description": t.description},
+        "metadata": metadata,
     })
 }
 

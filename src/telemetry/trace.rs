@@ -4,6 +4,7 @@
 //! name URLs). Without an endpoint there is no exporter and no layer, and the LLM call span's
 //! callsite is disabled, so it costs nothing.
 
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -62,19 +63,23 @@ impl Traces {
     }
 }
 
-/// Installs the process's subscriber, log lines on stdout.
+/// Installs the process's subscriber, log lines on stdout: coloured only on a terminal and
+/// without `NO_COLOR` (<https://no-color.org>), so files and collectors get plain text.
 pub fn init(settings: &Settings) -> Result<Traces, TraceError> {
-    let (subscriber, traces) = subscriber(settings, std::io::stdout)?;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = std::io::stdout().is_terminal() && !no_color;
+    let (subscriber, traces) = subscriber(settings, std::io::stdout, ansi)?;
     tracing::subscriber::set_global_default(subscriber).map_err(|_| TraceError::Installed)?;
     Ok(traces)
 }
 
-/// Log lines to `writer` (filtered by `RUST_LOG`, `info` by default) and, with
+/// Log lines to `writer` (filtered by `RUST_LOG`, `info` by default; colour codes if `ansi`) and, with
 /// `settings.otlp_endpoint`, traces to `{endpoint}/v1/traces`. Needs a tokio runtime, which sends
 /// the exports. The caller installs the subscriber (globally, or for a test's thread).
 pub fn subscriber<W>(
     settings: &Settings,
     writer: W,
+    ansi: bool,
 ) -> Result<(impl tracing::Subscriber + Send + Sync, Traces), TraceError>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
@@ -83,6 +88,7 @@ where
     // LLM call spans exist for the traces only: their fields would add nothing to log lines.
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(writer)
+        .with_ansi(ansi)
         .with_filter(env.and(filter_fn(|m| m.target() != CALL_SPAN_TARGET)));
     let (otel, traces) = match &settings.otlp_endpoint {
         None => (None, Traces(None)),

@@ -155,6 +155,17 @@ async fn health_and_readiness() {
         reason.contains("backend 1") && !reason.contains("127.0.0.1") && !reason.contains("secret"),
         "the reason names the backend by its label, not its URL: {body}"
     );
+    let hint = body["llm"]["hint"].as_str().unwrap_or_default();
+    assert!(
+        body["llm"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("backend 1")
+            && hint.contains("OLLAMA_BASE_URL")
+            && hint.contains("--example demo")
+            && !hint.contains("127.0.0.1"),
+        "the LLM's state says what to set, without the URL: {body}"
+    );
 
     let (status, stats) = s.get("/stats").await;
     assert_eq!(status, 200);

@@ -110,6 +110,70 @@ fn a_bad_setting_stops_start_up_naming_the_variable() {
     );
 }
 
+#[test]
+fn a_start_that_fails_on_a_missing_rooms_folder_leaves_no_database_file() {
+    let dir = TempDir::new();
+    let db = dir.path.join("roomhost.db");
+    let out = roomhost(
+        &dir.path.join("no-rooms-here"),
+        "http://127.0.0.1:9",
+        free_port(),
+    )
+    .env(
+        "ROOMHOST_DATABASE_URL",
+        format!("sqlite://{}", db.display()),
+    )
+    .output()
+    .expect("run roomhost");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no-rooms-here"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(&dir.path)
+        .expect("read the temp dir")
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    assert!(left.is_empty(), "a failed start left {left:?} behind");
+}
+
+/// Logs written to a pipe or file are plain text, and an unreachable LLM gets one warning naming
+/// its URL and the variable that changes it.
+#[test]
+fn without_an_llm_start_up_warns_once_naming_the_url_and_variable_in_plain_text() {
+    use std::io::BufRead;
+    let dir = TempDir::new();
+    dir.write("parallelization/room_config.yaml", ROOM);
+    let child = roomhost(&dir.path, "http://127.0.0.1:9", free_port())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn roomhost");
+    let mut child = Running(child);
+    let stdout = child.0.stdout.take().expect("stdout piped");
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("a log line");
+        let done = line.contains("does not answer");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let warning = lines.last().expect("log lines");
+    for part in [
+        "WARN",
+        "http://127.0.0.1:9",
+        "OLLAMA_BASE_URL",
+        "--example demo",
+    ] {
+        assert!(warning.contains(part), "{warning:?} lacks {part:?}");
+    }
+    let all = lines.join("\n");
+    assert!(
+        lines.len() > 1 && !all.contains('\u{1b}'),
+        "colour codes in a pipe: {all:?}"
+    );
+}
+
 #[tokio::test]
 async fn sigterm_ends_running_streams_with_a_final_event_then_exits() {
     let mock = MockLlm::start().await;

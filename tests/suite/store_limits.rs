@@ -247,7 +247,12 @@ async fn store_limits_quotas_and_parents_are_kept_by_the_store_itself() {
         };
         let start = |t: ThreadRecord, r: RunRecord| {
             let s = s.clone();
-            async move { s.start_run(&t, &r, Some(100)).await.unwrap() }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            async move {
+                s.start_run(&t, &r, Some(100), "token", deadline)
+                    .await
+                    .unwrap()
+            }
         };
         assert_eq!(
             start(thread("a", "ann"), run("a", "a1", "{}")).await,

@@ -11,6 +11,8 @@ import { after, before, test } from "node:test";
 
 import { chromium } from "playwright-core";
 
+import { lastRun as lastRunOf, settled as settledRun } from "../lib/runs.js";
+
 import { REPO, roomsDirWith, startMockLlm, startRoomhost } from "../../conformance/lib/servers.js";
 
 const OUT = path.join(REPO, "test-output/browser");
@@ -61,19 +63,11 @@ after(async () => {
   await mock?.stop();
 });
 
-const lastRun = () => page.locator(".turn").last().locator(".run");
+const lastRun = () => lastRunOf(page);
 // Transitions fast-forwarded: a screenshot shows the state the assertions see.
 const shot = (name) => page.screenshot({ path: path.join(OUT, `${name}.png`), animations: "disabled" });
 
-/** Waits until the latest run leaves "running"; returns its final state. */
-async function settled() {
-  await page.waitForFunction(
-    () => [...document.querySelectorAll(".run")].at(-1)?.dataset.state !== "running",
-    null,
-    { timeout: RUN_LIMIT_MS },
-  );
-  return lastRun().getAttribute("data-state");
-}
+const settled = () => settledRun(page, RUN_LIMIT_MS);
 
 async function expectComplete(name) {
   const state = await settled();
@@ -237,6 +231,9 @@ test("a RUN_ERROR shows as a readable message", async () => {
   assert.match(await error.textContent(), /3 of 3 voters failed/);
   assert.equal(await error.locator("code").textContent(), "llm_stream_error");
   assert.equal(await run.locator('.task[data-status="failed"]').count(), 3);
+  // The voters failed for the same reason: the run's message says it once, the cards do not repeat it.
+  const repeated = await run.locator(".task-error").evaluateAll((els) => els.filter((e) => e.textContent).length);
+  assert.equal(repeated, 0, "the tasks repeat the run's error");
 });
 
 test("an HTTP error before the stream shows the server's message", async () => {

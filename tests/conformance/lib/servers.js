@@ -90,8 +90,8 @@ class Child {
 }
 
 /** The mock LLM (tests/suite/support/mock_llm.rs) with its HTTP controls. */
-export async function startMockLlm() {
-  const child = new Child("mock_llm", MOCK_LLM_BIN, ["--port", "0"], {});
+export async function startMockLlm(port = 0) {
+  const child = new Child("mock_llm", MOCK_LLM_BIN, ["--port", String(port)], {});
   const [, url] = await child.waitForOutput(/listening on (http:\/\/\S+)/);
   const control = async (method, route, body) => {
     const resp = await fetch(`${url}/_mock/${route}`, {
@@ -105,7 +105,7 @@ export async function startMockLlm() {
   return {
     url,
     child,
-    /** {mode: auto|fail_status|fail_mid_stream|hang, status?, first_byte_ms?, chunk_ms?, fail_every?, words?} */
+    /** {mode: auto|fail_status|fail_mid_stream|hang, status?, first_byte_ms?, chunk_ms?, fail_every?, words?, done_reason?} */
     mode: (body) => control("POST", "mode", body),
     reset: () => control("POST", "reset"),
     /** {requests, in_flight, peak_in_flight, disconnects} */

@@ -217,6 +217,8 @@ struct ModeBody {
     chunk_ms: Option<u64>,
     fail_every: Option<usize>,
     words: Option<usize>,
+    /// Auto replies end with this `done_reason` (`length`: cut at the token limit).
+    done_reason: Option<String>,
 }
 
 struct Control {
@@ -228,6 +230,7 @@ struct Control {
     first_byte: Duration,
     per_chunk: Duration,
     words: usize,
+    done_reason: Option<String>,
 }
 
 impl Default for Control {
@@ -241,6 +244,7 @@ impl Default for Control {
             first_byte: Duration::ZERO,
             per_chunk: Duration::ZERO,
             words: DEFAULT_WORDS,
+            done_reason: None,
         }
     }
 }
@@ -272,7 +276,12 @@ impl MockLlm {
 
     /// Starts on 127.0.0.1:`port` (0 = any free port).
     pub async fn start_on(port: u16) -> std::io::Result<MockLlm> {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        Self::start_at(SocketAddr::from(([127, 0, 0, 1], port))).await
+    }
+
+    /// Starts on `addr` (the example's `--host`, for a container's stand-in Ollama).
+    pub async fn start_at(addr: SocketAddr) -> std::io::Result<MockLlm> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::default());
         tokio::spawn(serve(
@@ -372,7 +381,10 @@ impl Shared {
         let auto = auto_reply(req, c.words);
         let fails = c.fail_every <= 1 || req.index.is_multiple_of(c.fail_every);
         match c.mode {
-            Mode::Auto => auto,
+            Mode::Auto => match c.done_reason.clone() {
+                Some(reason) => auto.done_reason(reason),
+                None => auto,
+            },
             Mode::Prose => prose_reply(req),
             _ if !fails => auto,
             Mode::FailStatus => MockReply::new().status(c.fail_status, "mock failure"),
@@ -469,6 +481,7 @@ async fn set_mode(State(shared): State<Arc<Shared>>, Json(body): Json<ModeBody>)
     c.first_byte = Duration::from_millis(body.first_byte_ms.unwrap_or(0));
     c.per_chunk = Duration::from_millis(body.chunk_ms.unwrap_or(0));
     c.words = body.words.unwrap_or(DEFAULT_WORDS);
+    c.done_reason = body.done_reason;
     StatusCode::NO_CONTENT
 }
 
