@@ -77,6 +77,7 @@ impl From<&LlmError> for ErrorCode {
             LlmError::Truncated => ErrorCode::LlmTruncated,
             LlmError::Protocol(_) => ErrorCode::LlmProtocolError,
             LlmError::EmptyLength => ErrorCode::LlmLength,
+            LlmError::Abandoned => ErrorCode::Cancelled,
         }
     }
 }

@@ -27,6 +27,9 @@ pub enum LlmError {
     Truncated,
     #[error("the LLM backend sent an unreadable response: {0}")]
     Protocol(String),
+    /// The call's job was stopped (its run cancelled) before the call reached the backend.
+    #[error("the call was abandoned before it reached the LLM: its run was cancelled")]
+    Abandoned,
     #[error("the model hit its token limit before answering (done_reason: length); raise max_tokens/num_predict or lower the think level")]
     EmptyLength,
 }
@@ -45,6 +48,7 @@ impl LlmError {
             LlmError::Truncated => "llm_truncated",
             LlmError::Protocol(_) => "llm_protocol_error",
             LlmError::EmptyLength => "llm_length",
+            LlmError::Abandoned => "cancelled",
         }
     }
 }

@@ -7,6 +7,9 @@
 //! then never fail for a full queue. A call made outside a reservation takes one place for its
 //! own life. A reservation holds at most a fair share of the places (the slots, or a quarter of the
 //! queue if that is more); a job's further calls wait inside the job, not in the shared queue.
+//!
+//! A job can be stopped ([`Reservation::until`]): its calls still waiting leave the queue, and a
+//! slot handed to one of them passes on to the next waiter, so it never reaches the backend.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::{LlmError, LlmLoad};
 
@@ -72,7 +76,11 @@ impl Refused {
 /// made while a future runs under [`Reservation::scope`] draw from it: at most as many at once as
 /// it holds places, the rest waiting inside the job.
 #[derive(Default)]
-pub struct Reservation(Option<Arc<Held>>);
+pub struct Reservation {
+    held: Option<Arc<Held>>,
+    /// Fired when the job is no longer wanted; its waiting calls then give up their turn.
+    stop: Option<CancellationToken>,
+}
 
 struct Held {
     limiter: Arc<Limiter>,
@@ -95,7 +103,18 @@ tokio::task_local! {
 impl Reservation {
     /// Places held (zero for a job without calls, or a client without a limit).
     pub fn places(&self) -> usize {
-        self.0.as_ref().map_or(0, |held| held.places)
+        self.held.as_ref().map_or(0, |held| held.places)
+    }
+
+    /// Ties the job to `stop`: once it fires, a call of the job that has not reached the backend
+    /// yet fails with [`LlmError::Abandoned`] and its slot goes to the next call waiting. The job's
+    /// owner fires it where the stop happens (a request, a client leaving), so that no slot freed
+    /// meanwhile is spent on the job before the owner gets to drop it.
+    pub fn until(self, stop: CancellationToken) -> Self {
+        Self {
+            stop: Some(stop),
+            ..self
+        }
     }
 
     /// Runs `job` with its calls drawing from this reservation, which lasts as long as `job`.
@@ -178,11 +197,14 @@ impl Limiter {
             return Ok(Reservation::default());
         }
         self.take(places)?;
-        Ok(Reservation(Some(Arc::new(Held {
-            limiter: self.clone(),
-            places,
-            calls: Arc::new(Semaphore::new(places)),
-        }))))
+        Ok(Reservation {
+            held: Some(Arc::new(Held {
+                limiter: self.clone(),
+                places,
+                calls: Arc::new(Semaphore::new(places)),
+            })),
+            stop: None,
+        })
     }
 
     fn take(&self, places: usize) -> Result<(), Refused> {
@@ -211,20 +233,25 @@ impl Limiter {
     }
 
     /// Waits for a slot in FIFO order. A call of a reserved job first waits for one of its job's
-    /// places; any other call takes a place of its own, or fails at once when none is free.
+    /// places; any other call takes a place of its own, or fails at once when none is free. A call
+    /// of a stopped job gives up its turn (see [`Reservation::until`]).
     pub(crate) async fn acquire(self: &Arc<Self>) -> Result<Permit, LlmError> {
-        let job = RESERVED
-            .try_with(|r| r.0.clone())
-            .ok()
-            .flatten()
-            .filter(|held| Arc::ptr_eq(&held.limiter, self));
+        let (job, stop) = RESERVED
+            .try_with(|r| {
+                let held = r
+                    .held
+                    .clone()
+                    .filter(|held| Arc::ptr_eq(&held.limiter, self));
+                (held, r.stop.clone())
+            })
+            .unwrap_or_default();
+        let stop = stop.unwrap_or_default();
         let place = match job {
-            Some(held) => Ok(held
-                .calls
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| shut_down())?),
+            Some(held) => Ok(tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Err(LlmError::Abandoned),
+                place = held.calls.clone().acquire_owned() => place.map_err(|_| shut_down())?,
+            }),
             None => {
                 self.take(1).map_err(|_| LlmError::Saturated {
                     waiting: self.queued.load(Ordering::SeqCst),
@@ -234,17 +261,28 @@ impl Limiter {
             }
         };
         let slot = match self.slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
+            Ok(slot) if !stop.is_cancelled() => slot,
+            Ok(_) => return Err(LlmError::Abandoned),
             Err(_) => {
                 // The place taken above bounds the queue: no check is needed here.
                 self.queued.fetch_add(1, Ordering::SeqCst);
                 metrics::gauge!("roomhost_llm_queued_calls").increment(1.0);
-                let _waiting = Waiting(&self.queued);
-                self.slots
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| shut_down())?
+                let waiting = Waiting(&self.queued);
+                let slot = tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return Err(LlmError::Abandoned),
+                    slot = self.slots.clone().acquire_owned() => slot.map_err(|_| shut_down())?,
+                };
+                drop(waiting);
+                // A slot freed by a cancel storm is handed over before the runtime has read the
+                // other clients' hang-ups: yielding lets it (a yield resumes after the I/O
+                // driver's next turn), so a job stopped meanwhile passes the slot on here instead
+                // of spending it on a backend call dropped at once.
+                tokio::task::yield_now().await;
+                if stop.is_cancelled() {
+                    return Err(LlmError::Abandoned);
+                }
+                slot
             }
         };
         Ok(Permit {

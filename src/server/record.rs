@@ -7,6 +7,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use super::follow::frame;
 use super::stream::RunOutlet;
 use super::ApiError;
@@ -240,19 +242,19 @@ pub(super) fn recorded(outcome: Started, thread_id: &str, run: &RunRecord) -> Re
     }
 }
 
-/// The recorder of a run that was just recorded (or needs no recording); refused if a run with
-/// that id is going on (or just finished) here.
+/// The recorder of a run that was just recorded (or needs no recording), stopped by `cancel`;
+/// refused if a run with that id is going on (or just finished) here.
 pub(super) fn recorder(
     app: &AppState,
     room: &str,
     owner: &User,
     (thread_id, run_id): (&str, &str),
     profile: Profile,
-    client: Arc<RunOutlet>,
+    (client, cancel): (Arc<RunOutlet>, CancellationToken),
 ) -> Result<Arc<Recorder>, ApiError> {
     let live = app
         .live
-        .insert(run_id, room, owner.name(), thread_id)
+        .insert(run_id, room, owner.name(), thread_id, cancel)
         .ok_or_else(|| ApiError::RunIdReused(run_id.to_owned()))?;
     let writer = app.stored.as_ref().map(|s| s.writer.clone());
     let token = uuid::Uuid::new_v4().to_string();

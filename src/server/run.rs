@@ -219,7 +219,22 @@ pub(super) async fn start_run(
         strategy = tracing::field::Empty,
         trace_id = tracing::field::Empty,
     );
-    let recorder = record::recorder(&app, &room_id, user, (&ids.0, &ids.1), profile, outlet)?;
+    // What stops the run, so that its queued LLM calls give up their turn the moment it happens
+    // rather than when the run's task next runs: a cancel request, or with no detached grace its
+    // client leaving.
+    let cancel = if app.settings.detached_grace.is_zero() {
+        client_left.child_token()
+    } else {
+        CancellationToken::new()
+    };
+    let recorder = record::recorder(
+        &app,
+        &room_id,
+        user,
+        (&ids.0, &ids.1),
+        profile,
+        (outlet, cancel),
+    )?;
     let accepted = room
         .agent
         .start(input, EventSink::new(recorder.clone()))
@@ -246,7 +261,11 @@ pub(super) async fn start_run(
         unstarted.recorded = true;
     }
     recorder.meter.start(accepted.strategy, &span);
-    let run: RunFuture = Box::pin(reservation.scope(accepted.run));
+    let run: RunFuture = Box::pin(
+        reservation
+            .until(recorder.live.cancel.clone())
+            .scope(accepted.run),
+    );
 
     std::mem::forget(unstarted);
     let owner = Owner {
@@ -328,7 +347,9 @@ async fn drive(
     // Held while the run goes on detached: counted against its owner's budget until it ends.
     let mut _detached = None;
     let ending = loop {
+        // Endings first: a run both stopped and handed an LLM slot stops without making the call.
         tokio::select! {
+            biased;
             _ = &mut client_gone, if client.is_some() => {
                 client = None;
                 if grace.is_zero() {

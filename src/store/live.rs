@@ -20,13 +20,15 @@ pub struct LiveRuns {
 }
 
 impl LiveRuns {
-    /// Adds a run; `None` if one with that id is here already (going on, or just finished).
+    /// Adds a run, stopped by `cancel`; `None` if one with that id is here already (going on, or
+    /// just finished).
     pub fn insert(
         &self,
         run_id: &str,
         room: &str,
         owner: &str,
         thread_id: &str,
+        cancel: CancellationToken,
     ) -> Option<Arc<LiveRun>> {
         let mut runs = lock(&self.runs);
         if runs.contains_key(run_id) {
@@ -38,7 +40,7 @@ impl LiveRuns {
             thread_id: thread_id.to_owned(),
             tail: Mutex::default(),
             last: watch::Sender::new(-1),
-            cancel: CancellationToken::new(),
+            cancel,
             followers: AtomicUsize::new(0),
             followers_changed: Notify::new(),
         });
@@ -94,7 +96,8 @@ pub struct LiveRun {
     tail: Mutex<Tail>,
     /// The last sequence number pushed; followers wait for it to change.
     last: watch::Sender<i64>,
-    /// Fired to stop the run: `POST .../cancel`, or nobody followed it for the grace.
+    /// Fired to stop the run: `POST .../cancel`, the thread deleted, or (with no detached grace)
+    /// its client gone.
     pub cancel: CancellationToken,
     followers: AtomicUsize,
     followers_changed: Notify,

@@ -10,6 +10,7 @@ use crate::support::mock_llm::{MockLlm, MockReply};
 use futures::future::join_all;
 use futures::StreamExt;
 use roomhost::llm::{LlmApi, LlmClient, LlmError, LlmLoad, Refused, Reservation};
+use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn fifty_calls_never_exceed_the_limit_and_fill_it() {
@@ -272,4 +273,55 @@ async fn calls_of_a_reservation_never_exceed_it_and_never_fail_for_a_full_queue(
         "the reservation's two places, no more"
     );
     assert_eq!(client.load(), idle(4), "released with the job");
+}
+
+#[tokio::test]
+async fn a_stopped_job_gives_up_its_turn_and_its_calls_never_reach_the_backend() {
+    let mock = MockLlm::start().await;
+    mock.respond_with(|_| MockReply::new().text("holding").hang());
+    let mut settings = settings(&[&mock], LlmApi::Ollama);
+    settings.max_concurrency = slots(1);
+    settings.max_queue = 16;
+    let client = client(&settings);
+    let holder = spawn_call(&client, "holder");
+    eventually("the holder is in flight", || mock.in_flight() == 1).await;
+    // A job of two calls queues behind the holder, then a call of someone still waiting for it.
+    let stop = CancellationToken::new();
+    let job = client.reserve(2).expect("room").until(stop.clone());
+    let calls = (0..2).map(|i| {
+        let client = client.clone();
+        async move { call(&*client, ask(&format!("stopped {i}"))).await }
+    });
+    let stopped = tokio::spawn(job.scope(join_all(calls)));
+    eventually("the job's calls queue", || client.load().queued == 2).await;
+    let wanted = spawn_call(&client, "wanted");
+    eventually("the wanted call queues", || client.load().queued == 3).await;
+    // The job, first in line, is stopped as the slot is freed: whether its calls leave the queue
+    // first or are handed the slot, the slot ends with the call still wanted.
+    stop.cancel();
+    holder.abort();
+    let outcomes = stopped.await.expect("the job ends");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o.result, Err(LlmError::Abandoned))),
+        "{outcomes:?}"
+    );
+    eventually("the wanted call reaches the backend", || {
+        mock.request_count() == 2
+    })
+    .await;
+    let prompts: Vec<_> = mock
+        .requests()
+        .iter()
+        .map(|r| r.last_user().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        prompts,
+        ["holder", "wanted"],
+        "no call of the stopped job was sent"
+    );
+    assert_eq!(client.load().queued, 0);
+    wanted.abort();
+    eventually("everything is released", || client.load().in_flight == 0).await;
 }
