@@ -5,6 +5,7 @@
 
 mod client;
 mod overhead;
+mod persisted;
 mod scale;
 mod script;
 mod server;
@@ -71,6 +72,9 @@ struct Args {
     /// Concurrent runs in the scale section (each call lasting 1 s).
     #[arg(long, default_value_t = 1000)]
     scale_runs: usize,
+    /// Persisted runs held open at once in the scale section (store off, then SQLite).
+    #[arg(long, default_value_t = 10_000)]
+    persisted_runs: usize,
     /// Idle-but-open streams.
     #[arg(long, default_value_t = 5000)]
     idle_streams: usize,
@@ -152,6 +156,8 @@ async fn run(args: &Args) -> Result<(), BenchError> {
             Section::Scale => {
                 println!("\n## Scale: concurrent runs");
                 scale::concurrent_runs(args.scale_runs, Duration::from_secs(1)).await?;
+                println!("\n## Scale: persisted runs held open, store off and on");
+                persisted::run(args.persisted_runs).await?;
             }
             Section::Idle => {
                 println!("\n## Scale: idle-but-open streams");

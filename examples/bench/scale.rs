@@ -114,6 +114,9 @@ pub async fn idle_streams(streams: usize) -> Result<(), BenchError> {
     let mut settings = settings(&[&mock], 64, streams * TASKS);
     settings.llm.first_byte_timeout = Duration::from_secs(3600);
     settings.llm.request_timeout = Duration::from_secs(3600);
+    // Runs end as their clients leave: with a grace they would go on detached for it, and the
+    // server could not be idle within the wait below.
+    settings.detached_grace = Duration::ZERO;
     let mut server = ServerProc::start(settings, &rooms()).await?;
     let before = server.usage().await?;
     println!(

@@ -31,14 +31,14 @@ const ROUND: usize = 2 * CONCURRENCY;
 /// Reconnects measured per backend.
 const RECONNECTS: usize = 50;
 
-enum Backend {
+pub enum Backend {
     None,
     Sqlite(TempDir),
     Postgres(String),
 }
 
 impl Backend {
-    fn name(&self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Backend::None => "off",
             Backend::Sqlite(_) => "SQLite",
@@ -46,7 +46,7 @@ impl Backend {
         }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         match self {
             Backend::None => "none".into(),
             Backend::Sqlite(dir) => format!("sqlite://{}", dir.path.join("bench.db").display()),

@@ -107,9 +107,12 @@ impl LlmClient for Client {
         if !self.structured_output {
             request.format = None;
         }
-        // Encoded before queueing so that a request that cannot be sent fails at once.
-        let mut body = Bytes::from(self.wire.body(&request)?);
+        // Encoded before queueing so that a request that cannot be sent fails at once, and again
+        // once it has a slot: a call waiting in the queue holds no body (a run's calls may wait
+        // long, thousands of runs at once).
+        self.wire.body(&request)?;
         let permit = self.limiter.acquire().await?;
+        let mut body = Bytes::from(self.wire.body(&request)?);
         let started = Instant::now();
         let deadline = self.http.timeouts().deadline();
         let (base, label) = self

@@ -39,6 +39,8 @@ struct Shared {
     taken: AtomicUsize,
     /// Signalled when the body has taken everything queued.
     drained: Notify,
+    /// Signalled when a frame is queued (a permit is kept if nobody waits).
+    pushed: Notify,
 }
 
 /// The agent side: frames go in at once; past `cap` bytes waiting, the client is over its limit.
@@ -65,6 +67,7 @@ impl RunOutlet {
             .store(sent + frame.len(), Ordering::Relaxed);
         // A closed queue means the client left; the run goes on for its followers, if any.
         let _ = self.tx.send(frame);
+        self.shared.pushed.notify_one();
     }
 
     /// Resolves when the client is to be treated as gone, having dropped what was queued for it;
@@ -77,18 +80,32 @@ impl RunOutlet {
 
     async fn gone(&self, stall: Duration) -> ClientGone {
         let tick = stall / 4;
-        let mut last = self.shared.taken.load(Ordering::Relaxed);
-        let mut since = Instant::now();
         loop {
-            tokio::select! {
-                _ = self.overflow.cancelled() => return ClientGone::Overflow,
-                _ = tokio::time::sleep(tick) => {}
+            // With nothing waiting for it the client cannot be stalling: a run waiting on its
+            // backend costs no wake-up until it queues a frame.
+            if self.shared.sent.load(Ordering::Relaxed) == self.shared.taken.load(Ordering::Relaxed)
+            {
+                tokio::select! {
+                    _ = self.overflow.cancelled() => return ClientGone::Overflow,
+                    _ = self.shared.pushed.notified() => continue,
+                }
             }
-            let taken = self.shared.taken.load(Ordering::Relaxed);
-            if taken != last || self.shared.sent.load(Ordering::Relaxed) == taken {
-                (last, since) = (taken, Instant::now());
-            } else if since.elapsed() >= stall {
-                return ClientGone::Stalled;
+            let mut last = self.shared.taken.load(Ordering::Relaxed);
+            let mut since = Instant::now();
+            loop {
+                tokio::select! {
+                    _ = self.overflow.cancelled() => return ClientGone::Overflow,
+                    _ = tokio::time::sleep(tick) => {}
+                }
+                let taken = self.shared.taken.load(Ordering::Relaxed);
+                if self.shared.sent.load(Ordering::Relaxed) == taken {
+                    break;
+                }
+                if taken != last {
+                    (last, since) = (taken, Instant::now());
+                } else if since.elapsed() >= stall {
+                    return ClientGone::Stalled;
+                }
             }
         }
     }
@@ -123,6 +140,7 @@ pub(super) fn channel(
         sent: AtomicUsize::new(0),
         taken: AtomicUsize::new(0),
         drained: Notify::new(),
+        pushed: Notify::new(),
     });
     let outlet = RunOutlet {
         tx,
