@@ -52,17 +52,9 @@ async fn run(settings: Settings) -> Result<(), StartupError> {
     let listener = bind(addr).map_err(bind_err)?;
     let rooms: Vec<&str> = app.rooms().iter().map(|r| r.config.id.as_str()).collect();
     tracing::info!(%addr, ?rooms, llm = ?app.settings.llm.base_urls, "roomhost listening");
-    let stored = app.stored.clone();
     serve(listener, app, shutdown_signal())
         .await
-        .map_err(bind_err)?;
-    // The runs have ended; their last events are still on their way to the database.
-    if let Some(stored) = stored {
-        if !stored.writer.flush(FINAL_FLUSH).await {
-            tracing::warn!("store: the last writes did not reach the database before exit");
-        }
-    }
-    Ok(())
+        .map_err(bind_err)
 }
 
 /// Every connection is a file: below the connection cap (plus room for backend calls and files),
@@ -87,5 +79,3 @@ fn log_nofile_limit(max_connections: usize) {
     }
 }
 
-/// How long the exit waits for the store's last writes.
-const FINAL_FLUSH: std::time::Duration = std::time::Duration::from_secs(10);

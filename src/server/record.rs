@@ -70,6 +70,17 @@ impl Recorder {
             .unwrap_or_else(|p| p.into_inner())
             .1
             .finish(status, result, usage);
+        self.end(app);
+    }
+
+    /// Ends the run here without a last event: it stays `running` in the store for the replica
+    /// that takes it up once this process has handed its runs over.
+    pub(super) fn hand_over(&self, app: &AppState) {
+        self.end(app);
+    }
+
+    /// Lets the run's followers here finish and forgets the run after a while.
+    fn end(&self, app: &AppState) {
         self.live.end();
         let (app, run_id) = (app.clone(), self.run_id.clone());
         tokio::spawn(async move {

@@ -284,6 +284,8 @@ enum Ending {
     Cancelled(&'static str),
     /// Its client left and there is no grace: ended as before the store, without a last event.
     Left,
+    /// The server is shutting down: the run stops here, unfinished, for another to take up.
+    HandedOver,
 }
 
 /// Runs the agent between `RUN_STARTED` and exactly one `RUN_FINISHED`/`RUN_ERROR`. When the
@@ -324,6 +326,8 @@ async fn drive(
                 break Ending::Cancelled("nobody followed this run after its client left; it was cancelled");
             }
             _ = live.cancel.cancelled() => break Ending::Cancelled("this run was cancelled on request"),
+            // With a store another replica (or this one restarted) takes the run up.
+            _ = app.force_stop.cancelled(), if app.stored.is_some() => break Ending::HandedOver,
             _ = app.force_stop.cancelled() => break Ending::Done(Err(AgentError::Failed {
                 code: ErrorCode::Shutdown,
                 message: "the server is shutting down and stopped this run before it finished; retry it".into(),
@@ -372,6 +376,11 @@ async fn drive(
                 RunStatus::Failed
             };
             (status, Event::from(e))
+        }
+        Ending::HandedOver => {
+            tracing::info!("run handed over unfinished: the server is shutting down");
+            recorder.hand_over(&app);
+            return;
         }
         Ending::Cancelled(why) => cancelled(why),
         Ending::Left => cancelled("the client left and this run was cancelled"),

@@ -5,6 +5,7 @@
 
 pub mod history;
 mod live;
+mod notify;
 mod sql;
 mod writer;
 
@@ -15,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 pub use live::{Follower, LiveRun, LiveRuns, Since};
+pub use notify::Notices;
 pub use writer::{Health, RunLog, Writer, MAX_QUEUED_EVENTS};
 
 /// A thread: a conversation in one room.
@@ -57,7 +59,7 @@ pub enum RunStatus {
     Finished,
     Failed,
     Cancelled,
-    /// Left `running` by a process that died; found at the next start-up.
+    /// Left `running` by a process that died and taken up by none.
     Interrupted,
 }
 
@@ -123,6 +125,15 @@ pub struct LastTurn {
 pub struct StoredEvent {
     pub seq: i64,
     pub data: String,
+}
+
+/// A running run whose owner's lease has expired (or that never had an owner).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Orphan {
+    pub room: String,
+    pub run_id: String,
+    /// The instance that ran it.
+    pub owner: Option<String>,
 }
 
 /// A write the [`Writer`] batches. Each is idempotent, so a batch that failed is retried whole.
@@ -221,8 +232,27 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<StoredEvent>, StoreError>;
     /// Applies the writes in one transaction.
     async fn write(&self, batch: &[Write]) -> Result<(), StoreError>;
-    /// Marks runs left `running` as `interrupted` (pending ones wait to be started); how many.
-    async fn interrupt_running(&self, now: i64) -> Result<u64, StoreError>;
+    /// This process in the store: running runs it records or claims name it as their owner.
+    fn instance(&self) -> &str;
+    /// What other processes on the same database announce (PostgreSQL); `None` when nobody can.
+    fn notices(&self) -> Option<Arc<Notices>>;
+    /// Holds this process's lease until `expires` (Unix ms).
+    async fn renew_lease(&self, now: i64, expires: i64) -> Result<(), StoreError>;
+    /// Ends this process's lease now, so that its running runs are orphans at once.
+    async fn release_lease(&self) -> Result<(), StoreError>;
+    /// Running runs of other processes whose lease expired before `now` (or that have none),
+    /// oldest first, a bounded number at a time. Pending runs are not anyone's yet.
+    async fn orphans(&self, now: i64) -> Result<Vec<Orphan>, StoreError>;
+    /// Makes this process the orphan's owner, atomically: false when it is no longer running or
+    /// another process claimed it first.
+    async fn claim(&self, orphan: &Orphan) -> Result<bool, StoreError>;
+    /// Ends a running run of this process as `interrupted`, with `last` (an event's JSON) stored as
+    /// its last event under the next sequence number; false if it was not running here.
+    async fn interrupt(&self, run_id: &str, now: i64, last: &str) -> Result<bool, StoreError>;
+    /// Asks a running run's owner, wherever it is, to cancel it; false if it is not running.
+    async fn request_cancel(&self, run_id: &str) -> Result<bool, StoreError>;
+    /// This process's running runs that were asked to cancel.
+    async fn cancel_requests(&self) -> Result<Vec<String>, StoreError>;
     /// Deletes threads created before `cutoff` with no run since, and runs made before it that
     /// never started; how many threads.
     async fn purge(&self, cutoff: i64) -> Result<u64, StoreError>;
@@ -237,8 +267,8 @@ pub trait Store: Send + Sync {
     async fn add_feedback(&self, run_id: &str, data: &str) -> Result<bool, StoreError>;
 }
 
-/// Opens the database at `url`, applies the migrations and marks runs a dead process left
-/// `running` as `interrupted`. `none` (or empty) runs without a store.
+/// Opens the database at `url` and applies the migrations; runs a dead process left `running` are
+/// taken up by the replica check (`server::replica`). `none` (or empty) runs without a store.
 pub async fn open(url: &str) -> Result<Option<Arc<dyn Store>>, StoreError> {
     let url = url.trim();
     let store: Arc<dyn Store> = if url.is_empty() || url.eq_ignore_ascii_case("none") {
@@ -250,13 +280,6 @@ pub async fn open(url: &str) -> Result<Option<Arc<dyn Store>>, StoreError> {
     } else {
         return Err(StoreError::Scheme);
     };
-    let interrupted = store.interrupt_running(now_ms()).await?;
-    if interrupted > 0 {
-        tracing::warn!(
-            runs = interrupted,
-            "runs cut by a previous stop marked interrupted"
-        );
-    }
     Ok(Some(store))
 }
 

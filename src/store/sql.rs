@@ -1,7 +1,9 @@
 //! The two SQL stores. Their SQL is the same text (`$n` parameters work in both), so one macro
 //! writes both implementations; only opening the pool and the migrations differ.
 
+use std::collections::BTreeSet;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,8 +12,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, PgPool, Postgres, QueryBuilder, Sqlite, SqlitePool, Transaction};
 use tokio::sync::{Mutex, MutexGuard};
 
+use super::notify::{self, Notices, CANCEL, EVENTS, HANDOVER};
 use super::{
-    LastTurn, RunRecord, RunStatus, Started, Store, StoreError, StoredEvent, ThreadRecord,
+    LastTurn, Orphan, RunRecord, RunStatus, Started, Store, StoreError, StoredEvent, ThreadRecord,
     ThreadTurn, Write,
 };
 
@@ -42,6 +45,8 @@ fn pool_options<DB: sqlx::Database>() -> PoolOptions<DB> {
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// This process in the store: the owner its running runs record.
+    instance: String,
     /// Held by the run path's write transactions (a run starting, the writer's batch).
     writing: Mutex<()>,
 }
@@ -72,6 +77,7 @@ impl SqliteStore {
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         Ok(Self {
             pool,
+            instance: new_instance(),
             writing: Mutex::new(()),
         })
     }
@@ -95,6 +101,9 @@ impl SqliteStore {
 
 pub struct PgStore {
     pool: PgPool,
+    instance: String,
+    /// Other replicas' news, heard on one listening connection.
+    notices: Arc<Notices>,
 }
 
 impl PgStore {
@@ -107,7 +116,13 @@ impl PgStore {
             .connect(url)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let notices = Arc::new(Notices::default());
+        notify::listen(url, notices.clone()).await?;
+        Ok(Self {
+            pool,
+            instance: new_instance(),
+            notices,
+        })
     }
 
     /// PostgreSQL locks rows, not the database: writers need no turns.
@@ -126,6 +141,11 @@ impl PgStore {
             .await?;
         Ok((tx, ()))
     }
+}
+
+/// A fresh id for this process's store: a process that restarts is another owner.
+fn new_instance() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 #[derive(sqlx::FromRow)]
@@ -209,16 +229,55 @@ const RUN_COLUMNS: &str = "r.id, r.thread_id, r.parent_run_id, r.created, r.fini
 const INSERT_THREAD: &str = "INSERT INTO threads (id, room, owner, created, name, description) \
                              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
 const INSERT_RUN: &str = "INSERT INTO runs (id, thread_id, parent_run_id, created, finished, \
-                          status, input, result, usage, events_cut, metadata) \
-                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                          status, input, result, usage, events_cut, metadata, instance) \
+                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
                           ON CONFLICT (id) DO NOTHING";
 /// A pending run of the thread becomes the run starting: one conditional statement, so of two
 /// starts of the same run (here or in another replica) only one finds it pending.
 const START_PENDING: &str = "UPDATE runs SET status = $3, input = $4, \
-                             parent_run_id = COALESCE($5, parent_run_id) \
+                             parent_run_id = COALESCE($5, parent_run_id), instance = $6 \
                              WHERE id = $1 AND thread_id = $2 AND status = 'pending'";
+/// Leases expired this long ago are deleted.
+const OLD_LEASE_MS: i64 = 3_600_000;
+/// Orphaned runs taken up in one check; the next check takes the rest.
+const ORPHANS_AT_ONCE: i64 = 100;
 /// Rows per multi-row event insert: 3 parameters each, far below either database's limit.
 const EVENT_ROWS: usize = 500;
+
+impl SqliteStore {
+    /// One process per SQLite file: nobody else to tell.
+    async fn announce(
+        _tx: &mut Transaction<'static, Sqlite>,
+        _channel: &str,
+        _payload: &str,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn notices_of(&self) -> Option<Arc<Notices>> {
+        None
+    }
+}
+
+impl PgStore {
+    /// Tells every listening replica on `channel`, when the transaction commits.
+    async fn announce(
+        tx: &mut Transaction<'static, Postgres>,
+        channel: &str,
+        payload: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel)
+            .bind(payload)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    fn notices_of(&self) -> Option<Arc<Notices>> {
+        Some(self.notices.clone())
+    }
+}
 
 macro_rules! sql_store {
     ($Store:ident, $Db:ty) => {
@@ -268,6 +327,7 @@ macro_rules! sql_store {
             fn run_query<'q>(
                 r: &'q RunRecord,
                 created: i64,
+                instance: &'q str,
             ) -> sqlx::query::Query<'q, $Db, <$Db as sqlx::Database>::Arguments<'q>> {
                 sqlx::query(INSERT_RUN)
                     .bind(&r.id)
@@ -281,12 +341,14 @@ macro_rules! sql_store {
                     .bind(&r.usage)
                     .bind(i64::from(r.events_cut))
                     .bind(&r.metadata)
+                    .bind(instance)
             }
 
             /// Starts the run if it is pending in its thread; whether it was.
             async fn start_pending(
                 conn: &mut <$Db as sqlx::Database>::Connection,
                 r: &RunRecord,
+                instance: &str,
             ) -> Result<bool, StoreError> {
                 let done = sqlx::query(START_PENDING)
                     .bind(&r.id)
@@ -294,6 +356,7 @@ macro_rules! sql_store {
                     .bind(r.status.as_str())
                     .bind(&r.input)
                     .bind(&r.parent_run_id)
+                    .bind(instance)
                     .execute(&mut *conn)
                     .await?;
                 Ok(done.rows_affected() > 0)
@@ -306,6 +369,7 @@ macro_rules! sql_store {
                 conn: &mut <$Db as sqlx::Database>::Connection,
                 run: &RunRecord,
                 max_runs: Option<i64>,
+                instance: &str,
             ) -> Result<(Started, i64), StoreError> {
                 if max_runs.is_some() {
                     // Locks the thread's row (PostgreSQL; SQLite has one writer anyway), so that
@@ -335,7 +399,7 @@ macro_rules! sql_store {
                     };
                     return Ok((refused, created));
                 }
-                let done = Self::run_query(run, created).execute(&mut *conn).await?;
+                let done = Self::run_query(run, created, instance).execute(&mut *conn).await?;
                 let outcome = if done.rows_affected() > 0 {
                     Started::Recorded
                 } else {
@@ -361,7 +425,8 @@ macro_rules! sql_store {
                     ThreadIs::Other => return Ok((Started::OtherRoom, run.created)),
                     // A thread made just now has no runs: none pending, none to count or follow.
                     ThreadIs::New if max_runs.is_none_or(|max| max > 0) => {
-                        let done = Self::run_query(run, run.created).execute(&mut *tx).await?;
+                        let done = Self::run_query(run, run.created, &self.instance)
+                            .execute(&mut *tx).await?;
                         let outcome = if done.rows_affected() > 0 {
                             Started::Recorded
                         } else {
@@ -369,10 +434,10 @@ macro_rules! sql_store {
                         };
                         (outcome, run.created)
                     }
-                    _ if started && Self::start_pending(&mut tx, run).await? => {
+                    _ if started && Self::start_pending(&mut tx, run, &self.instance).await? => {
                         (Started::Recorded, run.created)
                     }
-                    _ => Self::insert_run(&mut tx, run, max_runs).await?,
+                    _ => Self::insert_run(&mut tx, run, max_runs, &self.instance).await?,
                 };
                 if outcome.0 == Started::Recorded {
                     tx.commit().await?;
@@ -551,9 +616,12 @@ macro_rules! sql_store {
             async fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
                 let (mut tx, _turn) = self.begin_write().await?;
                 let mut events: Vec<(&str, i64, &str)> = Vec::new();
+                // Runs with new events, for followers in other processes (told on commit).
+                let mut grown: BTreeSet<&str> = BTreeSet::new();
                 for write in batch {
                     if let Write::Event { run_id, seq, data } = write {
                         events.push((run_id, *seq, data));
+                        grown.insert(run_id);
                         continue;
                     }
                     // Events go in before anything that follows them (their run's finish).
@@ -563,8 +631,10 @@ macro_rules! sql_store {
                             Self::thread_query(t).execute(&mut *tx).await?;
                         }
                         Write::Run(r) => {
-                            if !Self::start_pending(&mut tx, r).await? {
-                                Self::run_query(r, r.created).execute(&mut *tx).await?;
+                            if !Self::start_pending(&mut tx, r, &self.instance).await? {
+                                Self::run_query(r, r.created, &self.instance)
+                                    .execute(&mut *tx)
+                                    .await?;
                             }
                         }
                         Write::Finish {
@@ -598,19 +668,143 @@ macro_rules! sql_store {
                     }
                 }
                 insert_events!($Db, &mut *tx, events);
+                for runs in notify::payloads(grown) {
+                    Self::announce(&mut tx, EVENTS, &runs).await?;
+                }
                 tx.commit().await?;
                 Ok(())
             }
 
-            async fn interrupt_running(&self, now: i64) -> Result<u64, StoreError> {
-                let done = sqlx::query(
-                    "UPDATE runs SET status = 'interrupted', finished = $1 \
-                     WHERE status = 'running'",
+            fn instance(&self) -> &str {
+                &self.instance
+            }
+
+            fn notices(&self) -> Option<Arc<Notices>> {
+                Self::notices_of(self)
+            }
+
+            async fn renew_lease(&self, now: i64, expires: i64) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO leases (instance, expires) VALUES ($1, $2) \
+                     ON CONFLICT (instance) DO UPDATE SET expires = excluded.expires",
+                )
+                .bind(&self.instance)
+                .bind(expires)
+                .execute(&mut *tx)
+                .await?;
+                // Leases of processes long gone: their runs are orphans with or without them.
+                sqlx::query("DELETE FROM leases WHERE expires < $1")
+                    .bind(now.saturating_sub(OLD_LEASE_MS))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn release_lease(&self) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("UPDATE leases SET expires = 0 WHERE instance = $1")
+                    .bind(&self.instance)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::announce(&mut tx, HANDOVER, &self.instance).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn orphans(&self, now: i64) -> Result<Vec<Orphan>, StoreError> {
+                let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+                    "SELECT t.room, r.id, r.instance FROM runs r \
+                     JOIN threads t ON t.id = r.thread_id \
+                     WHERE r.status = 'running' AND COALESCE(r.instance, '') <> $2 \
+                     AND NOT EXISTS (SELECT 1 FROM leases l \
+                     WHERE l.instance = r.instance AND l.expires > $1) \
+                     ORDER BY r.created LIMIT $3",
                 )
                 .bind(now)
+                .bind(&self.instance)
+                .bind(ORPHANS_AT_ONCE)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(room, run_id, owner)| Orphan {
+                        room,
+                        run_id,
+                        owner,
+                    })
+                    .collect())
+            }
+
+            async fn claim(&self, orphan: &Orphan) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE runs SET instance = $2 WHERE id = $1 AND status = 'running' \
+                     AND COALESCE(instance, '') = $3",
+                )
+                .bind(&orphan.run_id)
+                .bind(&self.instance)
+                .bind(orphan.owner.as_deref().unwrap_or_default())
                 .execute(&self.pool)
                 .await?;
-                Ok(done.rows_affected())
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn interrupt(
+                &self,
+                run_id: &str,
+                now: i64,
+                last: &str,
+            ) -> Result<bool, StoreError> {
+                let (mut tx, _turn) = self.begin_write().await?;
+                let done = sqlx::query(
+                    "UPDATE runs SET status = 'interrupted', finished = $2 \
+                     WHERE id = $1 AND status = 'running' AND instance = $3",
+                )
+                .bind(run_id)
+                .bind(now)
+                .bind(&self.instance)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                // The last event gets the next number of the run's log: an id of its own.
+                sqlx::query(
+                    "INSERT INTO events (run_id, seq, data) \
+                     SELECT $1, COALESCE(MAX(seq), -1) + 1, $2 FROM events WHERE run_id = $1",
+                )
+                .bind(run_id)
+                .bind(last)
+                .execute(&mut *tx)
+                .await?;
+                Self::announce(&mut tx, EVENTS, run_id).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn request_cancel(&self, run_id: &str) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE runs SET cancel_requested = 1 WHERE id = $1 AND status = 'running'",
+                )
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?;
+                Self::announce(&mut tx, CANCEL, run_id).await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn cancel_requests(&self) -> Result<Vec<String>, StoreError> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT id FROM runs WHERE status = 'running' AND instance = $1 \
+                     AND cancel_requested = 1",
+                )
+                .bind(&self.instance)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(|(id,)| id).collect())
             }
 
             async fn purge(&self, cutoff: i64) -> Result<u64, StoreError> {
