@@ -313,6 +313,10 @@ async fn drive(
     };
     tokio::pin!(client_gone);
     let mut run = AssertUnwindSafe(run).catch_unwind();
+    let hand_over = app
+        .stored
+        .as_ref()
+        .is_some_and(|s| s.store.outlives_process());
     let ending = loop {
         tokio::select! {
             _ = &mut client_gone, if client.is_some() => {
@@ -326,8 +330,8 @@ async fn drive(
                 break Ending::Cancelled("nobody followed this run after its client left; it was cancelled");
             }
             _ = live.cancel.cancelled() => break Ending::Cancelled("this run was cancelled on request"),
-            // With a store another replica (or this one restarted) takes the run up.
-            _ = app.force_stop.cancelled(), if app.stored.is_some() => break Ending::HandedOver,
+            // With a lasting store another replica (or this one restarted) takes the run up.
+            _ = app.force_stop.cancelled(), if hand_over => break Ending::HandedOver,
             _ = app.force_stop.cancelled() => break Ending::Done(Err(AgentError::Failed {
                 code: ErrorCode::Shutdown,
                 message: "the server is shutting down and stopped this run before it finished; retry it".into(),

@@ -234,6 +234,9 @@ pub trait Store: Send + Sync {
     async fn write(&self, batch: &[Write]) -> Result<(), StoreError>;
     /// This process in the store: running runs it records or claims name it as their owner.
     fn instance(&self) -> &str;
+    /// Whether the data stays when this process ends (not an in-memory database): only then can
+    /// another process, or this one restarted, take up its runs.
+    fn outlives_process(&self) -> bool;
     /// What other processes on the same database announce (PostgreSQL); `None` when nobody can.
     fn notices(&self) -> Option<Arc<Notices>>;
     /// Holds this process's lease until `expires` (Unix ms).

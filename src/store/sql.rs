@@ -47,6 +47,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// This process in the store: the owner its running runs record.
     instance: String,
+    /// An in-memory database ends with the process: nobody can take its runs up.
+    in_memory: bool,
     /// Held by the run path's write transactions (a run starting, the writer's batch).
     writing: Mutex<()>,
 }
@@ -78,6 +80,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             instance: new_instance(),
+            in_memory,
             writing: Mutex::new(()),
         })
     }
@@ -257,6 +260,10 @@ impl SqliteStore {
     fn notices_of(&self) -> Option<Arc<Notices>> {
         None
     }
+
+    fn outlives(&self) -> bool {
+        !self.in_memory
+    }
 }
 
 impl PgStore {
@@ -276,6 +283,10 @@ impl PgStore {
 
     fn notices_of(&self) -> Option<Arc<Notices>> {
         Some(self.notices.clone())
+    }
+
+    fn outlives(&self) -> bool {
+        true
     }
 }
 
@@ -681,6 +692,10 @@ macro_rules! sql_store {
 
             fn notices(&self) -> Option<Arc<Notices>> {
                 Self::notices_of(self)
+            }
+
+            fn outlives_process(&self) -> bool {
+                Self::outlives(self)
             }
 
             async fn renew_lease(&self, now: i64, expires: i64) -> Result<(), StoreError> {

@@ -23,6 +23,9 @@ async fn start(dir: &TempDir, mock: &MockLlm, database_url: &str) -> (Running, S
     let child = roomhost(&dir.path, &mock.url(), port)
         .env("ROOMHOST_DATABASE_URL", database_url)
         .env("ROOMHOST_MAX_CONCURRENCY", "200")
+        // A killed process's runs are taken up a second after its last heartbeat.
+        .env("ROOMHOST_LEASE", "1s")
+        .env("ROOMHOST_HEARTBEAT", "200ms")
         .spawn()
         .expect("spawn roomhost");
     let url = format!("http://127.0.0.1:{port}");
@@ -43,6 +46,20 @@ async fn get(url: &str) -> (u16, Value) {
         resp.status().as_u16(),
         resp.json().await.unwrap_or(Value::Null),
     )
+}
+
+/// The run at `url` once it is no longer `running`: its owner's lease has to expire first.
+async fn settled(url: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, run) = get(url).await;
+        assert_eq!(status, 200, "{url}");
+        if run["status"] != "running" {
+            return run;
+        }
+        assert!(std::time::Instant::now() < deadline, "{url} still running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Reads events with their ids until the stream ends.
@@ -110,8 +127,7 @@ async fn store_faults_sigkill_during_50_runs_keeps_finished_runs_and_interrupts_
 
     let (_again, url) = start(&dir, &mock, &database_url).await;
     for i in 0..50 {
-        let (status, run) = get(&format!("{url}{PATH}/runs/r{i}")).await;
-        assert_eq!(status, 200, "run r{i}");
+        let run = settled(&format!("{url}{PATH}/runs/r{i}")).await;
         let want = if i % 2 == 0 {
             "interrupted"
         } else {
