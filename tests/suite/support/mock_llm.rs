@@ -70,6 +70,7 @@ pub struct MockReply {
     cut: Option<(usize, Cut)>,
     hang: bool,
     hang_before_headers: bool,
+    gate: Option<Arc<tokio::sync::Semaphore>>,
     done_reason: Option<String>,
     usage: Option<(u64, u64)>,
     garbage_line: bool,
@@ -142,6 +143,12 @@ impl MockReply {
         self
     }
     /// Not even the headers are ever sent.
+    /// Holds the reply's body until the test adds a permit to `gate` (one permit lets one reply
+    /// go on).
+    pub fn gate(mut self, gate: Arc<tokio::sync::Semaphore>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
     pub fn hang_before_headers(mut self) -> Self {
         self.hang_before_headers = true;
         self
@@ -593,6 +600,12 @@ async fn chat(
                     )),
                     (steps, guard, false),
                 )),
+                Step::Gate(gate) => {
+                    if let Ok(permit) = gate.acquire().await {
+                        permit.forget();
+                    }
+                    Some((Ok(Bytes::new()), (steps, guard, false)))
+                }
                 Step::Hang => {
                     // Keeps `guard` alive: the request stays in flight until the client leaves.
                     std::future::pending::<()>().await;
@@ -611,6 +624,7 @@ enum Step {
     Write(Bytes),
     Reset,
     Hang,
+    Gate(Arc<tokio::sync::Semaphore>),
 }
 
 /// The chunks of a reply, thinking first, each tagged `true` for thinking.
@@ -692,6 +706,9 @@ fn stream_steps(wire: Wire, req: &MockRequest, reply: &MockReply) -> VecDeque<St
             Some(Step::Write(first)) => *first = [role, first.clone()].concat().into(),
             _ => steps.push_front(Step::Write(role)),
         }
+    }
+    if let Some(gate) = &reply.gate {
+        steps.push_front(Step::Gate(gate.clone()));
     }
     steps
 }
