@@ -4,12 +4,16 @@
 //! Each case runs on a shared SQLite file (two servers in this process) and, when
 //! `ROOMHOST_TEST_DATABASE_URL` names a server, on PostgreSQL (notifications).
 
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
+use crate::process_lifecycle::{
+    free_port, roomhost, wait_exit, wait_healthy, Running, ROOM as LIFECYCLE_ROOM,
+};
 use crate::store::postgres;
 use crate::support::harness::{eventually, SseReader, TempDir, TestServer};
 use crate::support::mock_llm::{auto_reply, MockLlm};
@@ -157,4 +161,93 @@ async fn replicas_a_follower_on_another_replica_gets_keep_alives_then_the_same_e
         ids.dedup();
         assert_eq!(ids.len(), seen.len(), "{backend}: no id names two events");
     }
+}
+
+/// A roomhost process on the SQLite file `db`: leases of a minute (a run can only change hands
+/// by a handover), a shutdown grace shorter than the held run.
+async fn process(dir: &TempDir, mock: &MockLlm, db: &str) -> (Running, String) {
+    let port = free_port();
+    let child = roomhost(&dir.path, &mock.url(), port)
+        .env("ROOMHOST_DATABASE_URL", db)
+        .env("ROOMHOST_LEASE", "60s")
+        .env("ROOMHOST_SHUTDOWN_GRACE_SECS", "0.3")
+        .env("ROOMHOST_DETACHED_GRACE_SECS", "60")
+        .spawn()
+        .expect("spawn roomhost");
+    let url = format!("http://127.0.0.1:{port}");
+    let child = Running(child);
+    wait_healthy(&url).await;
+    (child, url)
+}
+
+#[tokio::test]
+async fn replicas_sigterm_stores_what_was_streamed_ends_streams_and_hands_the_run_over() {
+    let mock = MockLlm::start().await;
+    let _gate = gated(&mock);
+    let dir = TempDir::new();
+    dir.write("parallelization/room_config.yaml", LIFECYCLE_ROOM);
+    let db = format!("sqlite://{}", dir.path.join("rh.db").display());
+    let (mut first, url) = process(&dir, &mock, &db).await;
+    let path = "/rooms/parallelization";
+    let resp = TestServer::client()
+        .post(format!("{url}{path}/run"))
+        .json(&vote("h1"))
+        .send()
+        .await
+        .expect("run starts");
+    let mut client = SseReader::new(resp);
+    eventually("every call is held", || mock.in_flight() == 3).await;
+    let follower = TestServer::client()
+        .get(format!("{url}{path}/runs/h1/events"))
+        .send()
+        .await
+        .expect("follow");
+    let mut follower = SseReader::new(follower);
+
+    let term = Command::new("kill")
+        .args(["-TERM", &first.0.id().to_string()])
+        .status();
+    assert!(term.expect("kill runs").success());
+    // Both streams end within the grace, without a last event: their clients reconnect.
+    let seen = with_ids(&mut client).await;
+    let followed = with_ids(&mut follower).await;
+    assert_eq!(followed, seen);
+    let last = &seen.last().expect("events").1;
+    assert!(
+        !matches!(last["type"].as_str(), Some("RUN_FINISHED" | "RUN_ERROR")),
+        "{last}"
+    );
+    assert!(wait_exit(&mut first, Duration::from_secs(10)).await.success());
+
+    // Restarted: the run was handed over (its lease released), so it is taken up at once.
+    let (_second, url) = process(&dir, &mock, &db).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let run = loop {
+        let resp = TestServer::client()
+            .get(format!("{url}{path}/runs/h1"))
+            .send()
+            .await
+            .expect("GET run");
+        let run: Value = resp.json().await.expect("JSON");
+        if run["status"] != "running" {
+            break run;
+        }
+        assert!(std::time::Instant::now() < deadline, "never taken up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(run["status"], "interrupted", "{run}");
+    // Everything streamed was stored; the last event has an id of its own.
+    let (last_id, _) = seen.last().expect("events");
+    let resp = TestServer::client()
+        .get(format!("{url}{path}/runs/h1/events"))
+        .send()
+        .await
+        .expect("replay");
+    let replay = with_ids(&mut SseReader::new(resp)).await;
+    assert_eq!(replay[..seen.len()], seen[..]);
+    assert_eq!(replay.len(), seen.len() + 1);
+    let (id, end) = replay.last().expect("a last event");
+    assert_eq!(end["code"], "interrupted", "{end}");
+    let next: i64 = last_id.rsplit_once(':').expect("run:seq").1.parse().expect("seq");
+    assert_eq!(id, &format!("h1:{}", next + 1));
 }
