@@ -78,4 +78,3 @@ fn log_nofile_limit(max_connections: usize) {
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
 }
-

@@ -20,9 +20,17 @@ async fn interrupt(stored: &Stored, orphan: &Orphan) {
             .into(),
     });
     let json = serde_json::to_string(&last).unwrap_or_default();
-    match stored.store.interrupt(&orphan.run_id, now_ms(), &json).await {
-        Ok(true) => tracing::warn!(run_id = %orphan.run_id, "a stopped replica's run ended interrupted"),
+    match stored
+        .store
+        .interrupt(&orphan.run_id, now_ms(), &json)
+        .await
+    {
+        Ok(true) => {
+            tracing::warn!(run_id = %orphan.run_id, "a stopped replica's run ended interrupted")
+        }
         Ok(false) => {}
-        Err(e) => tracing::warn!(error = %e, run_id = %orphan.run_id, "store: cannot end a stopped replica's run"),
+        Err(e) => {
+            tracing::warn!(error = %e, run_id = %orphan.run_id, "store: cannot end a stopped replica's run")
+        }
     }
 }

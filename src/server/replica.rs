@@ -100,7 +100,9 @@ async fn take_orphans(app: &AppState, stored: &Stored) {
             Ok(true) => adopt::take_up(app, stored, orphan).await,
             // Another replica was first, or the run ended meanwhile.
             Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, run_id = %orphan.run_id, "store: cannot claim a run"),
+            Err(e) => {
+                tracing::warn!(error = %e, run_id = %orphan.run_id, "store: cannot claim a run")
+            }
         }
     }
 }
@@ -110,6 +112,8 @@ async fn take_orphans(app: &AppState, stored: &Stored) {
 pub(super) async fn hand_over(stored: &Stored) {
     match stored.store.release_lease().await {
         Ok(()) => tracing::info!("runs still going were handed over to the other replicas"),
-        Err(e) => tracing::warn!(error = %e, "store: cannot release the lease; other replicas take this process's runs once it expires"),
+        Err(e) => {
+            tracing::warn!(error = %e, "store: cannot release the lease; other replicas take this process's runs once it expires")
+        }
     }
 }

@@ -331,11 +331,13 @@ async fn drive(
             }
             _ = live.cancel.cancelled() => break Ending::Cancelled("this run was cancelled on request"),
             // With a lasting store another replica (or this one restarted) takes the run up.
-            _ = app.force_stop.cancelled(), if hand_over => break Ending::HandedOver,
-            _ = app.force_stop.cancelled() => break Ending::Done(Err(AgentError::Failed {
-                code: ErrorCode::Shutdown,
-                message: "the server is shutting down and stopped this run before it finished; retry it".into(),
-            })),
+            _ = app.force_stop.cancelled() => break match hand_over {
+                true => Ending::HandedOver,
+                false => Ending::Done(Err(AgentError::Failed {
+                    code: ErrorCode::Shutdown,
+                    message: "the server is shutting down and stopped this run before it finished; retry it".into(),
+                })),
+            },
             result = &mut run => break Ending::Done(result.unwrap_or_else(|panic| {
                 let detail = panic
                     .downcast_ref::<&str>()

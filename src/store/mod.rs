@@ -120,6 +120,12 @@ pub struct LastTurn {
     pub result: Option<String>,
 }
 
+/// The sequence number of the last event stored for a run that a process left unfinished (ended
+/// `interrupted` by another): above any number a run's own events reach, and the highest a
+/// `Last-Event-ID` can name, so it is never the id of another event, even one a client was sent
+/// but the dead process never stored, and a client resuming from any id it has reads it.
+pub const FINAL_SEQ: i64 = u32::MAX as i64;
+
 /// One stored event: its sequence number in the run and its JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
@@ -250,7 +256,7 @@ pub trait Store: Send + Sync {
     /// another process claimed it first.
     async fn claim(&self, orphan: &Orphan) -> Result<bool, StoreError>;
     /// Ends a running run of this process as `interrupted`, with `last` (an event's JSON) stored as
-    /// its last event under the next sequence number; false if it was not running here.
+    /// its last event under [`FINAL_SEQ`]; false if it was not running here.
     async fn interrupt(&self, run_id: &str, now: i64, last: &str) -> Result<bool, StoreError>;
     /// Asks a running run's owner, wherever it is, to cancel it; false if it is not running.
     async fn request_cancel(&self, run_id: &str) -> Result<bool, StoreError>;

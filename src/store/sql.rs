@@ -784,12 +784,12 @@ macro_rules! sql_store {
                 if done.rows_affected() == 0 {
                     return Ok(false);
                 }
-                // The last event gets the next number of the run's log: an id of its own.
                 sqlx::query(
-                    "INSERT INTO events (run_id, seq, data) \
-                     SELECT $1, COALESCE(MAX(seq), -1) + 1, $2 FROM events WHERE run_id = $1",
+                    "INSERT INTO events (run_id, seq, data) VALUES ($1, $2, $3) \
+                     ON CONFLICT (run_id, seq) DO NOTHING",
                 )
                 .bind(run_id)
+                .bind(super::FINAL_SEQ)
                 .bind(last)
                 .execute(&mut *tx)
                 .await?;

@@ -71,7 +71,10 @@ async fn follow(server: &TestServer, run_id: &str) -> reqwest::Response {
 async fn with_ids(reader: &mut SseReader) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     while let Some(event) = reader.next_event().await {
-        out.push((reader.last_id.clone().expect("every event has an id"), event));
+        out.push((
+            reader.last_id.clone().expect("every event has an id"),
+            event,
+        ));
     }
     out
 }
@@ -155,7 +158,10 @@ async fn replicas_a_follower_on_another_replica_gets_keep_alives_then_the_same_e
             Some(json!("RUN_FINISHED")),
             "{backend}"
         );
-        assert_eq!(followed, seen, "{backend}: the follower saw the client's stream");
+        assert_eq!(
+            followed, seen,
+            "{backend}: the follower saw the client's stream"
+        );
         let mut ids: Vec<&str> = seen.iter().map(|(id, _)| id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -217,7 +223,9 @@ async fn replicas_sigterm_stores_what_was_streamed_ends_streams_and_hands_the_ru
         !matches!(last["type"].as_str(), Some("RUN_FINISHED" | "RUN_ERROR")),
         "{last}"
     );
-    assert!(wait_exit(&mut first, Duration::from_secs(10)).await.success());
+    assert!(wait_exit(&mut first, Duration::from_secs(10))
+        .await
+        .success());
 
     // Restarted: the run was handed over (its lease released), so it is taken up at once.
     let (_second, url) = process(&dir, &mock, &db).await;
@@ -236,7 +244,7 @@ async fn replicas_sigterm_stores_what_was_streamed_ends_streams_and_hands_the_ru
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(run["status"], "interrupted", "{run}");
-    // Everything streamed was stored; the last event has an id of its own.
+    // Everything streamed was stored; the last event has the reserved last id.
     let (last_id, _) = seen.last().expect("events");
     let resp = TestServer::client()
         .get(format!("{url}{path}/runs/h1/events"))
@@ -248,6 +256,14 @@ async fn replicas_sigterm_stores_what_was_streamed_ends_streams_and_hands_the_ru
     assert_eq!(replay.len(), seen.len() + 1);
     let (id, end) = replay.last().expect("a last event");
     assert_eq!(end["code"], "interrupted", "{end}");
-    let next: i64 = last_id.rsplit_once(':').expect("run:seq").1.parse().expect("seq");
-    assert_eq!(id, &format!("h1:{}", next + 1));
+    assert_eq!(id, &format!("h1:{}", roomhost::store::FINAL_SEQ));
+    // A client resuming from its last id reads just that.
+    let resp = TestServer::client()
+        .get(format!("{url}{path}/runs/h1/events"))
+        .header("Last-Event-ID", last_id.as_str())
+        .send()
+        .await
+        .expect("resume");
+    let rest = with_ids(&mut SseReader::new(resp)).await;
+    assert_eq!(rest[..], replay[seen.len()..]);
 }

@@ -335,16 +335,22 @@ async fn store_a_run_is_orphaned_only_once_its_owners_lease_expired_and_is_claim
         let (winner, loser) = if won_a { (&a, &b) } else { (&b, &a) };
         assert!(!loser.claim(&orphans[0]).await.unwrap(), "{backend}");
 
-        // Ended by its new owner: `interrupted`, its last event stored under the next number.
+        // Ended by its new owner: `interrupted`, its last event stored under the reserved last id.
         assert!(!owner.interrupt("cut", 5, "{\"last\":1}").await.unwrap());
         assert!(!loser.interrupt("cut", 5, "{\"last\":1}").await.unwrap());
-        assert!(winner.interrupt("cut", 5, "{\"last\":1}").await.unwrap(), "{backend}");
+        assert!(
+            winner.interrupt("cut", 5, "{\"last\":1}").await.unwrap(),
+            "{backend}"
+        );
         let cut = winner.run("r1", "cut").await.unwrap().unwrap();
-        assert_eq!((cut.status, cut.finished), (RunStatus::Interrupted, Some(5)));
+        assert_eq!(
+            (cut.status, cut.finished),
+            (RunStatus::Interrupted, Some(5))
+        );
         let events = winner.events("cut", -1, 10).await.unwrap();
         assert_eq!(
             events.iter().map(|e| e.seq).collect::<Vec<_>>(),
-            [0, 1],
+            [0, store::FINAL_SEQ],
             "{backend}"
         );
         let done = winner.run("r1", "done").await.unwrap().unwrap();
