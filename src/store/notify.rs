@@ -57,7 +57,7 @@ impl Notices {
 }
 
 /// The run ids joined into as few payloads as fit.
-pub fn payloads<'a>(run_ids: BTreeSet<&'a str>) -> Vec<String> {
+pub fn payloads(run_ids: BTreeSet<&str>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for id in run_ids {
         match out.last_mut() {
