@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::client::{client, open};
 use crate::harness::{SseReader, TempDir};
-use crate::mock_llm::MockLlm;
+use crate::mock_llm::{auto_reply, MockLlm};
 use crate::overhead::{rooms, settings};
 use crate::server::ServerProc;
 use crate::stats::ms;
@@ -141,15 +141,17 @@ pub async fn run(runs: usize, postgres: Option<String>) -> Result<(), BenchError
     );
 
     // A replica killed mid-run: its runs' followers on B read how they ended.
-    mock.set_words(2000);
+    // Calls held open for good: the runs are mid-fan-out when killed.
+    let never = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    mock.respond_with(move |req| auto_reply(req, 4).gate(never.clone()));
     let c = ServerProc::start(config.clone(), &rooms()).await?;
     let mut followers = Vec::new();
     for i in 0..AT_ONCE {
         let id = format!("k{i}");
         let mut own = open(&http, &c.run_url("five"), &vote(&id)).await?;
-        own.read_until("TEXT_MESSAGE_CONTENT").await;
+        own.read_until("STEP_STARTED").await;
         let mut other = follower(&http, &b, &id).await?;
-        other.read_until("TEXT_MESSAGE_CONTENT").await;
+        other.read_until("STEP_STARTED").await;
         followers.push(other);
     }
     drop(c);
@@ -158,7 +160,10 @@ pub async fn run(runs: usize, postgres: Option<String>) -> Result<(), BenchError
         let events = arrivals(f).await;
         (
             Instant::now().duration_since(killed),
-            events.last().map(|(_, _, e)| e["code"].clone()),
+            events.last().map(|(_, _, e)| match &e["code"] {
+                Value::Null => e["type"].clone(),
+                code => code.clone(),
+            }),
         )
     }))
     .await;
