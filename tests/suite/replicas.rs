@@ -67,18 +67,6 @@ async fn follow(server: &TestServer, run_id: &str) -> reqwest::Response {
     resp
 }
 
-/// Every event to the end with its id.
-async fn with_ids(reader: &mut SseReader) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    while let Some(event) = reader.next_event().await {
-        out.push((
-            reader.last_id.clone().expect("every event has an id"),
-            event,
-        ));
-    }
-    out
-}
-
 /// Waits until every call of the run is held by the mock, then reads the events the run sent
 /// meanwhile, up to the keep-alive comment that comes while nothing else can.
 async fn held(mock: &MockLlm, calls: usize, reader: &mut SseReader) -> Vec<(String, Value)> {
@@ -151,8 +139,8 @@ async fn replicas_a_follower_on_another_replica_gets_keep_alives_then_the_same_e
         assert_eq!(followed, seen, "{backend}");
 
         gate.add_permits(100);
-        seen.extend(with_ids(&mut client).await);
-        followed.extend(with_ids(&mut follower).await);
+        seen.extend(client.read_to_end_with_ids().await);
+        followed.extend(follower.read_to_end_with_ids().await);
         assert_eq!(
             seen.last().map(|(_, e)| e["type"].clone()),
             Some(json!("RUN_FINISHED")),
@@ -215,8 +203,8 @@ async fn replicas_sigterm_stores_what_was_streamed_ends_streams_and_hands_the_ru
         .status();
     assert!(term.expect("kill runs").success());
     // Both streams end within the grace, without a last event: their clients reconnect.
-    let seen = with_ids(&mut client).await;
-    let followed = with_ids(&mut follower).await;
+    let seen = client.read_to_end_with_ids().await;
+    let followed = follower.read_to_end_with_ids().await;
     assert_eq!(followed, seen);
     let last = &seen.last().expect("events").1;
     assert!(
@@ -251,7 +239,7 @@ async fn replicas_sigterm_stores_what_was_streamed_ends_streams_and_hands_the_ru
         .send()
         .await
         .expect("replay");
-    let replay = with_ids(&mut SseReader::new(resp)).await;
+    let replay = SseReader::new(resp).read_to_end_with_ids().await;
     assert_eq!(replay[..seen.len()], seen[..]);
     assert_eq!(replay.len(), seen.len() + 1);
     let (id, end) = replay.last().expect("a last event");
@@ -264,6 +252,6 @@ async fn replicas_sigterm_stores_what_was_streamed_ends_streams_and_hands_the_ru
         .send()
         .await
         .expect("resume");
-    let rest = with_ids(&mut SseReader::new(resp)).await;
+    let rest = SseReader::new(resp).read_to_end_with_ids().await;
     assert_eq!(rest[..], replay[seen.len()..]);
 }

@@ -62,15 +62,6 @@ async fn settled(url: &str) -> Value {
     }
 }
 
-/// Reads events with their ids until the stream ends.
-async fn read_ids(reader: &mut SseReader) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    while let Some(event) = reader.next_event().await {
-        out.push((reader.last_id.clone().expect("an id"), event));
-    }
-    out
-}
-
 #[tokio::test]
 async fn store_faults_sigkill_during_50_runs_keeps_finished_runs_and_interrupts_the_rest() {
     let mock = MockLlm::start().await;
@@ -190,7 +181,7 @@ async fn store_faults_two_replicas_on_postgres_a_run_resumes_on_the_other() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    seen.extend(read_ids(&mut SseReader::new(resp)).await);
+    seen.extend(SseReader::new(resp).read_to_end_with_ids().await);
     assert_eq!(seen.last().unwrap().1["type"], "RUN_FINISHED");
     for (i, (id, _)) in seen.iter().enumerate() {
         assert_eq!(id, &format!("two:{i}"), "every event once, in order");

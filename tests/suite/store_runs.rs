@@ -32,15 +32,7 @@ async fn get_events(server: &TestServer, run_id: &str, last_id: Option<&str>) ->
 
 /// Every event of a stream with its `id:`.
 async fn read_with_ids(resp: reqwest::Response) -> Vec<(String, Value)> {
-    let mut reader = SseReader::new(resp);
-    let mut out = Vec::new();
-    while let Some(event) = reader.next_event().await {
-        out.push((
-            reader.last_id.clone().expect("every event has an id"),
-            event,
-        ));
-    }
-    out
+    SseReader::new(resp).read_to_end_with_ids().await
 }
 
 /// Waits until the server's writer has written everything so far.

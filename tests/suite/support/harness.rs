@@ -258,6 +258,15 @@ impl SseReader {
         panic!("stream ended before {ty}: {:?}", types_of(&events));
     }
 
+    /// Every event to the end, each with its id.
+    pub async fn read_to_end_with_ids(&mut self) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        while let Some(event) = self.next_event().await {
+            out.push((self.last_id.clone().expect("every event has an id"), event));
+        }
+        out
+    }
+
     pub async fn read_to_end(&mut self) -> Vec<Value> {
         let mut events = Vec::new();
         while let Some(e) = self.next_event().await {
