@@ -33,7 +33,8 @@ settings! {
         /// SSE keep-alive comment interval
         keep_alive: Duration = Duration::from_secs(15), env ["ROOMHOST_KEEPALIVE_SECS"],
             check positive, serde(with = "declare::duration", alias = "keep_alive_secs");
-        /// on SIGTERM, how long running streams may finish before they end with `RUN_ERROR`
+        /// on SIGTERM, how long running streams may finish before the rest are handed over to
+        /// another replica (ended with `RUN_ERROR` when the store is `none` or in memory)
         shutdown_grace: Duration = Duration::from_secs(30), env ["ROOMHOST_SHUTDOWN_GRACE_SECS"],
             serde(with = "declare::duration", alias = "shutdown_grace_secs");
         /// a client that leaves its stream's events unread this long is treated as gone: its run
