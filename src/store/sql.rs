@@ -248,7 +248,7 @@ const ORPHANS_AT_ONCE: i64 = 100;
 const EVENT_ROWS: usize = 500;
 
 impl SqliteStore {
-    /// One process per SQLite file: nobody else to tell.
+    /// SQLite has no notifications: other processes on the same file find news by polling.
     async fn announce(
         _tx: &mut Transaction<'static, Sqlite>,
         _channel: &str,
