@@ -33,7 +33,8 @@ settings! {
         /// SSE keep-alive comment interval
         keep_alive: Duration = Duration::from_secs(15), env ["ROOMHOST_KEEPALIVE_SECS"],
             check positive, serde(with = "declare::duration", alias = "keep_alive_secs");
-        /// on SIGTERM, how long running streams may finish before they end with `RUN_ERROR`
+        /// on SIGTERM, how long running streams may finish before the rest are handed over to
+        /// another replica (ended with `RUN_ERROR` when the store is `none` or in memory)
         shutdown_grace: Duration = Duration::from_secs(30), env ["ROOMHOST_SHUTDOWN_GRACE_SECS"],
             serde(with = "declare::duration", alias = "shutdown_grace_secs");
         /// a client that leaves its stream's events unread this long is treated as gone: its run
@@ -61,6 +62,14 @@ settings! {
         /// relative to the working directory), `sqlite::memory:`, `postgres://USER:PASS@HOST/DB`,
         /// or `none` to keep nothing (see [The store](#the-store))
         database_url: String = "sqlite://roomhost.db".into(), env ["ROOMHOST_DATABASE_URL"];
+        /// how often a process renews its lease in the store and looks for runs whose owner's
+        /// lease expired (see [Running several replicas](#running-several-replicas))
+        heartbeat: Duration = Duration::from_secs(2), env ["ROOMHOST_HEARTBEAT"],
+            check positive, serde(with = "declare::duration");
+        /// how long a lease lasts unrenewed: a process silent this long is taken as dead and
+        /// another adopts its running runs (keep it several heartbeats long)
+        lease: Duration = Duration::from_secs(8), env ["ROOMHOST_LEASE"],
+            check positive, serde(with = "declare::duration");
         /// threads with no run for this many days are deleted (checked hourly); 0 keeps them
         retention_days: u32 = 0, env ["ROOMHOST_RETENTION_DAYS"];
         /// events kept per run; past it the run is marked `events_cut` (its stream goes on)

@@ -6,6 +6,7 @@
 mod client;
 mod overhead;
 mod persisted;
+mod replicas;
 mod scale;
 mod script;
 mod server;
@@ -55,6 +56,8 @@ enum Section {
     Idle,
     Throughput,
     Store,
+    /// Several replicas on one store: cross-replica follow lag, a killed replica's runs taken up.
+    Replicas,
 }
 
 #[derive(Parser)]
@@ -172,6 +175,10 @@ async fn run(args: &Args) -> Result<(), BenchError> {
                     args.postgres.clone(),
                 )
                 .await?;
+            }
+            Section::Replicas => {
+                println!("\n## Replicas: following from another replica, a replica killed");
+                replicas::run(args.runs, args.postgres.clone()).await?;
             }
             Section::Throughput => {
                 println!("\n## Streaming throughput");

@@ -80,7 +80,7 @@ fn db(e: sqlx::Error) -> BenchError {
 }
 
 /// A fresh database on the PostgreSQL server at `server`.
-async fn fresh_postgres(server: &str) -> Result<String, BenchError> {
+pub async fn fresh_postgres(server: &str) -> Result<String, BenchError> {
     let name = format!("rh_bench_{}", uuid::Uuid::new_v4().simple());
     let mut admin = sqlx::PgConnection::connect(server).await.map_err(db)?;
     sqlx::query(&format!("CREATE DATABASE {name}"))

@@ -1,10 +1,15 @@
 //! Following a run: its stored events after a position, then its live ones until its last, each
 //! once and in order. A run going on in this process is followed from its in-memory tail; one
-//! going on in another process (PostgreSQL shared by replicas) by polling the store every
-//! [`POLL_EVERY`]; a finished one is replayed from the store.
+//! going on in another process (PostgreSQL shared by replicas) from the store, read again when
+//! that process announces new events or at the latest every [`POLL_EVERY`], with keep-alive
+//! comments while nothing comes; a finished one is replayed from the store. Every stream ends
+//! when the server's shutdown grace is over, so that its client reconnects elsewhere.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -19,9 +24,12 @@ use crate::auth::User;
 use crate::state::{AppState, Stored};
 use crate::store::{Follower, LiveRun, RunStatus, Since, StoreError};
 
-/// How often a run going on in another process is looked for in the store: the most a follower
-/// there lags behind, on top of the writer's batching.
+/// How often a run going on in another process is looked for in the store without a notification
+/// (SQLite; a notification lost while its connection was down): the most a follower there lags
+/// behind, on top of the writer's batching.
 const POLL_EVERY: Duration = Duration::from_millis(100);
+/// The same with notifications, which wake the follower as soon as the events are stored.
+const NOTIFIED_POLL: Duration = Duration::from_secs(1);
 /// Events read from the store at once.
 const BATCH: i64 = 500;
 /// How long a follower waits for the writer to store events no longer kept in memory before
@@ -106,8 +114,14 @@ pub async fn follow(
             return Err(ApiError::NotStarted(run_id));
         }
     }
+    let remote = match (&live, &app.stored) {
+        (None, Some(stored)) => stored.store.notices().map(|n| n.watch(&run_id)),
+        _ => None,
+    };
     let mut state = Follow {
         keep_alive: app.settings.keep_alive,
+        quiet_since: Instant::now(),
+        remote,
         app,
         room,
         run_id,
@@ -159,6 +173,10 @@ struct Follow {
     done: bool,
     lag_waits: u32,
     keep_alive: Duration,
+    /// When the last bytes went to the client.
+    quiet_since: Instant,
+    /// Marked when another process stores events of this run.
+    remote: Option<watch::Receiver<()>>,
 }
 
 impl Follow {
@@ -179,8 +197,11 @@ impl Follow {
                     Since::Events(_, true) => return None,
                     Since::Events(_, false) => {
                         let wait = tokio::time::timeout(self.keep_alive, changed.changed());
-                        if wait.await.is_err() {
-                            return Some(Bytes::from_static(KEEP_ALIVE));
+                        tokio::select! {
+                            waited = wait => if waited.is_err() {
+                                return Some(self.keep_alive_comment());
+                            },
+                            _ = self.app.force_stop.cancelled() => return None,
                         }
                         continue;
                     }
@@ -241,7 +262,10 @@ impl Follow {
         match status {
             // Going on in another process.
             Some(RunStatus::Running) => {
-                tokio::time::sleep(POLL_EVERY).await;
+                if self.quiet_since.elapsed() >= self.keep_alive {
+                    return Ok(Some(self.keep_alive_comment()));
+                }
+                self.wait_remote().await;
                 Ok(None)
             }
             Some(RunStatus::Interrupted) => Ok(Some(self.error(
@@ -268,7 +292,36 @@ impl Follow {
         ))
     }
 
+    /// Waits for another process to store more of the run's events: until it announces them, the
+    /// next poll, the next keep-alive, or the end of the shutdown grace (which ends the stream).
+    async fn wait_remote(&mut self) {
+        let poll = match self.remote {
+            Some(_) => NOTIFIED_POLL,
+            None => POLL_EVERY,
+        };
+        let until = poll.min(self.keep_alive.saturating_sub(self.quiet_since.elapsed()));
+        let announced = async {
+            match &mut self.remote {
+                Some(rx) => rx.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(until) => {}
+            heard = announced => if !heard {
+                self.remote = None;
+            },
+            _ = self.app.force_stop.cancelled() => self.done = true,
+        }
+    }
+
+    fn keep_alive_comment(&mut self) -> Bytes {
+        self.quiet_since = Instant::now();
+        Bytes::from_static(KEEP_ALIVE)
+    }
+
     fn frames<'a>(&mut self, events: impl Iterator<Item = (i64, &'a str)>) -> Bytes {
+        self.quiet_since = Instant::now();
         let mut out = Vec::new();
         for (seq, json) in events {
             out.extend_from_slice(&frame(&self.run_id, seq, json));
@@ -281,7 +334,8 @@ impl Follow {
         Bytes::from(out)
     }
 
-    /// A closing `RUN_ERROR` that is not in the run's log.
+    /// A closing `RUN_ERROR` that is not in the run's log: it has no id, since every id names
+    /// one event of the log (a client resuming from it would skip the real one).
     fn error(&mut self, code: ErrorCode, message: &str) -> Bytes {
         self.done = true;
         let event = Event::from(AgentError::Failed {
@@ -289,6 +343,6 @@ impl Follow {
             message: message.to_owned(),
         });
         let json = serde_json::to_string(&event).unwrap_or_default();
-        frame(&self.run_id, self.pos + 1, &json)
+        Bytes::from(format!("data: {json}\n\n"))
     }
 }

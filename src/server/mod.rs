@@ -1,5 +1,6 @@
 //! HTTP: routes, handlers and serving with graceful shutdown.
 
+mod adopt;
 mod conn;
 pub mod detached;
 mod error;
@@ -7,6 +8,7 @@ mod follow;
 mod health;
 mod page;
 mod record;
+mod replica;
 mod rooms;
 mod run;
 mod soliplex;
@@ -30,6 +32,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
@@ -136,12 +139,15 @@ fn cors(origins: &[String]) -> CorsLayer {
 }
 
 /// Serves until `signal` resolves, then drains: new runs are refused, running streams get the
-/// grace period to finish and are then ended with `RUN_ERROR`.
+/// grace period to finish; then the runs still going stop here, everything they streamed is
+/// stored, and (with a store) they are handed over to another replica, or to this one restarted.
 pub async fn serve(
     listener: TcpListener,
     app: AppState,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let stop_replica = CancellationToken::new();
+    let replica = replica::spawn(app.clone(), stop_replica.clone());
     let drain_app = app.clone();
     let drain = async move {
         signal.await;
@@ -165,8 +171,25 @@ pub async fn serve(
             }
         });
     };
-    conn::serve_connections(listener, router(app.clone()), &app.settings, drain).await
+    conn::serve_connections(listener, router(app.clone()), &app.settings, drain).await?;
+    // Detached runs have no connection to wait for: they end by the grace too.
+    app.runs.wait().await;
+    stop_replica.cancel();
+    if let Some(replica) = replica {
+        // It only stops between two checks; a failed task has nothing left to do.
+        let _ = replica.await;
+    }
+    if let Some(stored) = &app.stored {
+        if !stored.writer.flush(FINAL_FLUSH).await {
+            tracing::warn!("store: the last writes did not reach the database before exit");
+        }
+        replica::hand_over(stored).await;
+    }
+    Ok(())
 }
+
+/// How long the exit waits for the store's last writes.
+const FINAL_FLUSH: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Resolves on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {

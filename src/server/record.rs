@@ -113,6 +113,12 @@ impl Recorder {
         self.close(app);
     }
 
+    /// Ends the run here without a last event: it stays `running` in the store for the replica
+    /// that takes it up once this process has handed its runs over.
+    pub(super) fn hand_over(&self, app: &AppState) {
+        self.close(app);
+    }
+
     /// Lets the run's followers finish; it stays among the live runs a moment longer.
     fn close(&self, app: &AppState) {
         self.live.end();

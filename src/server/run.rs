@@ -316,6 +316,8 @@ enum Ending {
     Cancelled(&'static str),
     /// Its client left and there is no grace: ended as before the store, without a last event.
     Left,
+    /// The server is shutting down: the run stops here, unfinished, for another to take up.
+    HandedOver,
 }
 
 /// Runs the agent between `RUN_STARTED` and exactly one `RUN_FINISHED`/`RUN_ERROR`. When the
@@ -346,6 +348,10 @@ async fn drive(
     let mut run = AssertUnwindSafe(run).catch_unwind();
     // Held while the run goes on detached: counted against its owner's budget until it ends.
     let mut _detached = None;
+    let hand_over = app
+        .stored
+        .as_ref()
+        .is_some_and(|s| s.store.outlives_process());
     let ending = loop {
         // Endings first: a run both stopped and handed an LLM slot stops without making the call.
         tokio::select! {
@@ -368,10 +374,14 @@ async fn drive(
                 break Ending::Cancelled("nobody followed this run after its client left; it was cancelled");
             }
             _ = live.cancel.cancelled() => break Ending::Cancelled("this run was cancelled on request"),
-            _ = app.force_stop.cancelled() => break Ending::Done(Err(AgentError::Failed {
-                code: ErrorCode::Shutdown,
-                message: "the server is shutting down and stopped this run before it finished; retry it".into(),
-            })),
+            // With a lasting store another replica (or this one restarted) takes the run up.
+            _ = app.force_stop.cancelled() => break match hand_over {
+                true => Ending::HandedOver,
+                false => Ending::Done(Err(AgentError::Failed {
+                    code: ErrorCode::Shutdown,
+                    message: "the server is shutting down and stopped this run before it finished; retry it".into(),
+                })),
+            },
             result = &mut run => break Ending::Done(result.unwrap_or_else(|panic| {
                 let detail = panic
                     .downcast_ref::<&str>()
@@ -416,6 +426,11 @@ async fn drive(
                 RunStatus::Failed
             };
             (status, Event::from(e), None)
+        }
+        Ending::HandedOver => {
+            tracing::info!("run handed over unfinished: the server is shutting down");
+            recorder.hand_over(&app);
+            return;
         }
         Ending::Cancelled(why) => cancelled(why),
         Ending::Left => cancelled("the client left and this run was cancelled"),

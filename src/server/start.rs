@@ -1,16 +1,11 @@
 //! Running the server as a process: bind, warn about what will not work, serve until a shutdown
-//! signal, then let the store's last writes land.
-
-use std::time::Duration;
+//! signal (`serve` lets the store's last writes land).
 
 use crate::agents::Registry;
 use crate::config::{Settings, LLM_UNREACHABLE_HINT};
 use crate::state::{App, AppState, StartupError};
 
 use super::{bind, raise_nofile_limit, serve, shutdown_signal};
-
-/// How long the exit waits for the store's last writes.
-const FINAL_FLUSH: Duration = Duration::from_secs(10);
 
 /// Serves the rooms with `settings` until SIGTERM or Ctrl-C.
 pub async fn run(settings: Settings, registry: &Registry) -> Result<(), StartupError> {
@@ -28,17 +23,10 @@ pub async fn run(settings: Settings, registry: &Registry) -> Result<(), StartupE
     let rooms: Vec<&str> = app.rooms().iter().map(|r| r.config.id.as_str()).collect();
     tracing::info!(%addr, ?rooms, llm = ?app.settings.llm.base_urls, "roomhost listening");
     tokio::spawn(warn_if_llm_unreachable(app.clone()));
-    let stored = app.stored.clone();
+    // `serve` writes the store's last records and hands the runs over before it returns.
     serve(listener, app, shutdown_signal())
         .await
-        .map_err(bind_err)?;
-    // The runs have ended; their last events are still on their way to the database.
-    if let Some(stored) = stored {
-        if !stored.writer.flush(FINAL_FLUSH).await {
-            tracing::warn!("store: the last writes did not reach the database before exit");
-        }
-    }
-    Ok(())
+        .map_err(bind_err)
 }
 
 /// A server with no LLM starts (the page, threads and health work), but every run would fail:

@@ -13,7 +13,7 @@ use super::run::check_id;
 use super::ApiError;
 use crate::auth::User;
 use crate::state::{AppState, Stored};
-use crate::store::{RunRecord, ThreadRecord};
+use crate::store::{RunRecord, RunStatus, ThreadRecord};
 
 /// The most bytes of run inputs a thread read carries: the newest run's input always, older ones
 /// while the newer ones add up to less (a cut run has `run_input: null`, `run_input_cut: true`;
@@ -125,7 +125,8 @@ pub async fn run(
     Ok(Json(run_json(&run, true)))
 }
 
-/// `POST /rooms/{room}/runs/{run}/cancel`: stops a run going on in this process at once.
+/// `POST /rooms/{room}/runs/{run}/cancel`: stops a run going on in this process at once, or asks
+/// the replica running it to.
 pub async fn cancel(
     State(app): State<AppState>,
     Path((room, run_id)): Path<(String, String)>,
@@ -146,6 +147,11 @@ pub async fn cancel(
     }
     let s = stored(&app, &room)?;
     let run = owned_run(s, &room, &run_id, &user).await?;
+    // Going on in another replica: its owner is told and cancels it.
+    if run.status == RunStatus::Running && s.store.request_cancel(&run_id).await? {
+        let body = json!({"run_id": run_id, "status": "cancelling"});
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
     Err(ApiError::NotRunningHere(run_id, run.status.as_str()))
 }
 

@@ -6,6 +6,7 @@
 mod fault;
 pub mod history;
 mod live;
+mod notify;
 mod probe;
 mod sql;
 mod writer;
@@ -18,6 +19,7 @@ use async_trait::async_trait;
 
 pub use fault::Fault;
 pub use live::{Follower, LiveRun, LiveRuns, Since};
+pub use notify::Notices;
 pub use probe::Probe;
 pub use writer::{Health, RunLog, Writer, MAX_QUEUED_EVENTS};
 
@@ -64,7 +66,7 @@ pub enum RunStatus {
     Finished,
     Failed,
     Cancelled,
-    /// Left `running` by a process that died; found at the next start-up.
+    /// Left `running` by a process that died and taken up by none.
     Interrupted,
 }
 
@@ -148,11 +150,26 @@ pub enum FeedbackAdded {
     OverQuota,
 }
 
+/// The sequence number of the last event stored for a run that a process left unfinished (ended
+/// `interrupted` by another): above any number a run's own events reach, and the highest a
+/// `Last-Event-ID` can name, so it is never the id of another event, even one a client was sent
+/// but the dead process never stored, and a client resuming from any id it has reads it.
+pub const FINAL_SEQ: i64 = u32::MAX as i64;
+
 /// One stored event: its sequence number in the run and its JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
     pub seq: i64,
     pub data: String,
+}
+
+/// A running run whose owner's lease has expired (or that never had an owner).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Orphan {
+    pub room: String,
+    pub run_id: String,
+    /// The instance that ran it.
+    pub owner: Option<String>,
 }
 
 /// A write the [`Writer`] batches, of a run recorded by a start that holds `token`: each is
@@ -287,8 +304,30 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<StoredEvent>, StoreError>;
     /// Applies the writes in one transaction.
     async fn write(&self, batch: &[Write]) -> Result<(), StoreError>;
-    /// Marks runs left `running` as `interrupted` (pending ones wait to be started); how many.
-    async fn interrupt_running(&self, now: i64) -> Result<u64, StoreError>;
+    /// This process in the store: running runs it records or claims name it as their owner.
+    fn instance(&self) -> &str;
+    /// Whether the data stays when this process ends (not an in-memory database): only then can
+    /// another process, or this one restarted, take up its runs.
+    fn outlives_process(&self) -> bool;
+    /// What other processes on the same database announce (PostgreSQL); `None` when nobody can.
+    fn notices(&self) -> Option<Arc<Notices>>;
+    /// Holds this process's lease until `expires` (Unix ms).
+    async fn renew_lease(&self, now: i64, expires: i64) -> Result<(), StoreError>;
+    /// Ends this process's lease now, so that its running runs are orphans at once.
+    async fn release_lease(&self) -> Result<(), StoreError>;
+    /// Running runs of other processes whose lease expired before `now` (or that have none),
+    /// oldest first, a bounded number at a time. Pending runs are not anyone's yet.
+    async fn orphans(&self, now: i64) -> Result<Vec<Orphan>, StoreError>;
+    /// Makes this process the orphan's owner, atomically: false when it is no longer running or
+    /// another process claimed it first.
+    async fn claim(&self, orphan: &Orphan) -> Result<bool, StoreError>;
+    /// Ends a running run of this process as `interrupted`, with `last` (an event's JSON) stored as
+    /// its last event under [`FINAL_SEQ`]; false if it was not running here.
+    async fn interrupt(&self, run_id: &str, now: i64, last: &str) -> Result<bool, StoreError>;
+    /// Asks a running run's owner, wherever it is, to cancel it; false if it is not running.
+    async fn request_cancel(&self, run_id: &str) -> Result<bool, StoreError>;
+    /// This process's running runs that were asked to cancel.
+    async fn cancel_requests(&self) -> Result<Vec<String>, StoreError>;
     /// Deletes threads created before `cutoff` with no run since, and runs made before it that
     /// never started; how many threads.
     async fn purge(&self, cutoff: i64) -> Result<u64, StoreError>;
@@ -306,8 +345,8 @@ pub trait Store: Send + Sync {
     async fn probe(&self) -> Result<(), StoreError>;
 }
 
-/// Opens the database at `url`, applies the migrations and marks runs a dead process left
-/// `running` as `interrupted`. `none` (or empty) runs without a store.
+/// Opens the database at `url` and applies the migrations; runs a dead process left `running` are
+/// taken up by the replica check (`server::replica`). `none` (or empty) runs without a store.
 pub async fn open(url: &str, quotas: Quotas) -> Result<Option<Arc<dyn Store>>, StoreError> {
     let url = url.trim();
     let store: Arc<dyn Store> = if url.is_empty() || url.eq_ignore_ascii_case("none") {
@@ -319,13 +358,6 @@ pub async fn open(url: &str, quotas: Quotas) -> Result<Option<Arc<dyn Store>>, S
     } else {
         return Err(StoreError::Scheme);
     };
-    let interrupted = store.interrupt_running(now_ms()).await?;
-    if interrupted > 0 {
-        tracing::warn!(
-            runs = interrupted,
-            "runs cut by a previous stop marked interrupted"
-        );
-    }
     Ok(Some(store))
 }
 

@@ -2,20 +2,25 @@
 //! writes both implementations; only opening the pool and the migrations differ.
 
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
 use sqlx::pool::PoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{Connection, PgPool, Postgres, QueryBuilder, Sqlite, SqlitePool};
+use sqlx::{
+    Connection, PgConnection, PgPool, Postgres, QueryBuilder, Sqlite, SqliteConnection, SqlitePool,
+};
 use tokio::sync::{Mutex, MutexGuard};
 
+use super::notify::{self, Notices, CANCEL, EVENTS, HANDOVER};
 use super::{
-    FeedbackAdded, Quotas, RunRecord, RunStatus, Started, Store, StoreError, StoredEvent,
+    FeedbackAdded, Orphan, Quotas, RunRecord, RunStatus, Started, Store, StoreError, StoredEvent,
     ThreadRecord, Turn, Write,
 };
 
@@ -66,6 +71,10 @@ fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
 pub struct SqliteStore {
     pool: SqlitePool,
     quotas: Quotas,
+    /// This process in the store: the owner its running runs record.
+    instance: String,
+    /// An in-memory database ends with the process: nobody can take its runs up.
+    in_memory: bool,
     /// Held by the run path's write transactions (a run starting, the writer's batch).
     writing: Mutex<()>,
     /// The database file and the device and inode it had when opened (none in memory).
@@ -104,6 +113,8 @@ impl SqliteStore {
         let store = Self {
             pool,
             quotas,
+            instance: new_instance(),
+            in_memory,
             writing: Mutex::new(()),
             file: (!in_memory).then(|| (path.clone(), file_id(&path))),
             single: in_memory,
@@ -141,6 +152,9 @@ pub struct PgStore {
     probe_id: String,
     single: bool,
     quotas: Quotas,
+    instance: String,
+    /// Other replicas' news, heard on one listening connection.
+    notices: Arc<Notices>,
 }
 
 impl PgStore {
@@ -153,11 +167,15 @@ impl PgStore {
             .connect(url)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        let notices = Arc::new(Notices::default());
+        notify::listen(url, notices.clone()).await?;
         let store = Self {
             pool,
             probe_id: uuid::Uuid::new_v4().to_string(),
             single: false,
             quotas,
+            instance: new_instance(),
+            notices,
         };
         store.forget_probes().await?;
         Ok(store)
@@ -183,6 +201,11 @@ fn release<DB: sqlx::Database>(conn: PoolConnection<DB>, failed: bool) {
     if failed {
         tokio::spawn(conn.detach().close());
     }
+}
+
+/// A fresh id for this process's store: a process that restarts is another owner.
+fn new_instance() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 #[derive(sqlx::FromRow)]
@@ -261,16 +284,64 @@ const INSERT_THREAD: &str = "INSERT INTO threads (id, room, owner, created, name
                              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
 const INSERT_RUN: &str = "INSERT INTO runs (id, thread_id, parent_run_id, created, finished, \
                           status, input, result, usage, events_cut, metadata, start_token, \
-                          input_bytes) \
-                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                          input_bytes, instance) \
+                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
                           ON CONFLICT (id) DO NOTHING";
 /// A pending run of the thread becomes the run starting: one conditional statement, so of two
 /// starts of the same run (here or in another replica) only one finds it pending.
 const START_PENDING: &str = "UPDATE runs SET status = $3, input = $4, input_bytes = $7, \
-                             parent_run_id = COALESCE($5, parent_run_id), start_token = $6 \
+                             parent_run_id = COALESCE($5, parent_run_id), start_token = $6, \
+                             instance = $8 \
                              WHERE id = $1 AND thread_id = $2 AND status = 'pending'";
+/// Leases expired this long ago are deleted.
+const OLD_LEASE_MS: i64 = 3_600_000;
+/// Orphaned runs taken up in one check; the next check takes the rest.
+const ORPHANS_AT_ONCE: i64 = 100;
 /// Rows per multi-row event insert: 4 parameters each, far below either database's limit.
 const EVENT_ROWS: usize = 500;
+
+impl SqliteStore {
+    /// SQLite has no notifications: other processes on the same file find news by polling.
+    async fn announce(
+        _conn: &mut SqliteConnection,
+        _channel: &str,
+        _payload: &str,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn notices_of(&self) -> Option<Arc<Notices>> {
+        None
+    }
+
+    fn outlives(&self) -> bool {
+        !self.in_memory
+    }
+}
+
+impl PgStore {
+    /// Tells every listening replica on `channel`, when the transaction commits.
+    async fn announce(
+        conn: &mut PgConnection,
+        channel: &str,
+        payload: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel)
+            .bind(payload)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    fn notices_of(&self) -> Option<Arc<Notices>> {
+        Some(self.notices.clone())
+    }
+
+    fn outlives(&self) -> bool {
+        true
+    }
+}
 
 macro_rules! sql_store {
     ($Store:ident, $Db:ty) => {
@@ -321,6 +392,7 @@ macro_rules! sql_store {
                 r: &'q RunRecord,
                 created: i64,
                 token: Option<&'q str>,
+                instance: &'q str,
             ) -> sqlx::query::Query<'q, $Db, <$Db as sqlx::Database>::Arguments<'q>> {
                 sqlx::query(INSERT_RUN)
                     .bind(&r.id)
@@ -336,6 +408,7 @@ macro_rules! sql_store {
                     .bind(storable_opt(&r.metadata))
                     .bind(token)
                     .bind(input_bytes(r))
+                    .bind(instance)
             }
 
             /// Starts the run if it is pending in its thread, giving it `token`; whether it was.
@@ -343,6 +416,7 @@ macro_rules! sql_store {
                 conn: &mut <$Db as sqlx::Database>::Connection,
                 r: &RunRecord,
                 token: &str,
+                instance: &str,
             ) -> Result<bool, StoreError> {
                 let done = sqlx::query(START_PENDING)
                     .bind(&r.id)
@@ -352,6 +426,7 @@ macro_rules! sql_store {
                     .bind(&r.parent_run_id)
                     .bind(token)
                     .bind(input_bytes(r))
+                    .bind(instance)
                     .execute(&mut *conn)
                     .await?;
                 Ok(done.rows_affected() > 0)
@@ -416,6 +491,7 @@ macro_rules! sql_store {
                 run: &RunRecord,
                 max_runs: Option<i64>,
                 token: Option<&str>,
+                instance: &str,
             ) -> Result<(Started, i64), StoreError> {
                 if max_runs.is_some() {
                     // Locks the thread's row (PostgreSQL; SQLite has one writer anyway), so that
@@ -445,7 +521,7 @@ macro_rules! sql_store {
                     };
                     return Ok((refused, created));
                 }
-                let done = Self::run_query(run, created, token)
+                let done = Self::run_query(run, created, token, instance)
                     .execute(&mut *conn)
                     .await?;
                 let outcome = if done.rows_affected() > 0 {
@@ -495,7 +571,7 @@ macro_rules! sql_store {
                     ThreadIs::Other => (Started::OtherRoom, run.created),
                     // A thread made just now has no runs: none pending, none to count or follow.
                     ThreadIs::New if max_runs.is_none_or(|max| max > 0) => {
-                        let done = Self::run_query(run, run.created, token)
+                        let done = Self::run_query(run, run.created, token, &self.instance)
                             .execute(&mut *tx)
                             .await?;
                         let outcome = if done.rows_affected() > 0 {
@@ -506,13 +582,15 @@ macro_rules! sql_store {
                         (outcome, run.created)
                     }
                     _ if match start {
-                        Some(token) => Self::start_pending(&mut tx, run, token).await?,
+                        Some(token) => {
+                            Self::start_pending(&mut tx, run, token, &self.instance).await?
+                        }
                         None => false,
                     } =>
                     {
                         (Started::Recorded, run.created)
                     }
-                    _ => Self::insert_run(&mut tx, run, max_runs, token).await?,
+                    _ => Self::insert_run(&mut tx, run, max_runs, token, &self.instance).await?,
                 };
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     // Its request was refused meanwhile: a run recorded now would never run.
@@ -534,6 +612,8 @@ macro_rules! sql_store {
             ) -> Result<(), StoreError> {
                 let mut tx = conn.begin_with(Self::BEGIN_WRITE).await?;
                 let mut events: Vec<(&str, i64, Cow<'_, str>, &str)> = Vec::new();
+                // Runs with new events, for followers in other processes (told on commit).
+                let mut grown: BTreeSet<&str> = BTreeSet::new();
                 for write in batch {
                     match write {
                         Write::Event {
@@ -541,7 +621,10 @@ macro_rules! sql_store {
                             token,
                             seq,
                             data,
-                        } => events.push((run_id, *seq, storable(data), token)),
+                        } => {
+                            grown.insert(run_id);
+                            events.push((run_id, *seq, storable(data), token))
+                        }
                         // Events go in before anything that follows them (their run's finish).
                         Write::Finish {
                             run_id,
@@ -583,8 +666,47 @@ macro_rules! sql_store {
                     }
                 }
                 insert_events!($Db, &mut *tx, events);
+                for runs in notify::payloads(grown) {
+                    Self::announce(&mut *tx, EVENTS, &runs).await?;
+                }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            /// Ends a run of this instance `interrupted` with its `last` event under the reserved
+            /// last id; false when it is not this instance's running run.
+            async fn interrupt_in(
+                conn: &mut <$Db as sqlx::Database>::Connection,
+                instance: &str,
+                run_id: &str,
+                now: i64,
+                last: &str,
+            ) -> Result<bool, StoreError> {
+                let mut tx = conn.begin_with(Self::BEGIN_WRITE).await?;
+                let done = sqlx::query(
+                    "UPDATE runs SET status = 'interrupted', finished = $2 \
+                     WHERE id = $1 AND status = 'running' AND instance = $3",
+                )
+                .bind(run_id)
+                .bind(now)
+                .bind(instance)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO events (run_id, seq, data) VALUES ($1, $2, $3) \
+                     ON CONFLICT (run_id, seq) DO NOTHING",
+                )
+                .bind(run_id)
+                .bind(super::FINAL_SEQ)
+                .bind(last)
+                .execute(&mut *tx)
+                .await?;
+                Self::announce(&mut *tx, EVENTS, run_id).await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             /// Drops the `probe` rows of processes gone for an hour or more.
@@ -788,15 +910,119 @@ macro_rules! sql_store {
                 done
             }
 
-            async fn interrupt_running(&self, now: i64) -> Result<u64, StoreError> {
-                let done = sqlx::query(
-                    "UPDATE runs SET status = 'interrupted', finished = $1 \
-                     WHERE status = 'running'",
+            fn instance(&self) -> &str {
+                &self.instance
+            }
+
+            fn notices(&self) -> Option<Arc<Notices>> {
+                Self::notices_of(self)
+            }
+
+            fn outlives_process(&self) -> bool {
+                Self::outlives(self)
+            }
+
+            async fn renew_lease(&self, now: i64, expires: i64) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO leases (instance, expires) VALUES ($1, $2) \
+                     ON CONFLICT (instance) DO UPDATE SET expires = excluded.expires",
+                )
+                .bind(&self.instance)
+                .bind(expires)
+                .execute(&mut *tx)
+                .await?;
+                // Leases of processes long gone: their runs are orphans with or without them.
+                sqlx::query("DELETE FROM leases WHERE expires < $1")
+                    .bind(now.saturating_sub(OLD_LEASE_MS))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn release_lease(&self) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("UPDATE leases SET expires = 0 WHERE instance = $1")
+                    .bind(&self.instance)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::announce(&mut *tx, HANDOVER, &self.instance).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn orphans(&self, now: i64) -> Result<Vec<Orphan>, StoreError> {
+                let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+                    "SELECT t.room, r.id, r.instance FROM runs r \
+                     JOIN threads t ON t.id = r.thread_id \
+                     WHERE r.status = 'running' AND COALESCE(r.instance, '') <> $2 \
+                     AND NOT EXISTS (SELECT 1 FROM leases l \
+                     WHERE l.instance = r.instance AND l.expires > $1) \
+                     ORDER BY r.created LIMIT $3",
                 )
                 .bind(now)
+                .bind(&self.instance)
+                .bind(ORPHANS_AT_ONCE)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(room, run_id, owner)| Orphan {
+                        room,
+                        run_id,
+                        owner,
+                    })
+                    .collect())
+            }
+
+            async fn claim(&self, orphan: &Orphan) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE runs SET instance = $2 WHERE id = $1 AND status = 'running' \
+                     AND COALESCE(instance, '') = $3",
+                )
+                .bind(&orphan.run_id)
+                .bind(&self.instance)
+                .bind(orphan.owner.as_deref().unwrap_or_default())
                 .execute(&self.pool)
                 .await?;
-                Ok(done.rows_affected())
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn interrupt(
+                &self,
+                run_id: &str,
+                now: i64,
+                last: &str,
+            ) -> Result<bool, StoreError> {
+                let (mut conn, _turn) = self.acquire_write().await?;
+                let done = Self::interrupt_in(&mut conn, &self.instance, run_id, now, last).await;
+                release(conn, done.is_err());
+                done
+            }
+
+            async fn request_cancel(&self, run_id: &str) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE runs SET cancel_requested = 1 WHERE id = $1 AND status = 'running'",
+                )
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?;
+                Self::announce(&mut *tx, CANCEL, run_id).await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn cancel_requests(&self) -> Result<Vec<String>, StoreError> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT id FROM runs WHERE status = 'running' AND instance = $1 \
+                     AND cancel_requested = 1",
+                )
+                .bind(&self.instance)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(|(id,)| id).collect())
             }
 
             async fn purge(&self, cutoff: i64) -> Result<u64, StoreError> {

@@ -43,6 +43,7 @@ mod parallelization_voting;
 mod process_lifecycle;
 mod real_model;
 mod real_model_agent;
+mod replicas;
 mod shutdown_load;
 mod soliplex_api;
 mod store;

@@ -315,15 +315,17 @@ async fn store_writer_drops_events_past_its_queue_and_marks_the_run_cut() {
 }
 
 #[tokio::test]
-async fn store_reopen_marks_running_runs_interrupted_and_keeps_their_events() {
+async fn store_a_run_is_orphaned_only_once_its_owners_lease_expired_and_is_claimed_once() {
     let (dbs, _dir) = databases().await;
     for (backend, url) in dbs {
-        {
-            let s = open(&url).await;
-            let t = thread("r1", "t", 1);
-            start(&s, &t, run("t", "cut", 2), None).await;
-            start(&s, &t, run("t", "done", 3), None).await;
-            s.write(&[
+        let owner = open(&url).await;
+        let now = store::now_ms();
+        owner.renew_lease(now, now + 60_000).await.unwrap();
+        let t = thread("r1", "t", 1);
+        start(&owner, &t, run("t", "cut", 2), None).await;
+        start(&owner, &t, run("t", "done", 3), None).await;
+        owner
+            .write(&[
                 Write::Event {
                     run_id: "cut".into(),
                     token: TOKEN.into(),
@@ -342,13 +344,44 @@ async fn store_reopen_marks_running_runs_interrupted_and_keeps_their_events() {
             ])
             .await
             .unwrap();
-        }
-        let s = open(&url).await;
-        let cut = s.run("r1", "cut").await.unwrap().unwrap();
-        assert_eq!(cut.status, RunStatus::Interrupted, "{backend}");
-        assert!(cut.finished.is_some());
-        assert_eq!(s.events("cut", -1, 10).await.unwrap().len(), 1, "{backend}");
-        let done = s.run("r1", "done").await.unwrap().unwrap();
+
+        // A replica starting next to a live one leaves its runs alone.
+        let (a, b) = (open(&url).await, open(&url).await);
+        assert_eq!(a.orphans(store::now_ms()).await.unwrap(), [], "{backend}");
+        let cut = a.run("r1", "cut").await.unwrap().unwrap();
+        assert_eq!(cut.status, RunStatus::Running, "{backend}");
+
+        // Its lease ended (handed over, or expired): its running run is an orphan, claimed by one.
+        owner.release_lease().await.unwrap();
+        let orphans = a.orphans(store::now_ms()).await.unwrap();
+        assert_eq!(orphans.len(), 1, "{backend}: {orphans:?}");
+        assert_eq!(orphans[0].run_id, "cut");
+        assert_eq!(orphans[0].owner.as_deref(), Some(owner.instance()));
+        let (won_a, won_b) = tokio::join!(a.claim(&orphans[0]), b.claim(&orphans[0]));
+        let (won_a, won_b) = (won_a.unwrap(), won_b.unwrap());
+        assert!(won_a ^ won_b, "{backend}: exactly one claims it");
+        let (winner, loser) = if won_a { (&a, &b) } else { (&b, &a) };
+        assert!(!loser.claim(&orphans[0]).await.unwrap(), "{backend}");
+
+        // Ended by its new owner: `interrupted`, its last event stored under the reserved last id.
+        assert!(!owner.interrupt("cut", 5, "{\"last\":1}").await.unwrap());
+        assert!(!loser.interrupt("cut", 5, "{\"last\":1}").await.unwrap());
+        assert!(
+            winner.interrupt("cut", 5, "{\"last\":1}").await.unwrap(),
+            "{backend}"
+        );
+        let cut = winner.run("r1", "cut").await.unwrap().unwrap();
+        assert_eq!(
+            (cut.status, cut.finished),
+            (RunStatus::Interrupted, Some(5))
+        );
+        let events = winner.events("cut", -1, 10).await.unwrap();
+        assert_eq!(
+            events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [0, store::FINAL_SEQ],
+            "{backend}"
+        );
+        let done = winner.run("r1", "done").await.unwrap().unwrap();
         assert_eq!((done.status, done.finished), (RunStatus::Finished, Some(4)));
     }
 }
@@ -640,15 +673,15 @@ async fn store_a_pending_run_starts_once_keeping_what_it_was_made_with() {
             .iter()
             .all(|o| matches!(o, Started::Recorded | Started::RunExists)));
 
-        // A restart interrupts running runs, not pending ones.
+        // Its owner gone (it never held a lease), another process finds its running runs
+        // orphaned, not its pending ones.
         drop(s);
         let s = open(&url).await;
-        let status = |id: &'static str| {
-            let s = s.clone();
-            async move { s.run("r1", id).await.unwrap().unwrap().status }
-        };
-        assert_eq!(status("p").await, RunStatus::Interrupted, "{backend}");
-        assert_eq!(status("q").await, RunStatus::Pending, "{backend}");
+        let orphans = s.orphans(store::now_ms()).await.unwrap();
+        let mut ids: Vec<&str> = orphans.iter().map(|o| o.run_id.as_str()).collect();
+        ids.sort_unstable();
+        assert!(ids.contains(&"p"), "{backend}: {ids:?}");
+        assert!(!ids.contains(&"q"), "{backend}: {ids:?}");
     }
 }
 

@@ -28,6 +28,9 @@ async fn start(dir: &TempDir, mock: &MockLlm, database_url: &str) -> (Running, S
     let child = roomhost(&dir.path, &mock.url(), port)
         .env("ROOMHOST_DATABASE_URL", database_url)
         .env("ROOMHOST_MAX_CONCURRENCY", "200")
+        // A killed process's runs are taken up a second after its last heartbeat.
+        .env("ROOMHOST_LEASE", "1s")
+        .env("ROOMHOST_HEARTBEAT", "200ms")
         .spawn()
         .expect("spawn roomhost");
     let url = format!("http://127.0.0.1:{port}");
@@ -50,13 +53,18 @@ async fn get(url: &str) -> (u16, Value) {
     )
 }
 
-/// Reads events with their ids until the stream ends.
-async fn read_ids(reader: &mut SseReader) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    while let Some(event) = reader.next_event().await {
-        out.push((reader.last_id.clone().expect("an id"), event));
+/// The run at `url` once it is no longer `running`: its owner's lease has to expire first.
+async fn settled(url: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, run) = get(url).await;
+        assert_eq!(status, 200, "{url}");
+        if run["status"] != "running" {
+            return run;
+        }
+        assert!(std::time::Instant::now() < deadline, "{url} still running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    out
 }
 
 #[tokio::test]
@@ -115,8 +123,7 @@ async fn store_faults_sigkill_during_50_runs_keeps_finished_runs_and_interrupts_
 
     let (_again, url) = start(&dir, &mock, &database_url).await;
     for i in 0..50 {
-        let (status, run) = get(&format!("{url}{PATH}/runs/r{i}")).await;
-        assert_eq!(status, 200, "run r{i}");
+        let run = settled(&format!("{url}{PATH}/runs/r{i}")).await;
         let want = if i % 2 == 0 {
             "interrupted"
         } else {
@@ -179,7 +186,7 @@ async fn store_faults_two_replicas_on_postgres_a_run_resumes_on_the_other() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    seen.extend(read_ids(&mut SseReader::new(resp)).await);
+    seen.extend(SseReader::new(resp).read_to_end_with_ids().await);
     assert_eq!(seen.last().unwrap().1["type"], "RUN_FINISHED");
     for (i, (id, _)) in seen.iter().enumerate() {
         assert_eq!(id, &format!("two:{i}"), "every event once, in order");

@@ -32,15 +32,7 @@ async fn get_events(server: &TestServer, run_id: &str, last_id: Option<&str>) ->
 
 /// Every event of a stream with its `id:`.
 async fn read_with_ids(resp: reqwest::Response) -> Vec<(String, Value)> {
-    let mut reader = SseReader::new(resp);
-    let mut out = Vec::new();
-    while let Some(event) = reader.next_event().await {
-        out.push((
-            reader.last_id.clone().expect("every event has an id"),
-            event,
-        ));
-    }
-    out
+    SseReader::new(resp).read_to_end_with_ids().await
 }
 
 /// Waits until the server's writer has written everything so far.
@@ -306,6 +298,15 @@ async fn store_runs_an_interrupted_run_replays_then_says_so() {
         .unwrap();
     }
     let server = server_with(&mock, "", move |s| s.database_url = url).await;
+    // Its owner never held a lease: the server's first replica check ends it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while run_status(&server, "cut").await == "running" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run stays running"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(run_status(&server, "cut").await, "interrupted");
     let replay = read_with_ids(get_events(&server, "cut", None).await).await;
     let types: Vec<&str> = replay
@@ -314,6 +315,10 @@ async fn store_runs_an_interrupted_run_replays_then_says_so() {
         .collect();
     assert_eq!(types, ["RUN_STARTED", "RUN_ERROR"]);
     assert_eq!(replay[1].1["code"], "interrupted");
+    // The last event is stored with the reserved last id: no event the dead process sent but
+    // never stored can have had it.
+    let ids: Vec<&str> = replay.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["cut:0", "cut:4294967295"]);
 }
 
 #[tokio::test]

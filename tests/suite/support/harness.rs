@@ -151,6 +151,11 @@ impl Drop for TestServer {
     }
 }
 
+enum Frame {
+    Event(Value),
+    Comment,
+}
+
 /// Reads SSE frames from a streaming response, one event at a time.
 pub struct SseReader {
     stream: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
@@ -174,11 +179,36 @@ impl SseReader {
     /// The next event, or None at the end of the stream.
     pub async fn next_event(&mut self) -> Option<Value> {
         loop {
+            match self.next_frame().await? {
+                Frame::Event(event) => return Some(event),
+                Frame::Comment => {}
+            }
+        }
+    }
+
+    /// The events read until the next comment (a keep-alive) comes, each with the stream's last
+    /// id after it; `None` if the stream ends first.
+    pub async fn until_comment(&mut self) -> Option<Vec<(String, Value)>> {
+        let mut events = Vec::new();
+        loop {
+            match self.next_frame().await? {
+                Frame::Event(event) => {
+                    events.push((self.last_id.clone().unwrap_or_default(), event))
+                }
+                Frame::Comment => return Some(events),
+            }
+        }
+    }
+
+    /// The next event or comment frame, or None at the end of the stream.
+    async fn next_frame(&mut self) -> Option<Frame> {
+        loop {
             while let Some(pos) = self.buf.windows(2).position(|w| w == b"\n\n") {
                 let frame: Vec<u8> = self.buf.drain(..pos + 2).collect();
                 let text = String::from_utf8(frame).expect("SSE frame is UTF-8");
                 assert!(!text.contains('\r'), "CRLF in SSE frame: {text:?}");
                 let mut data = String::new();
+                let mut comment = false;
                 for line in text.lines() {
                     if let Some(d) = line
                         .strip_prefix("data: ")
@@ -189,10 +219,16 @@ impl SseReader {
                         self.last_id = Some(id.to_owned());
                     } else if line.starts_with(':') {
                         self.comments += 1;
+                        comment = true;
                     }
                 }
                 if !data.is_empty() {
-                    return Some(serde_json::from_str(&data).expect("SSE data is JSON"));
+                    return Some(Frame::Event(
+                        serde_json::from_str(&data).expect("SSE data is JSON"),
+                    ));
+                }
+                if comment {
+                    return Some(Frame::Comment);
                 }
             }
             match self.stream.next().await {
@@ -220,6 +256,15 @@ impl SseReader {
             }
         }
         panic!("stream ended before {ty}: {:?}", types_of(&events));
+    }
+
+    /// Every event to the end, each with its id.
+    pub async fn read_to_end_with_ids(&mut self) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        while let Some(event) = self.next_event().await {
+            out.push((self.last_id.clone().expect("every event has an id"), event));
+        }
+        out
     }
 
     pub async fn read_to_end(&mut self) -> Vec<Value> {

@@ -70,6 +70,7 @@ pub struct MockReply {
     cut: Option<(usize, Cut)>,
     hang: bool,
     hang_before_headers: bool,
+    permits: Option<Arc<tokio::sync::Semaphore>>,
     done_reason: Option<String>,
     usage: Option<(u64, u64)>,
     garbage_line: bool,
@@ -162,6 +163,12 @@ impl MockReply {
     /// Headers (and any chunks) are sent, then nothing, forever.
     pub fn hang(mut self) -> Self {
         self.hang = true;
+        self
+    }
+    /// Holds the reply's body until the test adds a permit to `gate` (one permit lets one reply
+    /// go on).
+    pub fn gate(mut self, gate: Arc<tokio::sync::Semaphore>) -> Self {
+        self.permits = Some(gate);
         self
     }
     /// Not even the headers are ever sent.
@@ -637,6 +644,12 @@ async fn chat(
                     )),
                     (steps, guard, false),
                 )),
+                Step::Gate(gate) => {
+                    if let Ok(permit) = gate.acquire().await {
+                        permit.forget();
+                    }
+                    Some((Ok(Bytes::new()), (steps, guard, false)))
+                }
                 Step::Hang => {
                     // Keeps `guard` alive: the request stays in flight until the client leaves.
                     std::future::pending::<()>().await;
@@ -655,6 +668,7 @@ enum Step {
     Write(Bytes),
     Reset,
     Hang,
+    Gate(Arc<tokio::sync::Semaphore>),
 }
 
 /// The chunks of a reply, thinking first, each tagged `true` for thinking.
@@ -736,6 +750,9 @@ fn stream_steps(wire: Wire, req: &MockRequest, reply: &MockReply) -> VecDeque<St
             Some(Step::Write(first)) => *first = [role, first.clone()].concat().into(),
             _ => steps.push_front(Step::Write(role)),
         }
+    }
+    if let Some(permits) = &reply.permits {
+        steps.push_front(Step::Gate(permits.clone()));
     }
     steps
 }
