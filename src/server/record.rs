@@ -12,7 +12,9 @@ use crate::agents::{AgentError, ErrorCode, EventOutlet};
 use crate::agui::{Event, Profile, RunAgentInput, Shaper};
 use crate::auth::User;
 use crate::state::{AppState, Stored};
-use crate::store::{now_ms, LiveRun, RunLog, RunRecord, RunStatus, Started, ThreadRecord, Write};
+use crate::store::{
+    now_ms, LiveRun, RunEnd, RunLog, RunRecord, RunStatus, Started, ThreadRecord, Write,
+};
 use crate::telemetry::RunMeter;
 
 /// How long starting a run waits for the database to record it before leaving it to the writer.
@@ -57,19 +59,12 @@ impl Recorder {
     }
 
     /// Records how the run ended and lets its followers finish.
-    pub(super) fn finish(&self, app: &AppState, status: RunStatus, event: Option<&Event>) {
-        let (result, usage) = match event {
-            Some(Event::RunFinished { result, usage, .. }) => (
-                result.as_ref().and_then(|r| serde_json::to_string(r).ok()),
-                usage.as_ref().and_then(|u| serde_json::to_string(u).ok()),
-            ),
-            _ => (None, None),
-        };
+    pub(super) fn finish(&self, app: &AppState, status: RunStatus, end: RunEnd) {
         self.log
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .1
-            .finish(status, result, usage);
+            .finish(status, end);
         self.live.end();
         let (app, run_id) = (app.clone(), self.run_id.clone());
         tokio::spawn(async move {
@@ -113,6 +108,8 @@ impl NewRun {
                 input: serde_json::to_string(input).unwrap_or_default(),
                 result: None,
                 usage: None,
+                answer: None,
+                llm_requests: None,
                 events_cut: false,
                 metadata: None,
             },
@@ -143,7 +140,7 @@ impl NewRun {
             }
         }
         stored.writer.send(Write::Thread(self.thread));
-        stored.writer.send(Write::Run(self.run));
+        stored.writer.send(Write::Run(Box::new(self.run)));
         Ok(())
     }
 }

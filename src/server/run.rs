@@ -22,7 +22,7 @@ use crate::agui::{Event, Message, MessageContent, Profile, RunAgentInput};
 use crate::auth::{User, UserRun};
 use crate::logsafe::Shown;
 use crate::state::AppState;
-use crate::store::{history, RunStatus};
+use crate::store::{history, RunEnd, RunStatus};
 
 pub async fn run_room(
     State(app): State<AppState>,
@@ -262,7 +262,8 @@ struct Unstarted<'a> {
 impl Drop for Unstarted<'_> {
     fn drop(&mut self) {
         if self.recorded {
-            self.recorder.finish(self.app, RunStatus::Cancelled, None);
+            self.recorder
+                .finish(self.app, RunStatus::Cancelled, RunEnd::default());
         } else {
             self.app.live.remove(&self.recorder.run_id);
         }
@@ -352,14 +353,23 @@ async fn drive(
         });
         (RunStatus::Cancelled, last)
     };
+    let mut end = RunEnd::default();
     let (status, last) = match ending {
         Ending::Done(Ok(out)) => {
-            tracing::info!("run finished");
+            tracing::info!(activity = out.activity_type, "run finished");
+            let result = out.result();
+            let usage = (!out.usage.is_empty()).then_some(out.usage);
+            end = RunEnd {
+                result: serde_json::to_string(&result).ok(),
+                usage: usage.as_ref().and_then(|u| serde_json::to_string(u).ok()),
+                answer: Some(out.answer),
+                llm_requests: i64::try_from(out.llm_requests).ok(),
+            };
             let last = Event::RunFinished {
                 thread_id,
                 run_id,
-                result: out.result,
-                usage: (!out.usage.is_empty()).then_some(out.usage),
+                result: Some(result),
+                usage,
             };
             (RunStatus::Finished, last)
         }
@@ -377,7 +387,7 @@ async fn drive(
         Ending::Left => cancelled("the client left and this run was cancelled"),
     };
     recorder.push(last.clone());
-    recorder.finish(&app, status, Some(&last));
+    recorder.finish(&app, status, end);
     if client.is_none() {
         return;
     }

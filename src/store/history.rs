@@ -2,8 +2,6 @@
 //! `threadId` (`curl`, say): the last finished run's input messages (which hold the turns before
 //! it) and its answer, put before the new messages.
 
-use serde_json::Value;
-
 use super::{LastTurn, StoreError};
 use crate::agui::{Message, MessageContent, RunAgentInput};
 
@@ -19,12 +17,7 @@ pub fn fill(input: &mut RunAgentInput, last: Option<&LastTurn>) -> Result<usize,
     };
     let earlier: RunAgentInput = serde_json::from_str(&last.input)
         .map_err(|e| StoreError::Corrupt(format!("run {}: input: {e}", last.run_id)))?;
-    let answer = last
-        .result
-        .as_deref()
-        .and_then(|r| serde_json::from_str::<Value>(r).ok())
-        .and_then(|r| r.get("text").and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_default();
+    let answer = last.answer.clone().unwrap_or_default();
     let mut turns = earlier.messages;
     turns.push(Message {
         id: format!("{}-answer", last.run_id),

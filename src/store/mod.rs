@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 pub use live::{Follower, LiveRun, LiveRuns, Since};
-pub use writer::{Health, RunLog, Writer, MAX_QUEUED_EVENTS};
+pub use writer::{Health, RunEnd, RunLog, Writer, MAX_QUEUED_EVENTS};
 
 /// A thread: a conversation in one room.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +43,10 @@ pub struct RunRecord {
     pub input: String,
     pub result: Option<String>,
     pub usage: Option<String>,
+    /// The answer's text, of a finished run.
+    pub answer: Option<String>,
+    /// The LLM requests a finished run had answered.
+    pub llm_requests: Option<i64>,
     /// True when the run had more events than the store keeps per run.
     pub events_cut: bool,
     /// What the client that made it said about it (soliplex's run `metadata`).
@@ -110,12 +114,12 @@ pub struct ThreadTurn {
     pub last: Option<LastTurn>,
 }
 
-/// A thread's last finished run: its id, input and result (JSON text).
+/// A thread's last finished run: its id, input and answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LastTurn {
     pub run_id: String,
     pub input: String,
-    pub result: Option<String>,
+    pub answer: Option<String>,
 }
 
 /// One stored event: its sequence number in the run and its JSON.
@@ -131,7 +135,7 @@ pub enum Write {
     /// Inserts the thread if it is not there yet.
     Thread(ThreadRecord),
     /// Starts the run if it is pending in its thread, else inserts it if it is not there yet.
-    Run(RunRecord),
+    Run(Box<RunRecord>),
     Event {
         run_id: String,
         seq: i64,
@@ -141,8 +145,7 @@ pub enum Write {
         run_id: String,
         status: RunStatus,
         finished: i64,
-        result: Option<String>,
-        usage: Option<String>,
+        end: Box<RunEnd>,
     },
     /// The run's log stops here (cap reached or events dropped while the database was away).
     Cut { run_id: String },

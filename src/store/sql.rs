@@ -139,6 +139,8 @@ struct RunRow {
     input: String,
     result: Option<String>,
     usage: Option<String>,
+    answer: Option<String>,
+    llm_requests: Option<i64>,
     events_cut: i64,
     metadata: Option<String>,
 }
@@ -156,6 +158,8 @@ impl TryFrom<RunRow> for RunRecord {
             input: r.input,
             result: r.result,
             usage: r.usage,
+            answer: r.answer,
+            llm_requests: r.llm_requests,
             events_cut: r.events_cut != 0,
             metadata: r.metadata,
         })
@@ -201,16 +205,17 @@ struct TurnRow {
     owner: String,
     run_id: Option<String>,
     input: Option<String>,
-    result: Option<String>,
+    answer: Option<String>,
 }
 
 const RUN_COLUMNS: &str = "r.id, r.thread_id, r.parent_run_id, r.created, r.finished, r.status, \
-                           r.input, r.result, r.usage, r.events_cut, r.metadata";
+                           r.input, r.result, r.usage, r.answer, r.llm_requests, r.events_cut, \
+                           r.metadata";
 const INSERT_THREAD: &str = "INSERT INTO threads (id, room, owner, created, name, description) \
                              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
 const INSERT_RUN: &str = "INSERT INTO runs (id, thread_id, parent_run_id, created, finished, \
-                          status, input, result, usage, events_cut, metadata) \
-                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                          status, input, result, usage, answer, llm_requests, events_cut, metadata) \
+                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                           ON CONFLICT (id) DO NOTHING";
 /// A pending run of the thread becomes the run starting: one conditional statement, so of two
 /// starts of the same run (here or in another replica) only one finds it pending.
@@ -279,6 +284,8 @@ macro_rules! sql_store {
                     .bind(&r.input)
                     .bind(&r.result)
                     .bind(&r.usage)
+                    .bind(&r.answer)
+                    .bind(r.llm_requests)
                     .bind(i64::from(r.events_cut))
                     .bind(&r.metadata)
             }
@@ -429,7 +436,7 @@ macro_rules! sql_store {
                 id: &str,
             ) -> Result<Option<ThreadTurn>, StoreError> {
                 let row: Option<TurnRow> = sqlx::query_as(
-                    "SELECT t.owner, r.id AS run_id, r.input, r.result FROM threads t \
+                    "SELECT t.owner, r.id AS run_id, r.input, r.answer FROM threads t \
                      LEFT JOIN runs r ON r.id = (SELECT id FROM runs WHERE thread_id = t.id \
                      AND status = 'finished' ORDER BY created DESC, id DESC LIMIT 1) \
                      WHERE t.id = $1 AND t.room = $2",
@@ -443,7 +450,7 @@ macro_rules! sql_store {
                     last: r.run_id.zip(r.input).map(|(run_id, input)| LastTurn {
                         run_id,
                         input,
-                        result: r.result,
+                        answer: r.answer,
                     }),
                 }))
             }
@@ -571,20 +578,22 @@ macro_rules! sql_store {
                             run_id,
                             status,
                             finished,
-                            result,
-                            usage,
+                            end,
                         } => {
                             // Only a run that has not ended: a finished run is never rewritten
                             // by a later one that reused its id while the database was away.
                             sqlx::query(
                                 "UPDATE runs SET status = $2, finished = $3, result = $4, \
-                                 usage = $5 WHERE id = $1 AND status IN ('running', 'interrupted')",
+                                 usage = $5, answer = $6, llm_requests = $7 \
+                                 WHERE id = $1 AND status IN ('running', 'interrupted')",
                             )
                             .bind(run_id)
                             .bind(status.as_str())
                             .bind(finished)
-                            .bind(result)
-                            .bind(usage)
+                            .bind(&end.result)
+                            .bind(&end.usage)
+                            .bind(&end.answer)
+                            .bind(end.llm_requests)
                             .execute(&mut *tx)
                             .await?;
                         }

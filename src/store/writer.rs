@@ -244,15 +244,24 @@ impl RunLog {
     }
 
     /// Records how the run ended.
-    pub fn finish(&self, status: RunStatus, result: Option<String>, usage: Option<String>) {
+    pub fn finish(&self, status: RunStatus, end: RunEnd) {
         if let Some(writer) = &self.writer {
             writer.send(Write::Finish {
                 run_id: self.run_id.clone(),
                 status,
                 finished: now_ms(),
-                result,
-                usage,
+                end: Box::new(end),
             });
         }
     }
+}
+
+/// What a run that ended leaves beside its status (all none when it did not finish).
+#[derive(Debug, Clone, Default)]
+pub struct RunEnd {
+    /// `RUN_FINISHED.result` and `.usage`, as JSON.
+    pub result: Option<String>,
+    pub usage: Option<String>,
+    pub answer: Option<String>,
+    pub llm_requests: Option<i64>,
 }

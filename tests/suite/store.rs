@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roomhost::store::{
-    self, RunLog, RunRecord, RunStatus, Started, Store, ThreadRecord, Write, Writer,
+    self, RunEnd, RunLog, RunRecord, RunStatus, Started, Store, ThreadRecord, Write, Writer,
     MAX_QUEUED_EVENTS,
 };
 use sqlx::Connection;
@@ -56,7 +56,7 @@ pub async fn open(url: &str) -> Arc<dyn Store> {
 /// A run recorded through the writer (and its thread in room `r1`), and its log keeping at most `cap` events.
 fn logged(writer: &Writer, thread_id: &str, run_id: &str, cap: usize) -> RunLog {
     writer.send(Write::Thread(thread("r1", thread_id, 1)));
-    writer.send(Write::Run(run(thread_id, run_id, 2)));
+    writer.send(Write::Run(Box::new(run(thread_id, run_id, 2))));
     RunLog::new(Some(writer.clone()), run_id, cap)
 }
 
@@ -82,6 +82,8 @@ fn run(thread_id: &str, id: &str, created: i64) -> RunRecord {
         input: r#"{"messages":[]}"#.into(),
         result: None,
         usage: None,
+        answer: None,
+        llm_requests: None,
         events_cut: false,
         metadata: None,
     }
@@ -216,8 +218,12 @@ async fn store_writer_keeps_every_event_in_order_and_the_outcome() {
         }
         log.finish(
             RunStatus::Finished,
-            Some(r#"{"ok":true}"#.into()),
-            Some("[]".into()),
+            RunEnd {
+                result: Some(r#"{"ok":true}"#.into()),
+                usage: Some("[]".into()),
+                answer: Some("the answer".into()),
+                llm_requests: Some(3),
+            },
         );
         assert!(writer.flush(Duration::from_secs(30)).await, "{backend}");
         assert_eq!(writer.health.error(), None);
@@ -236,6 +242,8 @@ async fn store_writer_keeps_every_event_in_order_and_the_outcome() {
         let stored = s.run("r1", "run").await.unwrap().unwrap();
         assert_eq!(stored.status, RunStatus::Finished, "{backend}");
         assert_eq!(stored.result.as_deref(), Some(r#"{"ok":true}"#));
+        assert_eq!(stored.answer.as_deref(), Some("the answer"), "{backend}");
+        assert_eq!(stored.llm_requests, Some(3), "{backend}");
         assert!(stored.finished.is_some() && !stored.events_cut);
     }
 }
@@ -308,8 +316,7 @@ async fn store_reopen_marks_running_runs_interrupted_and_keeps_their_events() {
                     run_id: "done".into(),
                     status: RunStatus::Finished,
                     finished: 4,
-                    result: None,
-                    usage: None,
+                    end: Box::default(),
                 },
             ])
             .await
@@ -432,12 +439,12 @@ async fn store_writer_drops_a_refused_write_and_keeps_the_rest() {
         let s = open(&url).await;
         let writer = Writer::spawn(s.clone(), MAX_QUEUED_EVENTS);
         // A run of a thread that is not there (deleted meanwhile) breaks a foreign key.
-        writer.send(Write::Run(run("gone", "orphan", 2)));
+        writer.send(Write::Run(Box::new(run("gone", "orphan", 2))));
         let mut orphan = RunLog::new(Some(writer.clone()), "orphan", 100);
         orphan.record("{}");
         let mut log = logged(&writer, "t", "run", 100);
         log.record("{}");
-        log.finish(RunStatus::Finished, None, None);
+        log.finish(RunStatus::Finished, RunEnd::default());
         assert!(writer.flush(Duration::from_secs(30)).await);
         assert_eq!(writer.health.error(), None, "{backend}");
         assert!(s.run("r1", "orphan").await.unwrap().is_none(), "{backend}");

@@ -28,10 +28,6 @@ compared. Think it through, then reply with JSON only, in the form
 `answer` is the short answer alone (a few words at most); `reasoning` gives the main reasons in
 two or three sentences.";
 
-pub const REASK: &str = "\
-Your reply could not be read: {error}. Reply again with the JSON object only, in the form asked
-for, and nothing before or after it.";
-
 pub const VOTER_ALLOWED: &str = "Your answer must be exactly one of: {allowed}.";
 
 pub const VOTER_PERSPECTIVE: &str = "Answer from this point of view: {perspective}.";
@@ -180,10 +176,6 @@ pub fn voter(
 }
 
 /// Asks again for a reply that was not the JSON asked for.
-pub fn reask(error: &str) -> String {
-    fill(REASK, &[("error", error)])
-}
-
 /// `candidates`: each tied answer with the reasoning its voters gave.
 pub fn judge(question: &str, candidates: &[(String, Vec<String>)]) -> (String, String) {
     let candidates = candidates
