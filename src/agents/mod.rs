@@ -1,6 +1,8 @@
 //! Agents: what runs when a room is asked something. The host hands an agent the run input and an
 //! event sink; the agent streams AG-UI events into it and returns the run's result.
 
+pub mod chat;
+pub mod debate;
 mod error;
 pub mod kit;
 pub mod parallelization;

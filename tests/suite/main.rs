@@ -3,6 +3,7 @@
 
 mod support;
 
+mod agents_layers;
 mod agui_profiles;
 mod config_settings;
 mod eval_questions;
@@ -42,6 +43,8 @@ mod parallelization_voting;
 mod process_lifecycle;
 mod real_model;
 mod real_model_agent;
+mod room_chat;
+mod room_debate;
 mod shutdown_load;
 mod soliplex_api;
 mod store;

@@ -26,8 +26,7 @@ use crate::llm::{
 };
 use crate::logsafe::Shown;
 
-/// A system and a user message.
-pub type Prompt = (String, String);
+pub use super::budget::Prompt;
 
 /// What a room's config gives the kit: its model section.
 pub trait RoomSettings: Send + Sync + 'static {
