@@ -10,8 +10,8 @@ use super::kit::board::Board;
 use super::kit::budget::Budget;
 use super::kit::history::History;
 use super::kit::messages::TextMessage;
-use super::kit::model::{parse_config, ModelSettings};
-use super::kit::runner::{Ctx, RoomSettings, Run};
+use super::kit::model::{read_config, ModelSettings, RoomSettings};
+use super::kit::runner::{Ctx, Run};
 use super::{Accepted, Agent, AgentDeps, AgentError, EventSink, FactoryError, RunOutput};
 use crate::agui::RunAgentInput;
 
@@ -53,15 +53,18 @@ impl RoomSettings for ChatConfig {
     fn model(&self) -> &ModelSettings {
         &self.model
     }
+
+    fn model_mut(&mut self) -> &mut ModelSettings {
+        &mut self.model
+    }
 }
 
 impl ChatConfig {
-    pub fn from_value(extra: &Value) -> Result<Self, FactoryError> {
-        let (model, rest) = ModelSettings::split(extra)?;
-        let config = Self {
-            model,
-            ..parse_config(&rest)?
-        };
+    pub fn from_value(
+        extra: &Value,
+        model_override: Option<&String>,
+    ) -> Result<Self, FactoryError> {
+        let config: Self = read_config(extra, model_override)?;
         if let Some(kind) = config.provider_type.as_deref() {
             if !matches!(kind, "ollama" | "openai") {
                 return Err(FactoryError {
@@ -81,10 +84,7 @@ impl ChatConfig {
 }
 
 pub fn create(extra: &Value, deps: &AgentDeps) -> Result<Arc<dyn Agent>, FactoryError> {
-    let mut config = ChatConfig::from_value(extra)?;
-    if let Some(model) = &deps.model_override {
-        config.model.model_name = model.clone();
-    }
+    let config = ChatConfig::from_value(extra, deps.model_override.as_ref())?;
     if config.provider_base_url.is_some() {
         tracing::warn!(
             "a room's provider_base_url is not used: its calls go to the server's LLM endpoints"

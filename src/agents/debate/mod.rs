@@ -15,8 +15,8 @@ use super::kit::board::Board;
 use super::kit::budget::Budget;
 use super::kit::history::History;
 use super::kit::messages::TextMessage;
-use super::kit::model::{parse_config, ModelSettings};
-use super::kit::runner::{self as kit, Quiet, RoomSettings, Structured, TaskSpec};
+use super::kit::model::{read_config, ModelSettings, RoomSettings};
+use super::kit::runner::{self as kit, Quiet, Structured, TaskSpec};
 use super::{
     Accepted, Agent, AgentDeps, AgentError, ErrorCode, EventSink, FactoryError, RunOutput,
 };
@@ -58,15 +58,18 @@ impl RoomSettings for DebateConfig {
     fn model(&self) -> &ModelSettings {
         &self.model
     }
+
+    fn model_mut(&mut self) -> &mut ModelSettings {
+        &mut self.model
+    }
 }
 
 impl DebateConfig {
-    pub fn from_value(extra: &Value) -> Result<Self, FactoryError> {
-        let (model, rest) = ModelSettings::split(extra)?;
-        let config = Self {
-            model,
-            ..parse_config(&rest)?
-        };
+    pub fn from_value(
+        extra: &Value,
+        model_override: Option<&String>,
+    ) -> Result<Self, FactoryError> {
+        let config: Self = read_config(extra, model_override)?;
         let err = |field: &str, message: String| {
             Err(FactoryError {
                 field: field.into(),
@@ -93,10 +96,7 @@ impl DebateConfig {
 }
 
 pub fn create(extra: &Value, deps: &AgentDeps) -> Result<Arc<dyn Agent>, FactoryError> {
-    let mut config = DebateConfig::from_value(extra)?;
-    if let Some(model) = &deps.model_override {
-        config.model.model_name = model.clone();
-    }
+    let config = DebateConfig::from_value(extra, deps.model_override.as_ref())?;
     Ok(Arc::new(DebateAgent {
         config: Arc::new(config),
         deps: deps.clone(),

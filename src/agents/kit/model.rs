@@ -128,6 +128,27 @@ impl ModelSettings {
     }
 }
 
+/// What a room's config gives the kit: its model section.
+pub trait RoomSettings: Send + Sync + 'static {
+    fn model(&self) -> &ModelSettings;
+    fn model_mut(&mut self) -> &mut ModelSettings;
+}
+
+/// A room's config from its `extra_config`: the model section, the room's own keys (unknown ones
+/// refused), and the server's model override (`ROOMHOST_MODEL`) when set.
+pub fn read_config<T: RoomSettings + DeserializeOwned>(
+    extra: &Value,
+    model_override: Option<&String>,
+) -> Result<T, FactoryError> {
+    let (mut model, rest) = ModelSettings::split(extra)?;
+    if let Some(name) = model_override {
+        model.model_name = name.clone();
+    }
+    let mut config: T = parse_config(&rest)?;
+    *config.model_mut() = model;
+    Ok(config)
+}
+
 /// A room's own config keys, typed; the error names the path of the bad value.
 pub fn parse_config<T: DeserializeOwned>(value: &Value) -> Result<T, FactoryError> {
     serde_path_to_error::deserialize(value).map_err(|e| {

@@ -16,7 +16,7 @@ use super::board::{AnswerSource, Board, Cut};
 use super::budget::Budget;
 use super::history::History;
 use super::messages::{Coalescer, ReasoningMessage, TextMessage};
-use super::model::ModelSettings;
+use super::model::{ModelSettings, RoomSettings};
 use super::repetition::{ends_in_loop, CHECK_EVERY};
 use super::usage::UsageBook;
 use crate::agents::{AgentError, ErrorCode, EventSink};
@@ -27,11 +27,6 @@ use crate::llm::{
 use crate::logsafe::Shown;
 
 pub use super::budget::Prompt;
-
-/// What a room's config gives the kit: its model section.
-pub trait RoomSettings: Send + Sync + 'static {
-    fn model(&self) -> &ModelSettings;
-}
 
 /// Asked again of a structured answer that could not be read, in the same conversation.
 const REASK: &str = "\

@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use super::strategy::Strategy;
 use crate::agents::kit::budget::Budget;
-use crate::agents::kit::model::{parse_config, ModelSettings};
-use crate::agents::kit::runner::{Ctx, Prompt, RoomSettings};
+use crate::agents::kit::model::{read_config, ModelSettings, RoomSettings};
+use crate::agents::kit::runner::{Ctx, Prompt};
 use crate::agents::{AgentError, FactoryError};
 use crate::llm::ChatRequest;
 
@@ -183,12 +183,11 @@ impl Default for ParallelizationConfig {
 }
 
 impl ParallelizationConfig {
-    pub fn from_value(extra: &Value) -> Result<Self, FactoryError> {
-        let (model, rest) = ModelSettings::split(extra)?;
-        let config = Self {
-            model,
-            ..parse_config(&rest)?
-        };
+    pub fn from_value(
+        extra: &Value,
+        model_override: Option<&String>,
+    ) -> Result<Self, FactoryError> {
+        let config: Self = read_config(extra, model_override)?;
         config.validate()?;
         Ok(config)
     }
@@ -274,6 +273,10 @@ impl ParallelizationConfig {
 impl RoomSettings for ParallelizationConfig {
     fn model(&self) -> &ModelSettings {
         &self.model
+    }
+
+    fn model_mut(&mut self) -> &mut ModelSettings {
+        &mut self.model
     }
 }
 

@@ -48,10 +48,7 @@ pub const FACTORY_NAMES: &[&str] = &[
 ];
 
 pub fn create(extra: &Value, deps: &AgentDeps) -> Result<Arc<dyn Agent>, FactoryError> {
-    let mut config = ParallelizationConfig::from_value(extra)?;
-    if let Some(model) = &deps.model_override {
-        config.model.model_name = model.clone();
-    }
+    let config = ParallelizationConfig::from_value(extra, deps.model_override.as_ref())?;
     Ok(Arc::new(ParallelizationAgent {
         config: Arc::new(config),
         deps: deps.clone(),
