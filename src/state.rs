@@ -1,6 +1,6 @@
 //! `AppState`: everything a request handler needs, built once at start-up.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -183,11 +183,14 @@ fn build_room(room: LoadedRoom, registry: &Registry, deps: &AgentDeps) -> Result
         field: field.to_owned(),
         message,
     };
+    if matches!(config.agent.kind.as_str(), "" | "default") {
+        return build_plain_room(config, file, registry, deps);
+    }
     if config.agent.kind != "factory" {
         return Err(field(
             "agent.kind",
             format!(
-                "unknown kind '{}'; this server supports 'factory'",
+                "unknown kind '{}'; this server supports 'factory' and 'default'",
                 config.agent.kind
             ),
         ));
@@ -230,6 +233,55 @@ fn build_room(room: LoadedRoom, registry: &Registry, deps: &AgentDeps) -> Result
         config,
         file,
         factory_name: name,
+        agent,
+    })
+}
+
+/// A plain chat room: its agent keys (`model_name`, `system_prompt`, `provider_type`, ...) are
+/// the chat agent's config; a `system_prompt` naming a file (`./prompt.txt`) is read from beside
+/// the room file.
+fn build_plain_room(
+    config: RoomConfig,
+    file: PathBuf,
+    registry: &Registry,
+    deps: &AgentDeps,
+) -> Result<Room, RoomError> {
+    let field = |field: &str, message: String| RoomError::Field {
+        file: file.clone(),
+        field: field.to_owned(),
+        message,
+    };
+    let name = crate::agents::chat::FACTORY_NAMES[0];
+    let factory = registry
+        .get(name)
+        .ok_or_else(|| field("agent.kind", "this server has no plain chat agent".into()))?;
+    let mut extra = serde_json::Map::new();
+    for (key, value) in &config.agent.other {
+        let value = serde_json::to_value(value)
+            .map_err(|e| field(&format!("agent.{key}"), format!("cannot be read: {e}")))?;
+        extra.insert(key.clone(), value);
+    }
+    if let Some(Value::String(prompt)) = extra.get("system_prompt") {
+        if let Some(relative) = prompt.strip_prefix("./") {
+            let path = file
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join(relative);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                field(
+                    "agent.system_prompt",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            extra.insert("system_prompt".into(), Value::String(text));
+        }
+    }
+    let agent = factory(&Value::Object(extra), deps)
+        .map_err(|e| field(&format!("agent.{}", e.field), e.message))?;
+    Ok(Room {
+        config,
+        file,
+        factory_name: name.to_owned(),
         agent,
     })
 }

@@ -6,6 +6,7 @@
 import { applyPatch } from "./patch.js";
 import { renderMarkdown } from "./markdown.js";
 import { sseJson } from "./sse.js";
+import { roomView } from "./room-views.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -223,6 +224,7 @@ class RunView {
 
     this.tasksEl = h("div", "tasks");
     this.notesEl = h("ul", "notes");
+    this.roomEl = h("div", "room-view-slot");
 
     this.votesBlock = h("div", "votes-block");
     this.votesBlock.hidden = true;
@@ -242,7 +244,7 @@ class RunView {
     this.errorEl.setAttribute("role", "alert");
     this.errorEl.hidden = true;
 
-    this.panel.append(head, progressRow, this.tasksEl, this.notesEl, this.votesBlock, this.answerBlock, this.errorEl);
+    this.panel.append(head, progressRow, this.roomEl, this.tasksEl, this.notesEl, this.votesBlock, this.answerBlock, this.errorEl);
     this.root.append(this.panel);
     this.setPhase("starting");
     this.tick = setInterval(() => this.showElapsed(), 200);
@@ -272,7 +274,7 @@ class RunView {
   handle(event) {
     switch (event.type) {
       case "ACTIVITY_SNAPSHOT":
-        if (event.activityType !== "parallelization") return;
+        this.activityType = event.activityType;
         this.activityId = event.messageId;
         this.activity = event.content;
         this.renderActivity();
@@ -380,6 +382,8 @@ class RunView {
     const tokens = results.reduce((sum, r) => sum + taskTokens(r.usage), 0);
     if (tokens) this.tokensEl.textContent = `${number.format(tokens)} tokens`;
     this.notesEl.replaceChildren(...(a.notes ?? []).map((note) => h("li", "", note)));
+    const view = roomView(this.activityType, a);
+    if (view) this.roomEl.replaceChildren(view);
   }
 
   /** `RUN_FINISHED.result.votes` of a voting run: the tally, the winner and the agreement. */

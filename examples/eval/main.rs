@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::StreamExt;
+use roomhost::agents::kit::words::normalize;
 use roomhost::agents::parallelization::vote::question_answers;
-use roomhost::agents::parallelization::words::normalize;
 use roomhost::agents::{parallelization, AgentDeps, EventSink};
 use roomhost::agui::RunAgentInput;
 use roomhost::config::{Cli, Settings};
@@ -166,7 +166,7 @@ async fn ask(agent: &dyn roomhost::agents::Agent, question: &str) -> Outcome {
     match result {
         Ok(output) => {
             let tokens = output.usage.iter().map(|u| u.total_tokens).sum();
-            let result = output.result.unwrap_or_default();
+            let result = output.result();
             let ballots = result["votes"]["ballots"]
                 .as_array()
                 .map(|b| b.iter().map(ballot).collect())

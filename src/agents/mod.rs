@@ -1,7 +1,10 @@
 //! Agents: what runs when a room is asked something. The host hands an agent the run input and an
 //! event sink; the agent streams AG-UI events into it and returns the run's result.
 
+pub mod chat;
+pub mod debate;
 mod error;
+pub mod kit;
 pub mod parallelization;
 mod registry;
 
@@ -11,7 +14,7 @@ pub use registry::{Factory, FactoryError, Registry};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::agui::{Event, RunAgentInput, UsageEntry};
 use crate::llm::LlmClient;
@@ -57,13 +60,31 @@ impl EventSink {
     }
 }
 
-/// What a successful run reports in `RUN_FINISHED`.
+/// What a successful run gives the host. The host keeps `answer` as the run's turn in the thread,
+/// counts `llm_requests`, and sends `RUN_FINISHED.result` as `details` with the answer (`text`)
+/// and the count (`llm_requests`) added; it never reads `details`.
 #[derive(Debug, Clone, Default)]
 pub struct RunOutput {
-    pub result: Option<Value>,
-    /// The answer's text, which the thread's next turns continue from.
-    pub answer: Option<String>,
+    /// The answer's text.
+    pub answer: String,
+    /// The LLM requests the run had answered.
+    pub llm_requests: u64,
+    /// Token usage per model.
     pub usage: Vec<UsageEntry>,
+    /// The `activityType` of the run's activity message.
+    pub activity_type: &'static str,
+    /// The agent's own report (its activity, its strategy, ...): opaque to the host.
+    pub details: Map<String, Value>,
+}
+
+impl RunOutput {
+    /// `RUN_FINISHED.result`: the details with the answer and the request count.
+    pub fn result(&self) -> Value {
+        let mut result = self.details.clone();
+        result.insert("text".into(), self.answer.clone().into());
+        result.insert("llm_requests".into(), self.llm_requests.into());
+        Value::Object(result)
+    }
 }
 
 pub type RunFuture = BoxFuture<'static, Result<RunOutput, AgentError>>;

@@ -33,6 +33,8 @@ pub struct RoomConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentConfig {
+    /// `factory`, or `default` (also when absent): a plain chat room.
+    #[serde(default)]
     pub kind: String,
     #[serde(default)]
     pub factory_name: Option<String>,

@@ -35,6 +35,16 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../web/sse.js"),
     ),
     (
+        "room-views.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/rooms/views.js"),
+    ),
+    (
+        "room-debate.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/rooms/debate.js"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         include_str!("../../web/style.css"),

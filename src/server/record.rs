@@ -17,7 +17,7 @@ use crate::agui::{Event, Profile, RunAgentInput, Shaper};
 use crate::auth::User;
 use crate::state::{AppState, Stored};
 use crate::store::{
-    now_ms, LiveRun, RunLog, RunRecord, RunStatus, Started, StoreError, ThreadRecord,
+    now_ms, LiveRun, RunEnd, RunLog, RunRecord, RunStatus, Started, StoreError, ThreadRecord,
     MAX_RUNS_PER_THREAD,
 };
 use crate::telemetry::RunMeter;
@@ -70,16 +70,9 @@ impl Recorder {
         app: &AppState,
         status: RunStatus,
         last: Event,
-        answer: Option<String>,
+        run_end: RunEnd,
     ) {
         self.meter.observe(&last);
-        let (result, usage) = match &last {
-            Event::RunFinished { result, usage, .. } => (
-                result.as_ref().and_then(|r| serde_json::to_string(r).ok()),
-                usage.as_ref().and_then(|u| serde_json::to_string(u).ok()),
-            ),
-            _ => (None, None),
-        };
         let mut held = Vec::new();
         let writer = {
             let mut guard = self.log.lock().unwrap_or_else(|p| p.into_inner());
@@ -87,7 +80,7 @@ impl Recorder {
             shaper.push(last, std::time::Instant::now(), &mut |e| {
                 held.push(logged(log, &e))
             });
-            log.finish(status, result, usage, answer);
+            log.finish(status, run_end);
             log.writer().cloned()
         };
         if let Some(writer) = writer {
@@ -109,7 +102,7 @@ impl Recorder {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .1
-            .finish(status, None, None, None);
+            .finish(status, RunEnd::default());
         self.close(app);
     }
 
@@ -176,6 +169,8 @@ impl NewRun {
                 input: serde_json::to_string(input).unwrap_or_default(),
                 result: None,
                 usage: None,
+                answer: None,
+                llm_requests: None,
                 events_cut: false,
                 input_cut: false,
                 metadata: None,
@@ -220,7 +215,7 @@ impl NewRun {
                 let late = RunLog::new(Some(stored.writer.clone()), &run.id, &token, 0);
                 tokio::spawn(async move {
                     if let Ok(Ok(Started::Recorded)) = start.await {
-                        late.finish(RunStatus::Failed, None, None, None);
+                        late.finish(RunStatus::Failed, RunEnd::default());
                     }
                 });
                 return Err(StoreError::Stalled.into());

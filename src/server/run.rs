@@ -24,7 +24,7 @@ use crate::agui::{Event, Message, MessageContent, Profile, RunAgentInput};
 use crate::auth::{User, UserRun};
 use crate::logsafe::Shown;
 use crate::state::AppState;
-use crate::store::{history, RunStatus};
+use crate::store::{history, RunEnd, RunStatus};
 
 pub async fn run_room(
     State(app): State<AppState>,
@@ -404,18 +404,27 @@ async fn drive(
             code: ErrorCode::Cancelled,
             message: message.into(),
         });
-        (RunStatus::Cancelled, last, None)
+        (RunStatus::Cancelled, last)
     };
-    let (status, last, answer) = match ending {
+    let mut end = RunEnd::default();
+    let (status, last) = match ending {
         Ending::Done(Ok(out)) => {
-            tracing::info!("run finished");
+            tracing::info!(activity = out.activity_type, "run finished");
+            let result = out.result();
+            let usage = (!out.usage.is_empty()).then_some(out.usage);
+            end = RunEnd {
+                result: serde_json::to_string(&result).ok(),
+                usage: usage.as_ref().and_then(|u| serde_json::to_string(u).ok()),
+                answer: Some(out.answer),
+                llm_requests: i64::try_from(out.llm_requests).ok(),
+            };
             let last = Event::RunFinished {
                 thread_id,
                 run_id,
-                result: out.result,
-                usage: (!out.usage.is_empty()).then_some(out.usage),
+                result: Some(result),
+                usage,
             };
-            (RunStatus::Finished, last, out.answer)
+            (RunStatus::Finished, last)
         }
         Ending::Done(Err(e)) => {
             tracing::warn!(code = %e.code(), error = %e, "run failed");
@@ -425,7 +434,7 @@ async fn drive(
             } else {
                 RunStatus::Failed
             };
-            (status, Event::from(e), None)
+            (status, Event::from(e))
         }
         Ending::HandedOver => {
             tracing::info!("run handed over unfinished: the server is shutting down");
@@ -435,7 +444,7 @@ async fn drive(
         Ending::Cancelled(why) => cancelled(why),
         Ending::Left => cancelled("the client left and this run was cancelled"),
     };
-    recorder.end(&app, status, last, answer).await;
+    recorder.end(&app, status, last, end).await;
     if client.is_none() {
         return;
     }

@@ -116,6 +116,8 @@ fn pending_run(
         status: RunStatus::Pending,
         result: None,
         usage: None,
+        answer: None,
+        llm_requests: None,
         events_cut: false,
         input_cut: false,
         metadata: metadata.map(Value::to_string),
@@ -135,13 +137,13 @@ async fn create_run(
 /// A run as soliplex's models read it: its usage summed into one `AGUI_RunUsage`.
 fn soliplex_run_json(run: &RunRecord) -> Value {
     let mut body = run_json(run, true);
-    body["usage"] = soliplex_usage(&body["usage"], &body["result"]);
+    body["usage"] = soliplex_usage(&body["usage"], run.llm_requests.unwrap_or(0));
     body
 }
 
 /// soliplex's run usage, `{input_tokens, output_tokens, requests, tool_calls}`, from the run's
-/// per-model entries and the LLM requests its result counts; null when it has none.
-fn soliplex_usage(usage: &Value, result: &Value) -> Value {
+/// per-model entries and the LLM requests it made; null when it has none.
+fn soliplex_usage(usage: &Value, requests: i64) -> Value {
     let Some(entries) = usage.as_array() else {
         return Value::Null;
     };
@@ -149,7 +151,7 @@ fn soliplex_usage(usage: &Value, result: &Value) -> Value {
     json!({
         "input_tokens": sum("inputTokens"),
         "output_tokens": sum("outputTokens"),
-        "requests": result["llm_requests"].as_u64().unwrap_or(0),
+        "requests": requests,
         "tool_calls": 0,
     })
 }

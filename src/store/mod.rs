@@ -21,7 +21,7 @@ pub use fault::Fault;
 pub use live::{Follower, LiveRun, LiveRuns, Since};
 pub use notify::Notices;
 pub use probe::Probe;
-pub use writer::{Health, RunLog, Writer, MAX_QUEUED_EVENTS};
+pub use writer::{Health, RunEnd, RunLog, Writer, MAX_QUEUED_EVENTS};
 
 /// A thread: a conversation in one room.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +49,10 @@ pub struct RunRecord {
     pub input: String,
     pub result: Option<String>,
     pub usage: Option<String>,
+    /// The answer's text, of a finished run.
+    pub answer: Option<String>,
+    /// The LLM requests a finished run had answered.
+    pub llm_requests: Option<i64>,
     /// True when the run had more events than the store keeps per run.
     pub events_cut: bool,
     /// True when `input` was left out (empty) of a thread read to bound its size; reading the
@@ -188,10 +192,7 @@ pub enum Write {
         token: Arc<str>,
         status: RunStatus,
         finished: i64,
-        result: Option<String>,
-        usage: Option<String>,
-        /// The answer's text, kept apart for the thread's next turns.
-        answer: Option<String>,
+        end: Box<RunEnd>,
     },
     /// The run's log stops here (cap reached, events dropped while the database was away, or an
     /// event the database refused).

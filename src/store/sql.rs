@@ -220,6 +220,8 @@ struct RunRow {
     input: Option<String>,
     result: Option<String>,
     usage: Option<String>,
+    answer: Option<String>,
+    llm_requests: Option<i64>,
     events_cut: i64,
     metadata: Option<String>,
 }
@@ -238,6 +240,8 @@ impl TryFrom<RunRow> for RunRecord {
             input: r.input.unwrap_or_default(),
             result: r.result,
             usage: r.usage,
+            answer: r.answer,
+            llm_requests: r.llm_requests,
             events_cut: r.events_cut != 0,
             metadata: r.metadata,
         })
@@ -279,13 +283,15 @@ enum ThreadIs {
 }
 
 const RUN_COLUMNS: &str = "r.id, r.thread_id, r.parent_run_id, r.created, r.finished, r.status, \
-                           r.input, r.result, r.usage, r.events_cut, r.metadata";
+                           r.input, r.result, r.usage, r.answer, r.llm_requests, r.events_cut, \
+                           r.metadata";
 const INSERT_THREAD: &str = "INSERT INTO threads (id, room, owner, created, name, description) \
                              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
 const INSERT_RUN: &str = "INSERT INTO runs (id, thread_id, parent_run_id, created, finished, \
-                          status, input, result, usage, events_cut, metadata, start_token, \
-                          input_bytes, instance) \
-                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                          status, input, result, usage, answer, llm_requests, events_cut, \
+                          metadata, start_token, input_bytes, instance) \
+                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+                          $15, $16) \
                           ON CONFLICT (id) DO NOTHING";
 /// A pending run of the thread becomes the run starting: one conditional statement, so of two
 /// starts of the same run (here or in another replica) only one finds it pending.
@@ -404,6 +410,8 @@ macro_rules! sql_store {
                     .bind(storable(&r.input))
                     .bind(storable_opt(&r.result))
                     .bind(storable_opt(&r.usage))
+                    .bind(storable_opt(&r.answer))
+                    .bind(r.llm_requests)
                     .bind(i64::from(r.events_cut))
                     .bind(storable_opt(&r.metadata))
                     .bind(token)
@@ -631,25 +639,25 @@ macro_rules! sql_store {
                             token,
                             status,
                             finished,
-                            result,
-                            usage,
-                            answer,
+                            end,
                         } => {
                             insert_events!($Db, &mut *tx, events);
                             // Only a run of this start that has not ended: a finished run is
                             // never rewritten.
                             sqlx::query(
                                 "UPDATE runs SET status = $2, finished = $3, result = $4, \
-                                 usage = $5, answer = $7 WHERE id = $1 AND start_token = $6 \
+                                 usage = $5, answer = $7, llm_requests = $8 \
+                                 WHERE id = $1 AND start_token = $6 \
                                  AND status IN ('running', 'interrupted')",
                             )
                             .bind(run_id)
                             .bind(status.as_str())
                             .bind(finished)
-                            .bind(storable_opt(result))
-                            .bind(storable_opt(usage))
+                            .bind(storable_opt(&end.result))
+                            .bind(storable_opt(&end.usage))
                             .bind(token.as_ref())
-                            .bind(storable_opt(answer))
+                            .bind(storable_opt(&end.answer))
+                            .bind(end.llm_requests)
                             .execute(&mut *tx)
                             .await?;
                         }

@@ -263,23 +263,15 @@ impl RunLog {
         seq
     }
 
-    /// Records how the run ended: its result and usage (JSON text) and its answer's text.
-    pub fn finish(
-        &self,
-        status: RunStatus,
-        result: Option<String>,
-        usage: Option<String>,
-        answer: Option<String>,
-    ) {
+    /// Records how the run ended.
+    pub fn finish(&self, status: RunStatus, end: RunEnd) {
         if let Some(writer) = &self.writer {
             writer.send(Write::Finish {
                 run_id: self.run_id.clone(),
                 token: self.token.clone(),
                 status,
                 finished: now_ms(),
-                result,
-                usage,
-                answer,
+                end: Box::new(end),
             });
         }
     }
@@ -288,4 +280,14 @@ impl RunLog {
     pub fn writer(&self) -> Option<&Writer> {
         self.writer.as_ref()
     }
+}
+
+/// What a run that ended leaves beside its status (all none when it did not finish).
+#[derive(Debug, Clone, Default)]
+pub struct RunEnd {
+    /// `RUN_FINISHED.result` and `.usage`, as JSON.
+    pub result: Option<String>,
+    pub usage: Option<String>,
+    pub answer: Option<String>,
+    pub llm_requests: Option<i64>,
 }

@@ -63,7 +63,7 @@ async fn a_run_streams_its_events_in_protocol_order() {
     assert_eq!(run.final_text(), "word0 word1 word2 ");
     assert_eq!(
         run.last(),
-        &json!({"type": "RUN_FINISHED", "threadId": "t-1", "runId": "r-1", "result": {"echo": "last question"}})
+        &json!({"type": "RUN_FINISHED", "threadId": "t-1", "runId": "r-1", "result": {"echo": "last question", "text": "word0 word1 word2 ", "llm_requests": 0}})
     );
 }
 

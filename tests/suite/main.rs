@@ -3,6 +3,7 @@
 
 mod support;
 
+mod agents_layers;
 mod agui_profiles;
 mod config_settings;
 mod eval_questions;
@@ -44,6 +45,8 @@ mod process_lifecycle;
 mod real_model;
 mod real_model_agent;
 mod replicas;
+mod room_chat;
+mod room_debate;
 mod shutdown_load;
 mod soliplex_api;
 mod store;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::support::harness::{
-    real_llm, real_ollama, slots, test_settings, RunResult, TempDir, TestServer,
+    real_llm, real_ollama, slots, test_settings, verify_agui, RunResult, TempDir, TestServer,
 };
 use crate::support::parallelization::{finished, prompt, subagents};
 use roomhost::agents::{parallelization, AgentDeps, EventSink, Registry};
@@ -58,7 +58,17 @@ async fn run(server: &TestServer, text: &str) -> RunResult {
 }
 
 /// Posts `body` (a run input), named `text` in the log.
-async fn post(server: &TestServer, mut body: serde_json::Value, text: &str) -> RunResult {
+async fn post(server: &TestServer, body: serde_json::Value, text: &str) -> RunResult {
+    post_to(server, ROOM, body, text).await
+}
+
+/// Posts `body` to `room`.
+async fn post_to(
+    server: &TestServer,
+    room: &str,
+    mut body: serde_json::Value,
+    text: &str,
+) -> RunResult {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(900))
         .build()
@@ -67,7 +77,7 @@ async fn post(server: &TestServer, mut body: serde_json::Value, text: &str) -> R
     // The full (AG-UI 1.0) stream, so that the tasks show as subagents.
     body["protocolVersion"] = json!("1.0");
     let response = client
-        .post(format!("{}/rooms/{ROOM}/run", server.url))
+        .post(format!("{}/rooms/{room}/run", server.url))
         .json(&body)
         .send()
         .await
@@ -166,6 +176,38 @@ async fn a_follow_up_is_answered_in_one_call_with_the_conversation(api: LlmApi) 
     eprintln!("follow-up answer: {}", run.final_text());
 }
 
+/// Every other shipped room's first suggestion, as the page offers it: a valid stream that ends
+/// with an answer. A debate may end `all_tasks_failed` when no judge of the tiny model gave a
+/// score it could read; its arguments are there all the same.
+async fn every_rooms_first_suggestion_runs(api: LlmApi) {
+    let server = real_server(api).await;
+    for room in ["chat", "debate"] {
+        let (status, config) = server.get(&format!("/rooms/{room}")).await;
+        assert_eq!(status, 200, "{room}");
+        let text = config["suggestions"][0].as_str().expect("a suggestion");
+        let run = post_to(&server, room, prompt(text), text).await;
+        if let Err(e) = verify_agui(&run.events) {
+            panic!("{room}: {e}");
+        }
+        let last = run.last();
+        match last["type"].as_str() {
+            Some("RUN_FINISHED") => assert!(!run.final_text().trim().is_empty(), "{room}"),
+            _ if room == "debate" => {
+                assert_eq!(last["code"], "all_tasks_failed", "{last}");
+                let results = &run.activity_state()["results"];
+                assert!(results[0]["output"].as_str().is_some_and(|t| !t.is_empty()));
+            }
+            _ => panic!("{room}: {last}"),
+        }
+        eprintln!("{room}: {}", run.final_text());
+    }
+}
+
+#[tokio::test]
+async fn openai_every_rooms_first_suggestion_runs() {
+    every_rooms_first_suggestion_runs(LlmApi::Openai).await;
+}
+
 #[tokio::test]
 async fn openai_a_follow_up_is_answered_in_one_call_with_the_conversation() {
     a_follow_up_is_answered_in_one_call_with_the_conversation(LlmApi::Openai).await;
@@ -232,7 +274,7 @@ async fn ollama_voting_without_the_schema_reads_what_it_can() {
     eprintln!("voting without the schema took {:.1?}", started.elapsed());
     match outcome {
         Ok(output) => {
-            let votes = output.result.expect("a result")["votes"].clone();
+            let votes = output.result()["votes"].clone();
             for ballot in votes["ballots"].as_array().into_iter().flatten() {
                 let source = &ballot["source"];
                 assert!(

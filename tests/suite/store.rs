@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roomhost::store::{
-    self, FeedbackAdded, Quotas, RunLog, RunRecord, RunStatus, Started, Store, ThreadRecord, Write,
-    Writer, MAX_QUEUED_EVENTS,
+    self, FeedbackAdded, Quotas, RunEnd, RunLog, RunRecord, RunStatus, Started, Store,
+    ThreadRecord, Write, Writer, MAX_QUEUED_EVENTS,
 };
 use sqlx::Connection;
 
@@ -99,6 +99,8 @@ fn run(thread_id: &str, id: &str, created: i64) -> RunRecord {
         input: r#"{"messages":[]}"#.into(),
         result: None,
         usage: None,
+        answer: None,
+        llm_requests: None,
         events_cut: false,
         input_cut: false,
         metadata: None,
@@ -240,9 +242,12 @@ async fn store_writer_keeps_every_event_in_order_and_the_outcome() {
         }
         log.finish(
             RunStatus::Finished,
-            Some(r#"{"ok":true}"#.into()),
-            Some("[]".into()),
-            Some("ok".into()),
+            RunEnd {
+                result: Some(r#"{"ok":true}"#.into()),
+                usage: Some("[]".into()),
+                answer: Some("the answer".into()),
+                llm_requests: Some(3),
+            },
         );
         assert!(writer.flush(Duration::from_secs(30)).await, "{backend}");
         assert_eq!(writer.health.error(), None);
@@ -261,6 +266,8 @@ async fn store_writer_keeps_every_event_in_order_and_the_outcome() {
         let stored = s.run("r1", "run").await.unwrap().unwrap();
         assert_eq!(stored.status, RunStatus::Finished, "{backend}");
         assert_eq!(stored.result.as_deref(), Some(r#"{"ok":true}"#));
+        assert_eq!(stored.answer.as_deref(), Some("the answer"), "{backend}");
+        assert_eq!(stored.llm_requests, Some(3), "{backend}");
         assert!(stored.finished.is_some() && !stored.events_cut);
     }
 }
@@ -337,9 +344,7 @@ async fn store_a_run_is_orphaned_only_once_its_owners_lease_expired_and_is_claim
                     token: TOKEN.into(),
                     status: RunStatus::Finished,
                     finished: 4,
-                    result: None,
-                    usage: None,
-                    answer: None,
+                    end: Box::default(),
                 },
             ])
             .await
@@ -539,8 +544,8 @@ async fn store_writer_drops_a_write_refused_for_its_data_marks_its_run_and_keeps
         bad.record(r#""bad""#);
         good.record("{}");
         bad.record("{}");
-        bad.finish(RunStatus::Finished, None, None, None);
-        good.finish(RunStatus::Finished, None, None, None);
+        bad.finish(RunStatus::Finished, RunEnd::default());
+        good.finish(RunStatus::Finished, RunEnd::default());
         assert!(writer.flush(Duration::from_secs(30)).await);
         assert_eq!(
             writer.health.error(),

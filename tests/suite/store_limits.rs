@@ -241,6 +241,8 @@ async fn store_limits_quotas_and_parents_are_kept_by_the_store_itself() {
             input: input.into(),
             result: None,
             usage: None,
+            answer: None,
+            llm_requests: None,
             events_cut: false,
             input_cut: false,
             metadata: None,

@@ -277,6 +277,8 @@ async fn store_runs_an_interrupted_run_replays_then_says_so() {
                 input: "{}".into(),
                 result: None,
                 usage: None,
+                answer: None,
+                llm_requests: None,
                 events_cut: false,
                 input_cut: false,
                 metadata: None,

@@ -4,10 +4,12 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::budget::Budget;
 use super::strategy::Strategy;
-use crate::agents::FactoryError;
-use crate::llm::ThinkLevel;
+use crate::agents::kit::budget::Budget;
+use crate::agents::kit::model::{read_config, ModelSettings, RoomSettings};
+use crate::agents::kit::runner::{Ctx, Prompt};
+use crate::agents::{AgentError, FactoryError};
+use crate::llm::ChatRequest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -16,27 +18,6 @@ pub enum TieBreak {
     Judge,
     /// The tied answer given by the earliest voter wins.
     First,
-}
-
-/// `think` in the room config: a level, or `off` for models without a thinking mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ThinkSetting {
-    Off,
-    Low,
-    Medium,
-    High,
-}
-
-impl ThinkSetting {
-    pub fn level(self) -> Option<ThinkLevel> {
-        match self {
-            ThinkSetting::Off => None,
-            ThinkSetting::Low => Some(ThinkLevel::Low),
-            ThinkSetting::Medium => Some(ThinkLevel::Medium),
-            ThinkSetting::High => Some(ThinkLevel::High),
-        }
-    }
 }
 
 /// What a call is for; each role has its own token cap.
@@ -154,37 +135,28 @@ impl From<MaxTokensSetting> for MaxTokens {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ParallelizationConfig {
-    pub model_name: String,
+    /// The model section every room shares (`model_name`, `num_ctx`, `think`, `temperature` for
+    /// section writers, summarisers and the reducer, `seed`: voter `i` samples with `seed + i`).
+    #[serde(skip)]
+    pub model: ModelSettings,
     pub default_strategy: Strategy,
     pub num_voters: u32,
     /// Sampling temperature of voters; above 0 so that independent votes can differ.
     pub voter_temperature: f32,
-    /// Sampling temperature of section writers, document summarisers and the reducer.
-    pub temperature: f32,
-    /// Base seed: voter `i` samples with `seed + i`.
-    pub seed: i64,
     /// Optional viewpoints, one per voter (cycled when fewer than the voters).
     pub voter_perspectives: Vec<String>,
     pub tie_break: TieBreak,
     /// Valid votes needed for a result; default a majority of `num_voters`.
     pub quorum: Option<u32>,
-    /// The model's context window in tokens; map-reduce budgets every call against it.
-    pub num_ctx: u32,
     pub max_collapse_depth: u32,
     /// Upper bound on generated tokens per call and role, thinking included.
     pub max_tokens: MaxTokens,
-    pub think: ThinkSetting,
-    /// Stream the model's thinking as `REASONING_*` events of each task's subagent.
-    pub show_thinking: bool,
     /// Sections a planned sectioning run may have; `max_sections` also caps the sections a
     /// request may list (more is a 400), so one request never makes more calls than this.
     pub min_sections: u32,
     pub max_sections: u32,
     /// Documents one map-reduce request may carry (more is a 400).
     pub max_documents: u32,
-    /// Tasks of one run in flight at once; the LLM client's own limit and queue still apply, this
-    /// only keeps one huge map-reduce from filling the shared queue.
-    pub max_parallel_tasks: u32,
     /// Tokens the run's history takes in every prompt; set per run, not a room setting.
     #[serde(skip)]
     pub history_tokens: usize,
@@ -193,38 +165,29 @@ pub struct ParallelizationConfig {
 impl Default for ParallelizationConfig {
     fn default() -> Self {
         Self {
-            model_name: "gpt-oss:20b".into(),
+            model: ModelSettings::default(),
             default_strategy: Strategy::Sectioning,
             num_voters: 3,
             voter_temperature: 0.8,
-            temperature: 0.7,
-            seed: 42,
             voter_perspectives: Vec::new(),
             tie_break: TieBreak::Judge,
             quorum: None,
-            num_ctx: 8192,
             max_collapse_depth: 3,
             max_tokens: MaxTokens::default(),
-            think: ThinkSetting::Low,
-            show_thinking: false,
             min_sections: 3,
             max_sections: 8,
             max_documents: 64,
-            max_parallel_tasks: 32,
             history_tokens: 0,
         }
     }
 }
 
 impl ParallelizationConfig {
-    pub fn from_value(extra: &Value) -> Result<Self, FactoryError> {
-        let config: Self = serde_path_to_error::deserialize(extra).map_err(|e| {
-            let path = e.path().to_string();
-            FactoryError {
-                field: if path == "." { "(root)".into() } else { path },
-                message: e.into_inner().to_string(),
-            }
-        })?;
+    pub fn from_value(
+        extra: &Value,
+        model_override: Option<&String>,
+    ) -> Result<Self, FactoryError> {
+        let config: Self = read_config(extra, model_override)?;
         config.validate()?;
         Ok(config)
     }
@@ -236,9 +199,6 @@ impl ParallelizationConfig {
                 message,
             })
         };
-        if self.model_name.trim().is_empty() {
-            return err("model_name", "must not be empty".into());
-        }
         if !(1..=15).contains(&self.num_voters) {
             return err(
                 "num_voters",
@@ -253,18 +213,10 @@ impl ParallelizationConfig {
                 );
             }
         }
-        for (field, t) in [
-            ("voter_temperature", self.voter_temperature),
-            ("temperature", self.temperature),
-        ] {
-            if !(0.0..=2.0).contains(&t) {
-                return err(field, format!("{t} is out of range 0.0..=2.0"));
-            }
-        }
-        if !(512..=1_048_576).contains(&self.num_ctx) {
+        if !(0.0..=2.0).contains(&self.voter_temperature) {
             return err(
-                "num_ctx",
-                format!("{} is out of range 512..=1048576", self.num_ctx),
+                "voter_temperature",
+                format!("{} is out of range 0.0..=2.0", self.voter_temperature),
             );
         }
         if self.max_collapse_depth > 10 {
@@ -292,18 +244,12 @@ impl ParallelizationConfig {
                 format!("{} is out of range 1..=512", self.max_documents),
             );
         }
-        if !(1..=256).contains(&self.max_parallel_tasks) {
-            return err(
-                "max_parallel_tasks",
-                format!("{} is out of range 1..=256", self.max_parallel_tasks),
-            );
-        }
         Ok(())
     }
 
     /// What a prompt of a call answering with `max_tokens` may take beside the run's history.
     pub fn budget(&self, max_tokens: u32) -> Budget {
-        Budget::new(self.num_ctx, Some(max_tokens)).less(self.history_tokens)
+        Budget::new(self.model.num_ctx, Some(max_tokens)).less(self.history_tokens)
     }
 
     /// [`budget`](Self::budget) for a call of `role`, answering with at most its `max_tokens`.
@@ -315,11 +261,36 @@ impl ParallelizationConfig {
     /// longest answer may take, so that the request itself keeps the other half.
     pub fn history_budget(&self) -> usize {
         let longest = self.max_tokens.roles().into_iter().map(|(_, n)| n).max();
-        Budget::new(self.num_ctx, longest).prompt_tokens() / 2
+        Budget::new(self.model.num_ctx, longest).prompt_tokens() / 2
     }
 
     /// Majority of the voters unless the room sets `quorum`.
     pub fn quorum(&self) -> u32 {
         self.quorum.unwrap_or(self.num_voters / 2 + 1)
+    }
+}
+
+impl RoomSettings for ParallelizationConfig {
+    fn model(&self) -> &ModelSettings {
+        &self.model
+    }
+
+    fn model_mut(&mut self) -> &mut ModelSettings {
+        &mut self.model
+    }
+}
+
+impl Ctx<ParallelizationConfig> {
+    /// A request answering with at most the role's `max_tokens`.
+    pub fn request(
+        &self,
+        role: Role,
+        prompt: Prompt,
+        temperature: f32,
+        seed: i64,
+        format: Option<Value>,
+    ) -> Result<ChatRequest, AgentError> {
+        let max_tokens = self.config.max_tokens.get(role);
+        self.request_capped(max_tokens, prompt, temperature, seed, format)
     }
 }

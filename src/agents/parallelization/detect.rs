@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::strategy::{Job, Strategy};
 use super::vote::{WH_WORDS, YES_NO_OPENERS};
-use super::words::split_word;
+use crate::agents::kit::words::split_word;
 
 /// How the strategy was chosen; part of the activity content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -5,12 +5,12 @@
 use serde_json::json;
 
 use super::config::{ParallelizationConfig, Role};
-use super::messages::TextMessage;
 use super::progress::RunStatus;
 use super::prompts;
-use super::runner::Run;
 use super::strategy::{text_after_command, Fanout, Info};
 use super::Outcome;
+use super::Run;
+use crate::agents::kit::messages::TextMessage;
 use crate::agents::AgentError;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -59,8 +59,8 @@ impl Fanout for FollowUp {
         let request = run.ctx.request(
             Role::Reduce,
             prompts::follow_up(&self.message),
-            config.temperature,
-            config.seed,
+            config.model.temperature,
+            config.model.seed,
             None,
         )?;
         let mut message = TextMessage::new(None);

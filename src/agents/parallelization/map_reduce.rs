@@ -5,16 +5,20 @@
 
 use serde_json::json;
 
-use super::budget::{estimate_tokens, pack, split_to_fit, truncate, Budget, MIN_CHUNK_TOKENS};
 use super::config::{ParallelizationConfig, Role};
 use super::detect::{split_documents, split_instruction};
-use super::failures::Failures;
-use super::messages::TextMessage;
 use super::progress::RunStatus;
 use super::prompts;
-use super::runner::{Ctx, Quiet, Run, TaskResult, TaskSpec};
 use super::strategy::{Fanout, Info};
 use super::Outcome;
+use super::Run;
+use super::{Ctx, TaskSpec};
+use crate::agents::kit::budget::{
+    estimate_tokens, pack, split_to_fit, truncate, Budget, MIN_CHUNK_TOKENS,
+};
+use crate::agents::kit::failures::Failures;
+use crate::agents::kit::messages::TextMessage;
+use crate::agents::kit::runner::{Quiet, TaskResult};
 use crate::agents::{AgentError, ErrorCode};
 
 /// Map calls of one run at most; the rest of a gigantic input is left out (and the answer says so).
@@ -269,8 +273,8 @@ async fn map(
                 ctx.request(
                     Role::Map,
                     prompts::map(instruction, &span.label(), text),
-                    ctx.config.temperature,
-                    ctx.config.seed,
+                    ctx.config.model.temperature,
+                    ctx.config.model.seed,
                     None,
                 )
             }),
@@ -368,8 +372,8 @@ async fn reduce(
         let request = run.ctx.request(
             Role::Reduce,
             prompts::reduce(instruction, &labelled(summaries)),
-            config.temperature,
-            config.seed,
+            config.model.temperature,
+            config.model.seed,
             None,
         );
         match request {
@@ -490,8 +494,8 @@ async fn collapse(
                 ctx.request(
                     Role::Collapse,
                     prompts::collapse(instruction, &labelled(&summaries[group.clone()])),
-                    ctx.config.temperature,
-                    ctx.config.seed,
+                    ctx.config.model.temperature,
+                    ctx.config.model.seed,
                     None,
                 )
             }),

@@ -5,25 +5,16 @@
 //! and the answer, strategy by strategy (`strategy` lists them: `sectioning`, `voting`,
 //! `map_reduce`, `follow_up`). Every call carries the earlier turns.
 
-mod budget;
 pub mod config;
 pub mod detect;
-mod failures;
 mod follow_up;
-mod history;
 mod map_reduce;
-mod messages;
 mod progress;
 pub mod prompts;
-mod repetition;
-mod reply;
-mod runner;
 mod sectioning;
 mod strategy;
-mod usage;
 pub mod vote;
 mod voting;
-pub mod words;
 
 pub use config::ParallelizationConfig;
 pub use follow_up::FollowUp;
@@ -34,17 +25,21 @@ pub use voting::Vote;
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::{
     Accepted, Agent, AgentDeps, AgentError, EventSink, FactoryError, RunOutput, StrategyInfo,
 };
+use crate::agents::kit::history::History;
+use crate::agents::kit::runner as kit;
 use crate::agui::RunAgentInput;
 use detect::Choice;
-use history::History;
-use progress::{Progress, RunStatus};
-use runner::{Ctx, Run};
-use usage::UsageBook;
+use progress::{Activity, RunStatus};
+
+/// The kit's run, context and task with this room's config and activity.
+pub(crate) type Run = kit::Run<ParallelizationConfig, Activity>;
+pub(crate) type Ctx = kit::Ctx<ParallelizationConfig>;
+pub(crate) type TaskSpec<'a> = kit::TaskSpec<'a, ParallelizationConfig>;
 
 /// The names a room's `factory_name` may use for this agent.
 pub const FACTORY_NAMES: &[&str] = &[
@@ -53,10 +48,7 @@ pub const FACTORY_NAMES: &[&str] = &[
 ];
 
 pub fn create(extra: &Value, deps: &AgentDeps) -> Result<Arc<dyn Agent>, FactoryError> {
-    let mut config = ParallelizationConfig::from_value(extra)?;
-    if let Some(model) = &deps.model_override {
-        config.model_name = model.clone();
-    }
+    let config = ParallelizationConfig::from_value(extra, deps.model_override.as_ref())?;
     Ok(Arc::new(ParallelizationAgent {
         config: Arc::new(config),
         deps: deps.clone(),
@@ -98,29 +90,21 @@ impl Agent for ParallelizationAgent {
         });
         let calls = choice.job.admit(&config).map_err(AgentError::BadInput)?;
         let mut progress =
-            Progress::new(choice.strategy, choice.source, choice.job.sections_source());
+            progress::start(choice.strategy, choice.source, choice.job.sections_source());
         if !history.turns.is_empty() {
-            progress.set_history(history.used);
+            progress.update(|a| a.history = Some(history.used));
         }
         if let Some(note) = history.note() {
             progress.note(note);
         }
-        let run = Run {
-            ctx: Ctx {
-                llm: self.deps.llm.clone(),
-                sink: events,
-                config,
-                history: history.turns.into(),
-            },
-            progress,
-            usage: UsageBook::default(),
-        };
+        let ctx = Ctx::new(self.deps.llm.clone(), events, config, &history);
+        let run = Run::new(ctx, progress);
         let strategy = choice.strategy.as_str();
         Ok(Accepted {
             run: Box::pin(execute(run, choice)),
             // Fan-outs keep at most `max_parallel_tasks` calls open; the other calls come one at
             // a time (plan, judge, reduce).
-            max_calls: calls.clamp(1, self.config.max_parallel_tasks as usize),
+            max_calls: calls.clamp(1, self.config.model.max_parallel_tasks as usize),
             strategy,
         })
     }
@@ -129,8 +113,7 @@ impl Agent for ParallelizationAgent {
 async fn execute(mut run: Run, choice: Choice) -> Result<RunOutput, AgentError> {
     tracing::Span::current().record("strategy", choice.strategy.as_str());
     tracing::info!(source = ?choice.source, "strategy chosen");
-    let snapshot = run.progress.snapshot();
-    run.ctx.send([snapshot]).await;
+    run.send_snapshot().await;
     let outcome = choice.job.run(&mut run).await;
     let status = if outcome.is_ok() {
         RunStatus::Complete
@@ -140,19 +123,18 @@ async fn execute(mut run: Run, choice: Choice) -> Result<RunOutput, AgentError> 
     run.progress.set_status(status);
     run.send_progress().await;
     let outcome = outcome?;
-    let mut result = json!({
-        "strategy": choice.strategy,
-        "strategy_source": choice.source,
-        "text": &outcome.text,
-    });
-    if let (Some(result), Value::Object(details)) = (result.as_object_mut(), outcome.details) {
-        result.extend(details);
+    let mut details = Map::new();
+    details.insert("strategy".into(), json!(choice.strategy));
+    details.insert("strategy_source".into(), json!(choice.source));
+    if let Value::Object(more) = outcome.details {
+        details.extend(more);
     }
-    result["llm_requests"] = run.usage.requests().into();
-    result["activity"] = run.progress.content();
+    details.insert("activity".into(), run.progress.content());
     Ok(RunOutput {
-        result: Some(result),
-        answer: Some(outcome.text),
+        answer: outcome.text,
+        llm_requests: run.usage.requests(),
         usage: run.usage.entries(run.ctx.llm.provider()),
+        activity_type: run.progress.activity_type(),
+        details,
     })
 }

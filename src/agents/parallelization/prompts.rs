@@ -1,6 +1,8 @@
 //! Every prompt the agent sends, kept together so they read as text. `{name}` marks where a value
 //! goes; the functions below fill them in.
 
+use crate::agents::kit::words::fill;
+
 pub const PLANNER_SYSTEM: &str = "\
 You plan the sections of a short document. Reply with JSON only, in the form
 {\"sections\": [\"First title\", \"Second title\"]}.
@@ -27,10 +29,6 @@ compared. Think it through, then reply with JSON only, in the form
 {\"answer\": \"...\", \"reasoning\": \"...\"}.
 `answer` is the short answer alone (a few words at most); `reasoning` gives the main reasons in
 two or three sentences.";
-
-pub const REASK: &str = "\
-Your reply could not be read: {error}. Reply again with the JSON object only, in the form asked
-for, and nothing before or after it.";
 
 pub const VOTER_ALLOWED: &str = "Your answer must be exactly one of: {allowed}.";
 
@@ -80,37 +78,6 @@ Answer in Markdown.";
 
 /// Words a map or collapse summary may have: short enough that many fit one reduce call.
 pub const SUMMARY_WORDS: usize = 150;
-
-/// Fills the `{name}` placeholders of `template` in one pass: an inserted value is never scanned
-/// again, so braces in user text (`{text}`, `{topic}`) reach the model as written. Braces that
-/// name no value (the JSON examples) stay as they are.
-fn fill(template: &str, values: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        let value = after.find('}').and_then(|close| {
-            let name = &after[..close];
-            values
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, value)| (close, *value))
-        });
-        match value {
-            Some((close, value)) => {
-                out.push_str(value);
-                rest = &after[close + 1..];
-            }
-            None => {
-                out.push('{');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
 
 pub fn planner(topic: &str, min: u32, max: u32) -> (String, String) {
     (
@@ -180,10 +147,6 @@ pub fn voter(
 }
 
 /// Asks again for a reply that was not the JSON asked for.
-pub fn reask(error: &str) -> String {
-    fill(REASK, &[("error", error)])
-}
-
 /// `candidates`: each tied answer with the reasoning its voters gave.
 pub fn judge(question: &str, candidates: &[(String, Vec<String>)]) -> (String, String) {
     let candidates = candidates

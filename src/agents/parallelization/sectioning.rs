@@ -5,14 +5,17 @@ use serde_json::{json, Value};
 
 use super::config::{ParallelizationConfig, Role};
 use super::detect::{title_of, topic_list};
-use super::failures::Failures;
 use super::progress::{RunStatus, SectionsSource};
 use super::prompts;
-use super::reply::json_object;
-use super::runner::{Ctx, Observer, Run, Structured, TaskResult, TaskSpec};
 use super::strategy::{text_after_command, Fanout, Info};
-use super::words::normalize;
-use super::{messages::TextMessage, Outcome};
+use super::Outcome;
+use super::Run;
+use super::{Ctx, TaskSpec};
+use crate::agents::kit::failures::Failures;
+use crate::agents::kit::messages::TextMessage;
+use crate::agents::kit::reply::json_object;
+use crate::agents::kit::runner::{Observer, Structured, TaskResult};
+use crate::agents::kit::words::normalize;
 use crate::agents::{AgentError, ErrorCode};
 use crate::agui::Event;
 
@@ -129,8 +132,8 @@ async fn write(
                     ctx.request(
                         Role::Section,
                         prompts::section(topic, sections, i),
-                        ctx.config.temperature,
-                        ctx.config.seed + i as i64,
+                        ctx.config.model.temperature,
+                        ctx.config.model.seed + i as i64,
                         None,
                     )
                 }),
@@ -208,8 +211,8 @@ async fn plan(run: &mut Run, topic: &str) -> Result<Vec<String>, AgentError> {
     let request = run.ctx.request(
         Role::Planner,
         prompts::planner(topic, min, max),
-        config.temperature,
-        config.seed,
+        config.model.temperature,
+        config.model.seed,
         Some(schema),
     )?;
     run.step_started("plan").await;
@@ -408,7 +411,7 @@ impl Observer for Document {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agents::parallelization::runner::{TaskFailure, TaskOutput};
+    use crate::agents::kit::runner::{TaskFailure, TaskOutput};
     use crate::llm::Usage;
 
     fn text_of(events: &[Event]) -> String {

@@ -10,10 +10,10 @@ use super::config::ParallelizationConfig;
 use super::follow_up::FollowUp;
 use super::map_reduce::Summarize;
 use super::progress::SectionsSource;
-use super::runner::Run;
 use super::sectioning::Sections;
 use super::voting::Vote;
 use super::Outcome;
+use super::Run;
 use crate::agents::{AgentError, StrategyInfo};
 
 /// What names a strategy and what the page shows of it.

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::words::{folded, normalize, split_word, word_spans};
+use crate::agents::kit::words::{folded, normalize, split_word, word_spans};
 
 /// The answers a question allows.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,15 +6,18 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::config::{ParallelizationConfig, Role, TieBreak};
-use super::failures::Failures;
-use super::messages::TextMessage;
-use super::progress::{AnswerSource, RunStatus};
+use super::progress::RunStatus;
 use super::prompts;
-use super::reply::{json_object, text_field};
-use super::runner::{Ctx, Quiet, Run, Structured, TaskFailure, TaskResult, TaskSpec};
 use super::strategy::{text_after_command, Fanout, Info};
 use super::vote::{leaders, question_answers, tally, Answers, Count, Counted};
 use super::Outcome;
+use super::Run;
+use super::{Ctx, TaskSpec};
+use crate::agents::kit::board::AnswerSource;
+use crate::agents::kit::failures::Failures;
+use crate::agents::kit::messages::TextMessage;
+use crate::agents::kit::reply::{json_object, text_field};
+use crate::agents::kit::runner::{Quiet, Structured, TaskFailure, TaskResult};
 use crate::agents::{AgentError, ErrorCode};
 
 /// One voter's valid answer.
@@ -153,7 +156,7 @@ async fn poll(run: &mut Run, question: &str, answers: &Answers) -> Result<Outcom
                     Role::Voter,
                     prompts::voter(question, allowed, perspective(config, i)),
                     config.voter_temperature,
-                    config.seed + i as i64,
+                    config.model.seed + i as i64,
                     Some(answers.schema()),
                 )
             }),
@@ -381,8 +384,8 @@ async fn judge(
         .request(
             Role::Judge,
             prompts::judge(question, candidates),
-            config.temperature,
-            config.seed,
+            config.model.temperature,
+            config.model.seed,
             Some(options.schema()),
         )
         .map_err(|e| e.to_string())?;

@@ -107,12 +107,12 @@ export function checkStream(run) {
   return last;
 }
 
-/** The parallelization activity rebuilt from its snapshot and deltas with fast-json-patch. */
+/** The run's activity (any room's) rebuilt from its snapshot and deltas with fast-json-patch. */
 export function rebuiltActivity(events) {
   let id;
   let content;
   for (const e of events) {
-    if (e.type === "ACTIVITY_SNAPSHOT" && e.activityType === "parallelization") {
+    if (e.type === "ACTIVITY_SNAPSHOT") {
       assert.equal(id ?? e.messageId, e.messageId, "a second activity message in one run");
       id = e.messageId;
       content = structuredClone(e.content);

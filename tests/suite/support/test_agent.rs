@@ -157,9 +157,11 @@ impl Agent for Scripted {
                     subagent_run_id: None,
                 })
                 .await;
+            let mut answer = String::new();
             for i in 0..words {
                 tokio::time::sleep(delay).await;
                 let delta = format!("word{i} ");
+                answer.push_str(&delta);
                 events
                     .send(Event::TextMessageContent {
                         message_id: message_id.clone(),
@@ -190,10 +192,13 @@ impl Agent for Scripted {
                     message: "the scripted agent failed as told".into(),
                 });
             }
+            let mut details = serde_json::Map::new();
+            details.insert("echo".into(), json!(prompt));
             Ok(RunOutput {
-                result: Some(json!({"echo": prompt})),
-                answer: Some(prompt),
-                usage: Vec::new(),
+                answer,
+                details,
+                activity_type: "test",
+                ..RunOutput::default()
             })
         }))
     }

@@ -8,13 +8,15 @@ use std::sync::Arc;
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
+use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc::{self, UnboundedSender};
 
-use super::config::{ParallelizationConfig, Role};
+use super::board::{AnswerSource, Board, Cut};
+use super::budget::Budget;
+use super::history::History;
 use super::messages::{Coalescer, ReasoningMessage, TextMessage};
-use super::progress::{AnswerSource, Cut, Progress};
-use super::prompts;
+use super::model::{ModelSettings, RoomSettings};
 use super::repetition::{ends_in_loop, CHECK_EVERY};
 use super::usage::UsageBook;
 use crate::agents::{AgentError, ErrorCode, EventSink};
@@ -24,38 +26,71 @@ use crate::llm::{
 };
 use crate::logsafe::Shown;
 
-/// A system and a user message.
-pub type Prompt = (String, String);
+pub use super::budget::Prompt;
 
-/// The services and settings of one run.
-pub struct Ctx {
-    pub llm: Arc<dyn LlmClient>,
-    pub sink: EventSink,
-    pub config: Arc<ParallelizationConfig>,
-    /// The thread's earlier turns, fitted to the context; every call carries them.
-    pub history: Arc<[ChatMessage]>,
+/// Asked again of a structured answer that could not be read, in the same conversation.
+const REASK: &str = "\
+Your reply could not be read: {error}. Reply again with the JSON object only, in the form asked
+for, and nothing before or after it.";
+
+pub fn reask(error: &str) -> String {
+    REASK.replace("{error}", error)
 }
 
-impl Ctx {
+/// The services and settings of one run.
+pub struct Ctx<C> {
+    pub llm: Arc<dyn LlmClient>,
+    pub sink: EventSink,
+    pub config: Arc<C>,
+    /// The thread's earlier turns, fitted to the context; every call carries them.
+    pub history: Arc<[ChatMessage]>,
+    /// Tokens `history` takes in every prompt.
+    history_tokens: usize,
+}
+
+impl<C: RoomSettings> Ctx<C> {
+    pub fn new(
+        llm: Arc<dyn LlmClient>,
+        sink: EventSink,
+        config: Arc<C>,
+        history: &History,
+    ) -> Self {
+        Self {
+            llm,
+            sink,
+            config,
+            history: history.turns.clone().into(),
+            history_tokens: history.tokens(),
+        }
+    }
+
+    pub fn model(&self) -> &ModelSettings {
+        self.config.model()
+    }
+
     pub async fn send(&self, events: impl IntoIterator<Item = Event>) {
         for event in events {
             self.sink.send(event).await;
         }
     }
 
-    /// A request with the room's model, context size, the role's token limit and think level; a
-    /// prompt the context cannot hold is refused here rather than sent.
-    pub fn request(
+    /// What a prompt of a call answering with `max_tokens` may take beside the run's history.
+    pub fn budget(&self, max_tokens: u32) -> Budget {
+        Budget::new(self.model().num_ctx, Some(max_tokens)).less(self.history_tokens)
+    }
+
+    /// A request with the room's model, context size and think level, answering with at most
+    /// `max_tokens`; a prompt the context cannot hold is refused here rather than sent.
+    pub fn request_capped(
         &self,
-        role: Role,
+        max_tokens: u32,
         prompt: Prompt,
         temperature: f32,
         seed: i64,
         format: Option<Value>,
     ) -> Result<ChatRequest, AgentError> {
-        let config = &self.config;
-        config
-            .role_budget(role)
+        let config = self.model();
+        self.budget(max_tokens)
             .check(&prompt, 0, "the material of this call")
             .map_err(|message| AgentError::Failed {
                 code: ErrorCode::PromptTooLong,
@@ -73,7 +108,7 @@ impl Ctx {
                 temperature: Some(temperature),
                 seed: Some(seed),
                 num_ctx: Some(config.num_ctx),
-                max_tokens: Some(config.max_tokens.get(role)),
+                max_tokens: Some(max_tokens),
                 ..GenerationOptions::default()
             },
             format,
@@ -83,16 +118,17 @@ impl Ctx {
 }
 
 /// One parallel task: a call streamed as a subagent named `label`.
-pub struct TaskSpec<'a> {
+pub struct TaskSpec<'a, C> {
     pub label: String,
     /// Builds the call when the task starts, so that a run holds the prompts of the tasks in
     /// flight only, not of every task it will run.
-    pub request: MakeRequest<'a>,
+    pub request: MakeRequest<'a, C>,
     /// How a structured answer is read; free text is taken as it is without one.
     pub structured: Option<Structured>,
 }
 
-pub type MakeRequest<'a> = Box<dyn FnOnce(&Ctx) -> Result<ChatRequest, AgentError> + Send + 'a>;
+pub type MakeRequest<'a, C> =
+    Box<dyn FnOnce(&Ctx<C>) -> Result<ChatRequest, AgentError> + Send + 'a>;
 
 /// Reads a structured answer: the JSON asked for (re-asked once, in the same conversation, with
 /// the reason when a reply is not), then what the prose says when that also fails.
@@ -163,13 +199,27 @@ impl Observer for Quiet {}
 type Tap<'a> = Option<(usize, &'a UnboundedSender<(usize, String)>)>;
 
 /// One run's context, activity and usage.
-pub struct Run {
-    pub ctx: Ctx,
-    pub progress: Progress,
+pub struct Run<C, X> {
+    pub ctx: Ctx<C>,
+    pub progress: Board<X>,
     pub usage: UsageBook,
 }
 
-impl Run {
+impl<C: RoomSettings, X: Serialize> Run<C, X> {
+    pub fn new(ctx: Ctx<C>, progress: Board<X>) -> Self {
+        Self {
+            ctx,
+            progress,
+            usage: UsageBook::default(),
+        }
+    }
+
+    /// Sends the activity's snapshot: the first thing a run sends.
+    pub async fn send_snapshot(&mut self) {
+        let snapshot = self.progress.snapshot();
+        self.ctx.send([snapshot]).await;
+    }
+
     pub async fn send_progress(&mut self) {
         let delta = self.progress.delta();
         self.ctx.send(delta).await;
@@ -200,7 +250,7 @@ impl Run {
         let model = request.model.clone();
         let reasoning = self
             .ctx
-            .config
+            .model()
             .show_thinking
             .then(|| ReasoningMessage::new(None));
         let reply = stream_reply(&self.ctx, request, text, reasoning, None).await?;
@@ -224,7 +274,7 @@ impl Run {
     /// rest of what the backend cannot take) and returns their results in input order.
     pub async fn fan_out(
         &mut self,
-        tasks: Vec<TaskSpec<'_>>,
+        tasks: Vec<TaskSpec<'_, C>>,
         observer: &mut dyn Observer,
     ) -> Vec<TaskResult> {
         let Run {
@@ -240,7 +290,7 @@ impl Run {
         let base = progress.add_tasks(tasks.iter().map(|t| t.label.clone()).zip(ids.clone()));
         let (tap_tx, mut tap_rx) = mpsc::unbounded_channel();
         let tap = observer.wants_text().then_some(&tap_tx);
-        let limit = ctx.config.max_parallel_tasks as usize;
+        let limit = ctx.model().max_parallel_tasks as usize;
         let mut waiting = tasks.into_iter().zip(ids).enumerate();
         let mut running = FuturesUnordered::new();
         let mut results: Vec<Option<TaskResult>> = Vec::new();
@@ -312,14 +362,14 @@ impl Run {
 }
 
 /// One task: its call streamed into the subagent's own text message.
-async fn run_task(
-    ctx: &Ctx,
+async fn run_task<C: RoomSettings>(
+    ctx: &Ctx<C>,
     index: usize,
     id: String,
-    task: TaskSpec<'_>,
+    task: TaskSpec<'_, C>,
     tap: Option<&UnboundedSender<(usize, String)>>,
 ) -> (usize, String, String, TaskResult) {
-    let model = ctx.config.model_name.clone();
+    let model = ctx.model().model_name.clone();
     let request = match (task.request)(ctx) {
         Ok(request) => request,
         Err(e) => {
@@ -357,8 +407,8 @@ fn llm_failure(e: LlmError) -> TaskFailure {
 
 /// One call, and for a structured answer the re-ask and the free-text reading. The replies stream
 /// into `text` one after the other; thinking goes to a reasoning message of `subagent` when shown.
-async fn answer(
-    ctx: &Ctx,
+async fn answer<C: RoomSettings>(
+    ctx: &Ctx<C>,
     request: ChatRequest,
     structured: Option<&Structured>,
     mut text: Option<&mut TextMessage>,
@@ -366,7 +416,7 @@ async fn answer(
     tap: Tap<'_>,
 ) -> TaskResult {
     let reasoning = || {
-        ctx.config
+        ctx.model()
             .show_thinking
             .then(|| ReasoningMessage::new(subagent.map(str::to_owned)))
     };
@@ -409,9 +459,7 @@ async fn answer(
     again
         .messages
         .push(ChatMessage::assistant(first.text.clone()));
-    again
-        .messages
-        .push(ChatMessage::user(prompts::reask(&error)));
+    again.messages.push(ChatMessage::user(reask(&error)));
     if let Some(message) = text.as_deref_mut() {
         // The second reply follows the first in the subagent's message.
         let events = message.push("\n\n");
@@ -448,8 +496,8 @@ struct Reply {
 
 /// Streams one call: content into `text` (and the tap), thinking into `reasoning` when shown,
 /// both coalesced. Leaves `text` open.
-async fn stream_reply(
-    ctx: &Ctx,
+async fn stream_reply<C: RoomSettings>(
+    ctx: &Ctx<C>,
     request: ChatRequest,
     text: Option<&mut TextMessage>,
     reasoning: Option<ReasoningMessage>,
@@ -479,8 +527,8 @@ async fn stream_reply(
     })
 }
 
-struct Streamer<'a> {
-    ctx: &'a Ctx,
+struct Streamer<'a, C> {
+    ctx: &'a Ctx<C>,
     text: Option<&'a mut TextMessage>,
     reasoning: Option<ReasoningMessage>,
     tap: Tap<'a>,
@@ -493,7 +541,7 @@ struct Streamer<'a> {
     deltas: u64,
 }
 
-impl Streamer<'_> {
+impl<C: RoomSettings> Streamer<'_, C> {
     /// Streams until the final chunk, or until the answer loops: the stream is dropped then,
     /// which ends the call on the backend.
     async fn run(&mut self, request: ChatRequest) -> Result<(Usage, Option<Cut>), LlmError> {

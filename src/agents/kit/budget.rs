@@ -4,7 +4,8 @@
 
 use std::ops::Range;
 
-use super::runner::Prompt;
+/// A system and a user message.
+pub type Prompt = (String, String);
 
 /// Bytes per token assumed: generous for English (about 4 characters a token) and about right for
 /// CJK scripts (3 bytes, about one token, a character).

@@ -1,4 +1,4 @@
-//! Word helpers shared by detection and vote counting.
+//! Word helpers: normalising answers, splitting on words, filling prompt templates.
 
 /// Splits on a whole word, case-insensitively ("Wind and Sun" -> ["Wind", "Sun"]).
 pub fn split_word<'a>(text: &'a str, word: &str) -> Vec<&'a str> {
@@ -64,6 +64,37 @@ pub fn normalize(answer: &str) -> String {
     } else {
         content.join(" ")
     }
+}
+
+/// Fills the `{name}` placeholders of `template` in one pass: an inserted value is never scanned
+/// again, so braces in user text (`{text}`, `{topic}`) reach the model as written. Braces that
+/// name no value (the JSON examples) stay as they are.
+pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let value = after.find('}').and_then(|close| {
+            let name = &after[..close];
+            values
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, value)| (close, *value))
+        });
+        match value {
+            Some((close, value)) => {
+                out.push_str(value);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]

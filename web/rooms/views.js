@@ -1,0 +1,14 @@
+// Each room's own view of its activity, by `activityType`; a room without one shows the task
+// cards and progress every activity has.
+
+import { renderDebate } from "./room-debate.js";
+
+const VIEWS = {
+  debate: renderDebate,
+};
+
+/** The room's view of `activity`, or null. */
+export function roomView(activityType, activity) {
+  const view = VIEWS[activityType];
+  return view ? view(activity) : null;
+}
