@@ -878,7 +878,8 @@ macro_rules! sql_store {
                     "SELECT r.id, r.thread_id, r.parent_run_id, r.created, r.finished, r.status, \
                      CASE WHEN COALESCE(SUM(r.input_bytes) OVER (ORDER BY r.created DESC, r.id \
                      DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) < $3 \
-                     THEN r.input END AS input, r.result, r.usage, r.events_cut, r.metadata \
+                     THEN r.input END AS input, r.result, r.usage, r.answer, r.llm_requests, \
+                     r.events_cut, r.metadata \
                      FROM runs r JOIN threads t ON t.id = r.thread_id \
                      WHERE t.id = $1 AND t.room = $2 ORDER BY r.created, r.id",
                 )
