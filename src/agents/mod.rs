@@ -1,6 +1,7 @@
 //! Agents: what runs when a room is asked something. The host hands an agent the run input and an
 //! event sink; the agent streams AG-UI events into it and returns the run's result.
 
+pub mod brainstorm;
 pub mod chat;
 pub mod debate;
 mod error;

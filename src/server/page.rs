@@ -40,6 +40,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../web/rooms/views.js"),
     ),
     (
+        "room-brainstorm.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/rooms/brainstorm.js"),
+    ),
+    (
         "room-debate.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web/rooms/debate.js"),

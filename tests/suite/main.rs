@@ -43,6 +43,7 @@ mod parallelization_voting;
 mod process_lifecycle;
 mod real_model;
 mod real_model_agent;
+mod room_brainstorm;
 mod room_chat;
 mod room_debate;
 mod shutdown_load;

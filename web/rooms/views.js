@@ -1,9 +1,11 @@
 // Each room's own view of its activity, by `activityType`; a room without one shows the task
 // cards and progress every activity has.
 
+import { renderBrainstorm } from "./room-brainstorm.js";
 import { renderDebate } from "./room-debate.js";
 
 const VIEWS = {
+  brainstorm: renderBrainstorm,
   debate: renderDebate,
 };
 
