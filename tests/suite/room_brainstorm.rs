@@ -346,3 +346,14 @@ async fn the_shipped_room_file_loads_in_the_originals_format() {
     let result = finished(&server.run("brainstorm", prompt(CHALLENGE)).await);
     assert_eq!(result["activity"]["top_idea"], "Idea of the Visionary");
 }
+
+#[tokio::test]
+async fn the_mocks_default_replies_make_a_complete_arena() {
+    // Generic replies (an echo for ideas, schema-shaped JSON for votes) still give a result:
+    // what the conformance suite's mock LLM sends.
+    let mock = MockLlm::start().await;
+    let server = server(&mock, 3).await;
+    let result = finished(&server.run("brainstorm", prompt(CHALLENGE)).await);
+    assert_eq!(result["activity"]["status"], "complete");
+    assert!(result["activity"]["total_ideas"].as_u64().unwrap_or(0) >= 1);
+}
