@@ -4,13 +4,11 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::support::harness::{
-    eventually, test_settings, verify_agui, RunResult, TempDir, TestServer,
-};
+use crate::support::harness::{eventually, test_settings, verify_agui, TempDir, TestServer};
 use crate::support::mock_llm::{MockLlm, MockReply, MockRequest};
-use crate::support::parallelization::{prompt, system_of};
+use crate::support::parallelization::{finished, prompt, statuses, system_of};
 use roomhost::agents::brainstorm::prompts::{GENERATOR_MARK, PERSONAS, VOTER_MARK};
 use roomhost::agents::Registry;
 
@@ -75,41 +73,6 @@ fn arena(rank: &'static [&'static str]) -> impl Fn(&MockRequest) -> MockReply {
         }
         MockReply::new().text(json!({"ranking": order}).to_string())
     }
-}
-
-fn finished(run: &RunResult) -> Value {
-    assert_eq!(run.status, 200, "{:?}", run.error_body);
-    if let Err(e) = verify_agui(&run.events) {
-        panic!("{e}\n{:#?}", run.types());
-    }
-    let last = run.last();
-    assert_eq!(last["type"], "RUN_FINISHED", "{last}");
-    let result = last["result"].clone();
-    assert_eq!(run.activity_state(), result["activity"]);
-    result
-}
-
-fn statuses(run: &RunResult) -> Vec<String> {
-    let mut seen: Vec<String> = Vec::new();
-    for event in &run.events {
-        let status = match event["type"].as_str() {
-            Some("ACTIVITY_SNAPSHOT") => event["content"]["status"].as_str(),
-            Some("ACTIVITY_DELTA") => event["patch"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .rev()
-                .filter(|op| op["path"] == "/status")
-                .find_map(|op| op["value"].as_str()),
-            _ => None,
-        };
-        if let Some(status) = status {
-            if seen.last().map(String::as_str) != Some(status) {
-                seen.push(status.to_owned());
-            }
-        }
-    }
-    seen
 }
 
 const VISIONARY_FIRST: &[&str] = &["Visionary", "Car-free", "Pragmatist", "Skeptic", "Maverick"];
