@@ -248,25 +248,41 @@ async fn arena(run: &mut Run, challenge: &str) -> Result<(Vec<Idea>, Vec<usize>)
     Ok((ideas, order))
 }
 
+/// One persona's call, seeded by the persona so that each reads differently; a structured one
+/// (a vote) asks for the ranking's JSON.
+fn task(
+    label: String,
+    prompt: kit::Prompt,
+    persona: usize,
+    structured: Option<Structured>,
+) -> TaskSpec<'static, BrainstormConfig> {
+    let format = structured.is_some().then(|| tally::SCHEMA.clone());
+    TaskSpec {
+        label,
+        request: Box::new(move |ctx: &kit::Ctx<BrainstormConfig>| {
+            let model = ctx.model();
+            ctx.request_capped(
+                ctx.config.max_tokens,
+                prompt,
+                model.temperature,
+                model.seed + persona as i64,
+                format,
+            )
+        }),
+        structured,
+    }
+}
+
 /// Every persona's ideas, at once; a persona that fails or offers none is a note.
 async fn generate(run: &mut Run, challenge: &str) -> Vec<(usize, Vec<String>)> {
     let tasks = (0..PERSONAS.len())
         .map(|persona| {
-            let prompt = prompts::generator(persona, challenge);
-            TaskSpec {
-                label: format!("Ideas: {}", PERSONAS[persona].0),
-                request: Box::new(move |ctx: &kit::Ctx<BrainstormConfig>| {
-                    let model = ctx.model();
-                    ctx.request_capped(
-                        ctx.config.max_tokens,
-                        prompt,
-                        model.temperature,
-                        model.seed + persona as i64,
-                        None,
-                    )
-                }),
-                structured: None,
-            }
+            task(
+                format!("Ideas: {}", PERSONAS[persona].0),
+                prompts::generator(persona, challenge),
+                persona,
+                None,
+            )
         })
         .collect();
     run.step_started("generating").await;
@@ -316,19 +332,11 @@ async fn vote(run: &mut Run, challenge: &str, ideas: &mut [Idea]) -> Result<(), 
             let texts: Vec<&str> = others.iter().map(|&i| ideas[i].text.as_str()).collect();
             let prompt = prompts::voter(*voter, challenge, &texts);
             let count = others.len();
-            TaskSpec {
-                label: format!("Vote: {}", PERSONAS[*voter].0),
-                request: Box::new(move |ctx: &kit::Ctx<BrainstormConfig>| {
-                    let model = ctx.model();
-                    ctx.request_capped(
-                        ctx.config.max_tokens,
-                        prompt,
-                        model.temperature,
-                        model.seed,
-                        Some(tally::SCHEMA.clone()),
-                    )
-                }),
-                structured: Some(Structured {
+            task(
+                format!("Vote: {}", PERSONAS[*voter].0),
+                prompt,
+                *voter,
+                Some(Structured {
                     parse: Box::new(move |text| {
                         tally::parse_ranking(text, count).map(|r| json!(r))
                     }),
@@ -336,7 +344,7 @@ async fn vote(run: &mut Run, challenge: &str, ideas: &mut [Idea]) -> Result<(), 
                         tally::ranking_in_prose(text, count).map(|r| json!(r))
                     })),
                 }),
-            }
+            )
         })
         .collect();
     run.step_started("voting").await;
