@@ -48,7 +48,7 @@ impl Default for BrainstormConfig {
     fn default() -> Self {
         Self {
             model: ModelSettings::default(),
-            num_voters: 3,
+            num_voters: 4,
             max_tokens: 1024,
         }
     }
