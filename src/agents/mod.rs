@@ -8,6 +8,7 @@ mod error;
 pub mod kit;
 pub mod parallelization;
 mod registry;
+pub mod shark_tank;
 
 pub use error::{AgentError, ErrorCode};
 pub use registry::{Factory, FactoryError, Registry};

@@ -50,6 +50,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../web/rooms/debate.js"),
     ),
     (
+        "room-shark-tank.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/rooms/shark-tank.js"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         include_str!("../../web/style.css"),

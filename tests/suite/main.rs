@@ -46,6 +46,7 @@ mod real_model_agent;
 mod room_brainstorm;
 mod room_chat;
 mod room_debate;
+mod room_shark_tank;
 mod shutdown_load;
 mod soliplex_api;
 mod store;

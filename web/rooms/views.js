@@ -3,10 +3,12 @@
 
 import { renderBrainstorm } from "./room-brainstorm.js";
 import { renderDebate } from "./room-debate.js";
+import { renderSharkTank } from "./room-shark-tank.js";
 
 const VIEWS = {
   brainstorm: renderBrainstorm,
   debate: renderDebate,
+  shark_tank: renderSharkTank,
 };
 
 /** The room's view of `activity`, or null. */

@@ -1,6 +1,6 @@
-// Every other shipped room's stream (chat, debate, brainstorm) through each @ag-ui/client
-// generation in use: zero warnings, the answer and the activity rebuilt, and no subagents for the
-// pre-1.0 clients.
+// Every other shipped room's stream (chat, debate, brainstorm, shark-tank) through each
+// @ag-ui/client generation in use: zero warnings, the answer and the activity rebuilt, and no
+// subagents for the pre-1.0 clients.
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -13,6 +13,7 @@ const ROOMS = [
   ["chat", "Explain what a context window is in two sentences", "chat"],
   ["debate", "Cities should ban cars from their centres", "debate"],
   ["brainstorm", "Ways to get more people cycling to work", "brainstorm"],
+  ["shark-tank", "An app that matches dog owners for neighbourhood playdates", "shark_tank"],
 ];
 
 let mock;
