@@ -1,12 +1,14 @@
 //! Agents: what runs when a room is asked something. The host hands an agent the run input and an
 //! event sink; the agent streams AG-UI events into it and returns the run's result.
 
+pub mod brainstorm;
 pub mod chat;
 pub mod debate;
 mod error;
 pub mod kit;
 pub mod parallelization;
 mod registry;
+pub mod shark_tank;
 
 pub use error::{AgentError, ErrorCode};
 pub use registry::{Factory, FactoryError, Registry};

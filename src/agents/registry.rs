@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{chat, debate, parallelization, Agent, AgentDeps};
+use super::{brainstorm, chat, debate, parallelization, shark_tank, Agent, AgentDeps};
 
 /// Builds an agent from a room's `agent.extra_config` (an empty object when the room says
 /// `with_agent_config: false`).
@@ -34,6 +34,8 @@ impl Registry {
         registry.register_all(parallelization::FACTORY_NAMES, parallelization::create);
         registry.register_all(chat::FACTORY_NAMES, chat::create);
         registry.register_all(debate::FACTORY_NAMES, debate::create);
+        registry.register_all(brainstorm::FACTORY_NAMES, brainstorm::create);
+        registry.register_all(shark_tank::FACTORY_NAMES, shark_tank::create);
         registry
     }
 

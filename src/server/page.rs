@@ -40,9 +40,19 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../web/rooms/views.js"),
     ),
     (
+        "room-brainstorm.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/rooms/brainstorm.js"),
+    ),
+    (
         "room-debate.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web/rooms/debate.js"),
+    ),
+    (
+        "room-shark-tank.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/rooms/shark-tank.js"),
     ),
     (
         "style.css",

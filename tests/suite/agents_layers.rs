@@ -190,6 +190,8 @@ fn no_files_of_the_kit_or_a_room_import_each_other_in_a_cycle() {
     for folder in [
         &["agents", "kit"][..],
         &["agents", "debate"],
+        &["agents", "brainstorm"],
+        &["agents", "shark_tank"],
         &["agents", "chat"],
     ] {
         if !Path::new(AGENTS).join(folder[1]).is_dir() {

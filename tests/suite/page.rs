@@ -82,7 +82,9 @@ async fn the_page_and_everything_it_loads_is_served_from_the_binary() {
             "favicon.svg",
             "markdown.js",
             "patch.js",
+            "room-brainstorm.js",
             "room-debate.js",
+            "room-shark-tank.js",
             "room-views.js",
             "sse.js",
             "style.css"

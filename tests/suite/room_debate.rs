@@ -11,7 +11,7 @@ use crate::support::harness::{
     eventually, test_settings, verify_agui, RunResult, TempDir, TestServer,
 };
 use crate::support::mock_llm::{MockLlm, MockReply, MockRequest};
-use crate::support::parallelization::{prompt, system_of};
+use crate::support::parallelization::{prompt, statuses, system_of};
 use roomhost::agents::debate::prompts::{DEBATER_MARK, JUDGE_MARK};
 use roomhost::agents::Registry;
 
@@ -79,30 +79,6 @@ fn finished(run: &RunResult) -> Value {
         result["text"].as_str().unwrap_or_default()
     );
     result
-}
-
-/// Every status the activity went through, in order, repeats removed.
-fn statuses(run: &RunResult) -> Vec<String> {
-    let mut seen: Vec<String> = Vec::new();
-    for event in &run.events {
-        let status = match event["type"].as_str() {
-            Some("ACTIVITY_SNAPSHOT") => event["content"]["status"].as_str(),
-            Some("ACTIVITY_DELTA") => event["patch"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .rev()
-                .filter(|op| op["path"] == "/status")
-                .find_map(|op| op["value"].as_str()),
-            _ => None,
-        };
-        if let Some(status) = status {
-            if seen.last().map(String::as_str) != Some(status) {
-                seen.push(status.to_owned());
-            }
-        }
-    }
-    seen
 }
 
 #[tokio::test]

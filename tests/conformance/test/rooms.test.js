@@ -1,5 +1,6 @@
-// Every other shipped room's stream (chat, debate) through each @ag-ui/client generation in use:
-// zero warnings, the answer and the activity rebuilt, and no subagents for the pre-1.0 clients.
+// Every other shipped room's stream (chat, debate, brainstorm, shark-tank) through each
+// @ag-ui/client generation in use: zero warnings, the answer and the activity rebuilt, and no
+// subagents for the pre-1.0 clients.
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -11,6 +12,8 @@ import { startMockLlm, startRoomhost } from "../lib/servers.js";
 const ROOMS = [
   ["chat", "Explain what a context window is in two sentences", "chat"],
   ["debate", "Cities should ban cars from their centres", "debate"],
+  ["brainstorm", "Ways to get more people cycling to work", "brainstorm"],
+  ["shark-tank", "An app that matches dog owners for neighbourhood playdates", "shark_tank"],
 ];
 
 let mock;
@@ -38,7 +41,7 @@ for (const client of CLIENTS) {
         assert.deepEqual(rebuiltActivity(run.raw).content, result.activity);
         const subagents = run.raw.filter((e) => e.type.startsWith("SUBAGENT"));
         if (client.profile === "legacy") assert.deepEqual(subagents, []);
-        else if (room === "debate") assert.ok(subagents.length > 0, "the debaters and judges as subagents");
+        else assert.ok(room === "chat" || subagents.length > 0, "the fan-out's calls as subagents");
       });
     }
   });

@@ -208,3 +208,27 @@ pub async fn assert_idle(server: &TestServer, mock: &MockLlm) {
     })
     .await;
 }
+
+/// Every status the activity went through, in order, repeats removed.
+pub fn statuses(run: &RunResult) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    for event in &run.events {
+        let status = match event["type"].as_str() {
+            Some("ACTIVITY_SNAPSHOT") => event["content"]["status"].as_str(),
+            Some("ACTIVITY_DELTA") => event["patch"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .rev()
+                .filter(|op| op["path"] == "/status")
+                .find_map(|op| op["value"].as_str()),
+            _ => None,
+        };
+        if let Some(status) = status {
+            if seen.last().map(String::as_str) != Some(status) {
+                seen.push(status.to_owned());
+            }
+        }
+    }
+    seen
+}
