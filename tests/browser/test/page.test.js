@@ -31,7 +31,8 @@ const pageErrors = [];
 before(async () => {
   await mkdir(OUT, { recursive: true });
   mock = await startMockLlm();
-  host = await startRoomhost(mock.url);
+  // The parallelization room alone: these tests drive its strategies from the page's first room.
+  host = await startRoomhost(mock.url, { ROOMHOST_ROOMS_DIR: await roomsDirWith({}) });
   await mock.mode(AUTO);
   profile = await mkdtemp(path.join(os.tmpdir(), "roomhost-chromium-"));
   context = await chromium.launchPersistentContext(profile, {

@@ -12,7 +12,7 @@ import { chromium } from "playwright-core";
 
 import { lastRun as lastRunOf, settled as settledRun } from "../lib/runs.js";
 
-import { REPO, freePort, startMockLlm, startRoomhost } from "../../conformance/lib/servers.js";
+import { REPO, freePort, roomsDirWith, startMockLlm, startRoomhost } from "../../conformance/lib/servers.js";
 
 const OUT = path.join(REPO, "test-output/browser");
 const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
@@ -31,7 +31,8 @@ before(async () => {
   await mkdir(OUT, { recursive: true });
   // The server starts with nothing on its LLM port; the mock comes up there later.
   llmPort = await freePort();
-  host = await startRoomhost(`http://127.0.0.1:${llmPort}`);
+  // The parallelization room alone: these tests drive its strategies from the page's first room.
+  host = await startRoomhost(`http://127.0.0.1:${llmPort}`, { ROOMHOST_ROOMS_DIR: await roomsDirWith({}) });
   profile = await mkdtemp(path.join(os.tmpdir(), "roomhost-chromium-"));
   context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
