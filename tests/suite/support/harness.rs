@@ -46,12 +46,14 @@ pub fn test_settings(llm_url: &str, rooms_dir: PathBuf) -> Settings {
     settings
 }
 
-/// LLM timeouts that only a hung call reaches, for tests whose calls must end by being answered
-/// or by the server's cancellation, never by a busy machine being slow.
+/// LLM timeouts longer than any test waits, for tests whose calls must end by being answered or
+/// by the server's cancellation: never because a busy machine was slow, and never as a stand-in
+/// for the cancellation being tested.
 pub fn patient_llm(settings: &mut Settings) {
-    settings.llm.first_byte_timeout = HANG_GUARD;
-    settings.llm.idle_timeout = HANG_GUARD;
-    settings.llm.request_timeout = HANG_GUARD;
+    let never = HANG_GUARD * 10;
+    settings.llm.first_byte_timeout = never;
+    settings.llm.idle_timeout = never;
+    settings.llm.request_timeout = never;
 }
 
 impl TestServer {
