@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::harness::{eventually, slots, TestServer};
+use crate::support::harness::{eventually, patient_llm, slots, TestServer};
 use crate::support::mock_llm::{auto_reply, MockLlm, MockReply};
 use crate::support::parallelization::{assert_idle, finished, server_with, ROOM};
 use serde_json::json;
@@ -62,6 +62,8 @@ async fn four_readers_that_never_read_do_not_hold_the_backend() {
         s.llm.max_concurrency = slots(4);
         s.client_stall = Duration::from_secs(1);
         s.client_buffer_bytes = 64 << 20;
+        // No LLM timeout frees a slot, however long a busy machine takes.
+        patient_llm(s);
     })
     .await;
     let mut clients = Vec::new();
@@ -99,6 +101,8 @@ async fn let_go(stall: Duration, buffer_bytes: usize) {
     let server = server_with(&mock, "", |s| {
         s.client_stall = stall;
         s.client_buffer_bytes = buffer_bytes;
+        // However long a busy machine takes, no LLM timeout ends the hanging calls instead.
+        patient_llm(s);
     })
     .await;
     let client = never_read(&server, "stalled").await;

@@ -50,6 +50,16 @@ pub fn test_settings(llm_url: &str, rooms_dir: PathBuf) -> Settings {
     settings
 }
 
+/// LLM timeouts longer than any test waits, for tests whose calls must end by being answered or
+/// by the server's cancellation: never because a busy machine was slow, and never as a stand-in
+/// for the cancellation being tested.
+pub fn patient_llm(settings: &mut Settings) {
+    let never = HANG_GUARD * 10;
+    settings.llm.first_byte_timeout = never;
+    settings.llm.idle_timeout = never;
+    settings.llm.request_timeout = never;
+}
+
 impl TestServer {
     /// One room from `room_yaml`, the builtin agents, the LLM at `llm_url`.
     pub async fn start(llm_url: &str, room_yaml: &str) -> TestServer {
@@ -546,9 +556,13 @@ fn real_server(url_var: &str) -> (String, String) {
     }
 }
 
-/// Polls `cond` every 10 ms until it holds; panics naming `what` after 5 s.
+/// How long a test waits for something that must happen before calling it a hang. Only a real
+/// hang reaches it, even with every core busy: it is never what a test measures.
+pub const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// Polls `cond` every 10 ms until it holds; panics naming `what` after [`HANG_GUARD`].
 pub async fn eventually(what: &str, cond: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + HANG_GUARD;
     while !cond() {
         assert!(
             std::time::Instant::now() < deadline,

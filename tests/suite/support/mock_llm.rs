@@ -265,6 +265,8 @@ struct Shared {
     in_flight: AtomicUsize,
     peak: AtomicUsize,
     disconnects: AtomicUsize,
+    /// TCP connections accepted and not yet closed.
+    connections: AtomicUsize,
     stopped: CancellationToken,
 }
 
@@ -291,11 +293,7 @@ impl MockLlm {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::default());
-        tokio::spawn(serve(
-            listener,
-            router(shared.clone()),
-            shared.stopped.clone(),
-        ));
+        tokio::spawn(serve(listener, shared.clone()));
         Ok(MockLlm { addr, shared })
     }
 
@@ -352,6 +350,12 @@ impl MockLlm {
         self.shared.disconnects.load(Ordering::SeqCst)
     }
 
+    /// Connections still open. At 0 once its clients are gone, the mock has read every request
+    /// they sent: nothing sent earlier can still arrive.
+    pub fn open_connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
     pub fn reset_stats(&self) {
         self.shared.reset_stats();
     }
@@ -402,7 +406,9 @@ impl Shared {
 }
 
 /// Accepts connections until stopped; each connection is dropped (closed) on stop.
-async fn serve(listener: TcpListener, app: Router, stopped: CancellationToken) {
+async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let app = router(shared.clone());
+    let stopped = shared.stopped.clone();
     loop {
         let io = tokio::select! {
             _ = stopped.cancelled() => return,
@@ -421,6 +427,8 @@ async fn serve(listener: TcpListener, app: Router, stopped: CancellationToken) {
         };
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         let stopped = stopped.clone();
+        shared.connections.fetch_add(1, Ordering::SeqCst);
+        let shared = shared.clone();
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(io), service);
@@ -428,6 +436,7 @@ async fn serve(listener: TcpListener, app: Router, stopped: CancellationToken) {
                 _ = conn => {}
                 _ = stopped.cancelled() => {}
             }
+            shared.connections.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }
