@@ -178,7 +178,8 @@ async fn a_follow_up_is_answered_in_one_call_with_the_conversation(api: LlmApi) 
 
 /// Every other shipped room's first suggestion, as the page offers it: a valid stream that ends
 /// with an answer. A debate may end `all_tasks_failed` when no judge of the tiny model gave a
-/// score it could read; its arguments are there all the same.
+/// score it could read, or `llm_truncated` when the tiny server cuts a late round's stream (its
+/// context fills over three rounds); its first arguments are there all the same.
 async fn every_rooms_first_suggestion_runs(api: LlmApi) {
     let server = real_server(api).await;
     for room in ["chat", "debate"] {
@@ -193,7 +194,13 @@ async fn every_rooms_first_suggestion_runs(api: LlmApi) {
         match last["type"].as_str() {
             Some("RUN_FINISHED") => assert!(!run.final_text().trim().is_empty(), "{room}"),
             _ if room == "debate" => {
-                assert_eq!(last["code"], "all_tasks_failed", "{last}");
+                assert!(
+                    matches!(
+                        last["code"].as_str(),
+                        Some("all_tasks_failed" | "llm_truncated")
+                    ),
+                    "{last}"
+                );
                 let results = &run.activity_state()["results"];
                 assert!(results[0]["output"].as_str().is_some_and(|t| !t.is_empty()));
             }
